@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Creates .venv with facefleet installed (editable) and the extras named in $FACEFLEET_EXTRAS.
+# Sourced by run.sh and test.sh; safe to run again (pip skips what is already there).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+python="${FACEFLEET_PYTHON:-python3}"
+venv="${FACEFLEET_VENV:-$root/.venv}"
+
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+  echo "facefleet needs Python 3.10 or newer as '$python' (set FACEFLEET_PYTHON)" >&2
+  exit 1
+fi
+if [ ! -x "$venv/bin/python" ]; then
+  if ! "$python" -m venv "$venv" 2>/dev/null; then
+    # Debian and Ubuntu ship venv separately.
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && apt-get install -y -qq python3-venv python3-pip >/dev/null
+      "$python" -m venv "$venv"
+    else
+      echo "cannot create a virtual environment: install python3-venv (apt-get install python3-venv)" >&2
+      exit 1
+    fi
+  fi
+  "$venv/bin/python" -m pip install -q --upgrade pip
+fi
+"$venv/bin/python" -m pip install -q -e "$root[${FACEFLEET_EXTRAS:-cpu}]"

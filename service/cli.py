@@ -1,0 +1,321 @@
+"""`facefleet`: the operator's command line (models, providers, detect, compare)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from . import __version__
+from .config import Settings, _parse_providers, _parse_size
+from .errors import FacefleetError
+from .manifest import ModelSpec, load_manifest
+from .pipeline import Face, FaceEngine, ImageResult
+
+log = logging.getLogger("facefleet")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        models_dir=args.models_dir,
+        cache_dir=args.cache_dir,
+        providers=args.providers,
+        det_name=args.det,
+        rec_name=args.rec,
+        shape_policy=args.shape_policy,
+        det_threshold=getattr(args, "threshold", None),
+    )
+
+
+def _selected(names: list[str], default: list[str]) -> list[ModelSpec]:
+    manifest = load_manifest()
+    return [manifest.get(n) for n in (names or default)]
+
+
+# ---------------------------------------------------------------- models
+def cmd_models_list(args: argparse.Namespace) -> int:
+    settings, manifest = _settings(args), load_manifest()
+    defaults = {manifest.default_detection, manifest.default_recognition}
+    print(f"{'name':24} {'task':11} {'family':7} {'file':44} {'here':5} licence")
+    for spec in manifest.models.values():
+        here = "yes" if (Path(settings.models_dir) / spec.file).is_file() else "no"
+        mark = "*" if spec.name in defaults else " "
+        print(f"{spec.name + mark:24} {spec.task:11} {spec.family:7} {spec.file:44} {here:5} {spec.licence}")
+    print(f"\n* default pack; models folder: {settings.models_dir}; manifest: {manifest.path}")
+    return 0
+
+
+def cmd_models_verify(args: argparse.Namespace) -> int:
+    from .verify import verify_model
+
+    settings, manifest = _settings(args), load_manifest()
+    specs = _selected(args.names, [])
+    if not specs:  # everything that is present, plus the defaults, which must be
+        defaults = {manifest.default_detection, manifest.default_recognition}
+        specs = [
+            s for s in manifest.models.values() if s.name in defaults or (Path(settings.models_dir) / s.file).is_file()
+        ]
+    problems = [p for spec in specs for p in verify_model(spec, settings.models_dir)]
+    for problem in problems:
+        print(problem)
+    print(f"{len(specs)} models checked, {len(problems)} problems")
+    return 1 if problems else 0
+
+
+def cmd_models_prepare(args: argparse.Namespace) -> int:
+    from .loader import trt_fixed_hw
+    from .modelfiles import require_model_file
+    from .prepare import prepare_model
+
+    settings, manifest = _settings(args), load_manifest()
+    for spec in _selected(args.names, [manifest.default_detection, manifest.default_recognition]):
+        path, digest = require_model_file(spec, settings.models_dir, settings.verify_models)
+        fixed = None
+        if args.size and spec.task == "detection" and not spec.fixed_hw:
+            fixed = (args.size[1], args.size[0])
+        fixed = fixed or trt_fixed_hw(spec, settings)
+        out = prepare_model(spec, path, digest, settings.cache_dir, fixed)
+        print(f"{spec.name}: {'unchanged, runs as is' if out == path else out}")
+    return 0
+
+
+def cmd_models_pull(args: argparse.Namespace) -> int:
+    from .pull import pull
+
+    settings, manifest = _settings(args), load_manifest()
+    failed = 0
+    for spec in _selected(args.names, [manifest.default_detection, manifest.default_recognition]):
+        try:
+            path, fetched = pull(spec, settings.models_dir, settings.cache_dir)
+            print(f"{spec.name}: {'fetched' if fetched else 'already present'} {path}")
+        except FacefleetError as exc:
+            print(f"facefleet: {exc}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
+# ---------------------------------------------------------------- providers
+def cmd_providers(args: argparse.Namespace) -> int:
+    from .diagnose import environment_report
+    from .loader import load_model
+
+    settings, manifest = _settings(args), load_manifest()
+    report: dict[str, Any] = {"environment": environment_report(), "chain": list(settings.providers), "models": {}}
+    for name in (settings.det_name or manifest.default_detection, settings.rec_name or manifest.default_recognition):
+        try:
+            opened, digest = load_model(manifest.get(name), settings)
+            report["models"][name] = {"sha256": digest, **opened.report()}
+        except FacefleetError as exc:
+            report["models"][name] = {"error": str(exc)}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    env = report["environment"]
+    print(f"onnxruntime {env['onnxruntime']} ({env['device']}); offers: {', '.join(env['available_providers'])}")
+    jetson = env["jetson"]
+    print(f"Jetson: {'L4T ' + jetson.get('l4t', '?') + ' ' + jetson.get('board', '') if jetson else 'no'}")
+    for label, found in env["gpu_libraries"].items():
+        print(f"  {label:13} {found or 'not found'}")
+    print(f"chain: {' -> '.join(settings.providers)}")
+    for name, info in report["models"].items():
+        if "error" in info:
+            print(f"{name}: FAILED: {info['error']}")
+            continue
+        print(f"{name}: runs on {info['active_provider']} (warm-up {info['warmup_ms']} ms)")
+        for attempt in info["attempts"]:
+            print(f"  {attempt['provider']:9} {'ok' if attempt['ok'] else 'no: ' + attempt['reason']}")
+    return 0
+
+
+# ---------------------------------------------------------------- detect / compare
+def face_json(face: Face, with_vector: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "bbox": [round(float(v), 2) for v in face.bbox],
+        "prob": round(face.score, 4),
+        "size": round(face.size, 1),
+        "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks],
+    }
+    if face.embedding is not None:
+        out["norm"] = round(float(face.norm or 0), 4)
+        if with_vector:
+            out["vec"] = [round(float(v), 6) for v in face.embedding]
+    return out
+
+
+def _print_result(path: str, result: ImageResult) -> None:
+    if not result.ok:
+        print(f"{path}: failed: {result.error}")
+        return
+    h, w = result.shape or (0, 0)
+    print(f"{path}: {len(result.faces)} face(s) in {w}x{h}")
+    for k, face in enumerate(result.faces, 1):
+        x1, y1, x2, y2 = face.bbox
+        line = f"  face {k}: box ({x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f}) score {face.score:.3f}"
+        if face.embedding is not None:
+            head = ", ".join(f"{v:+.3f}" for v in face.embedding[:4])
+            line += f"; embedding {face.embedding.size}-d, norm {face.norm:.2f}, [{head}, ...]"
+        print(line)
+
+
+def _draw(paths: list[str], results: list[ImageResult], images: list[bytes], out: str) -> None:
+    from .decode import decode_image
+    from .draw import draw_faces
+
+    target = Path(out)
+    as_dir = len(paths) > 1 or target.is_dir()
+    if as_dir:
+        target.mkdir(parents=True, exist_ok=True)
+    for path, result, data in zip(paths, results, images, strict=True):
+        if not result.ok:
+            continue
+        drawn = draw_faces(decode_image(data), result.faces)
+        file = target / f"{Path(path).stem}.faces.jpg" if as_dir else target
+        cv2.imwrite(str(file), drawn)
+        print(f"drew {len(result.faces)} face(s) into {file}", file=sys.stderr)
+
+
+def _read(paths: list[str]) -> list[bytes]:
+    data = []
+    for path in paths:
+        try:
+            data.append(Path(path).read_bytes())
+        except OSError as exc:
+            raise FacefleetError(f"cannot read {path}: {exc.strerror}") from None
+    return data
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    images = _read(args.images)
+    engine = FaceEngine.from_settings(settings, with_recognizer=not args.no_embed)
+    results = engine.process(images, embed=not args.no_embed)
+    if args.json:
+        payload = [
+            {
+                "image": path,
+                "status": "ok" if r.ok else "failed",
+                **(
+                    {"faces": [face_json(f) for f in r.faces]}
+                    if r.ok
+                    else {"error": {"code": r.error.code, "message": str(r.error)}}
+                ),
+            }
+            for path, r in zip(args.images, results, strict=True)
+        ]
+        print(json.dumps(payload))
+    else:
+        det = engine.detector
+        print(
+            f"detector {det.spec.name} on {det.opened.provider}"
+            + (
+                f", recognizer {engine.recognizer.spec.name} on {engine.recognizer.opened.provider}"
+                if engine.recognizer
+                else ""
+            )
+        )
+        for path, result in zip(args.images, results, strict=True):
+            _print_result(path, result)
+    if args.draw:
+        _draw(args.images, results, images, args.draw)
+    return 0 if all(r.ok for r in results) else 1
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    engine = FaceEngine.from_settings(settings)
+    results = engine.process(_read([args.a, args.b]))
+    for path, result in zip((args.a, args.b), results, strict=True):
+        if not result.ok or not result.faces:
+            raise FacefleetError(f"{path}: {result.error or 'no face found'}")
+    first, second = (max(r.faces, key=lambda f: f.size) for r in results)
+    similarity = float(np.dot(first.embedding, second.embedding))
+    assert engine.recognizer is not None
+    threshold = engine.recognizer.spec.verify_threshold or 0.4
+    same = similarity >= threshold
+    if args.json:
+        print(json.dumps({"similarity": round(similarity, 4), "threshold": threshold, "same_person": same}))
+    else:
+        verdict = "same person" if same else "different people"
+        print(f"similarity {similarity:.4f} ({verdict}; threshold {threshold} for {engine.recognizer.spec.name})")
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("engine (each also an environment variable, see docs/configuration.md)")
+    group.add_argument("--models-dir", help="model files folder [FACEFLEET_MODELS_DIR, default ./models]")
+    group.add_argument("--cache-dir", help="prepared models and engine caches [FACEFLEET_CACHE_DIR]")
+    group.add_argument("--providers", type=_parse_providers, help="chain, e.g. tensorrt,cuda,cpu [FACEFLEET_PROVIDERS]")
+    group.add_argument("--det", help="detector manifest name [FACEFLEET_DET_NAME]")
+    group.add_argument("--rec", help="recognizer manifest name [FACEFLEET_REC_NAME]")
+    group.add_argument("--shape-policy", choices=("fixed", "fit"), help="detector input shape [FACEFLEET_SHAPE_POLICY]")
+    group.add_argument("-v", "--verbose", action="store_true", help="log what happens (provider fallbacks, prepare)")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(prog="facefleet", description=__doc__, parents=[common])
+    parser.add_argument("--version", action="version", version=f"facefleet {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    models = sub.add_parser("models", help="list, verify, prepare and pull model files").add_subparsers(
+        dest="action", required=True
+    )
+    p = models.add_parser("list", parents=[common], help="every model the manifest knows")
+    p.set_defaults(func=cmd_models_list)
+    p = models.add_parser("verify", parents=[common], help="sha256, loadability and layout of model files")
+    p.add_argument("names", nargs="*", help="default: every model present, plus the default pack")
+    p.set_defaults(func=cmd_models_verify)
+    p = models.add_parser("prepare", parents=[common], help="write the prepared (fixed) copies into the cache")
+    p.add_argument("names", nargs="*", help="default: the configured or default pack")
+    p.add_argument("--size", type=_parse_size, help="fix a dynamic detector's input to WIDTH,HEIGHT (TensorRT)")
+    p.set_defaults(func=cmd_models_prepare)
+    p = models.add_parser("pull", parents=[common], help="download model files from the manifest's sources")
+    p.add_argument("names", nargs="*", help="default: the licence-clean default pack")
+    p.set_defaults(func=cmd_models_pull)
+
+    p = sub.add_parser("providers", parents=[common], help="where each model runs and why (GPU debugging)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_providers)
+
+    p = sub.add_parser("detect", parents=[common], help="detect and embed the faces of images")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--json", action="store_true", help="InsightFace-REST style JSON, embeddings included")
+    p.add_argument("--draw", metavar="OUT", help="write annotated JPEG(s): a file, or a folder for several images")
+    p.add_argument("--no-embed", action="store_true", help="detection only")
+    p.add_argument("--threshold", type=float, help="face score threshold [FACEFLEET_DET_THRESH, default 0.5]")
+    p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("compare", parents=[common], help="similarity of the largest faces of two images")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_compare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.func(args)
+    except FacefleetError as exc:
+        print(f"facefleet: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Face detection: letterbox, batched model runs, family decoding, NMS, back to image pixels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import scrfd, yunet
+from .config import Settings
+from .manifest import ModelSpec
+from .nms import nms
+from .runtime import OpenedSession
+from .shapes import Placement, letterbox, plan, to_blob
+from .timing import Timings, maybe
+
+
+@dataclass
+class Detections:
+    """Faces of one image, best score first, in the original image's pixels."""
+
+    boxes: np.ndarray  # K x 4: x1, y1, x2, y2
+    scores: np.ndarray  # K
+    landmarks: np.ndarray  # K x 5 x 2: eyes, nose, mouth corners
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+class Detector:
+    def __init__(self, spec: ModelSpec, opened: OpenedSession, settings: Settings) -> None:
+        self.spec = spec
+        self.opened = opened
+        self.settings = settings
+        names = [o.name for o in opened.session.get_outputs()]
+        family = yunet if spec.family == "yunet" else scrfd
+        self._decode = family.decode
+        self._groups = family.group_outputs(names, spec.strides)
+        fixed = opened.input_shape[2:]
+        if all(fixed):
+            # A fixed-input file (or TensorRT copy) dictates geometry whatever the policy says.
+            self.policy, self.det_size = "fixed", (fixed[1], fixed[0])
+        else:
+            self.policy, self.det_size = settings.shape_policy, settings.det_size
+        self.batched_output = spec.layout != "scrfd_flat"
+        dynamic_batch = opened.input_shape[0] is None
+        self.max_batch = settings.det_batch_size if dynamic_batch and self.batched_output else 1
+
+    def detect(
+        self, images: list[np.ndarray], threshold: float | None = None, timings: Timings | None = None
+    ) -> list[Detections]:
+        """Detect faces in every image; images whose inputs share a shape share model runs."""
+        threshold = self.settings.det_threshold if threshold is None else threshold
+        with maybe(timings, "det_prep"):
+            placements = [plan(img.shape[:2], self.det_size, self.policy) for img in images]
+        by_shape: dict[tuple[int, int], list[int]] = {}
+        for i, placement in enumerate(placements):
+            by_shape.setdefault(placement.input_hw, []).append(i)
+        results: list[Detections | None] = [None] * len(images)
+        for input_hw, indices in by_shape.items():
+            for start in range(0, len(indices), self.max_batch):
+                chunk = indices[start : start + self.max_batch]
+                self._run_chunk(images, placements, chunk, input_hw, threshold, results, timings)
+        return [r for r in results if r is not None]
+
+    def _run_chunk(
+        self,
+        images: list[np.ndarray],
+        placements: list[Placement],
+        chunk: list[int],
+        input_hw: tuple[int, int],
+        threshold: float,
+        results: list[Detections | None],
+        timings: Timings | None,
+    ) -> None:
+        spec = self.spec
+        with maybe(timings, "det_prep"):
+            canvases = [letterbox(images[i], placements[i]) for i in chunk]
+            blob = to_blob(canvases, spec.mean, spec.std, swap_rb=spec.color == "BGR")
+        with maybe(timings, "det_run"):
+            outputs = self.opened.session.run(None, {self.opened.input_name: blob})
+        with maybe(timings, "det_post"):
+            for k, i in enumerate(chunk):
+                index = k if self.batched_output else None
+                boxes, scores, kps = self._decode(outputs, self._groups, spec, input_hw, threshold, index)
+                keep = nms(boxes, scores, self.settings.nms_iou)
+                scale = placements[i].scale
+                results[i] = Detections(
+                    (boxes[keep] / scale).astype(np.float32),
+                    scores[keep].astype(np.float32),
+                    (kps[keep] / scale).astype(np.float32),
+                )

@@ -1,0 +1,51 @@
+"""Errors with a stable machine-readable code and a message fit for an operator or a client.
+
+Every failure a user can cause or fix is one of these, so callers (CLI, HTTP) print one clear
+line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+
+class FacefleetError(Exception):
+    """Base class: `code` is stable for clients, `str(error)` is the human sentence."""
+
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ImageError(FacefleetError):
+    """An input image cannot be used; only that image fails, never the request."""
+
+    code = "bad_image"
+
+
+class ImageTooLargeError(ImageError):
+    code = "image_too_large"
+
+
+class ModelError(FacefleetError):
+    """A model file is missing, corrupt, or does not match its manifest entry."""
+
+    code = "model_error"
+
+
+class ManifestError(FacefleetError):
+    code = "manifest_error"
+
+
+class ConfigError(FacefleetError):
+    code = "config_error"
+
+
+class ProviderError(FacefleetError):
+    """No provider of the chain could open and warm up a model."""
+
+    code = "no_provider"
+
+
+class PullError(FacefleetError):
+    code = "pull_failed"

@@ -1,0 +1,40 @@
+"""From a manifest name to a warmed-up session: file check, prepared copy, provider chain."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .config import Settings
+from .manifest import ModelSpec
+from .modelfiles import require_model_file
+from .prepare import prepare_model
+from .runtime import OpenedSession, open_session
+
+
+def trt_fixed_hw(spec: ModelSpec, settings: Settings) -> tuple[int, int] | None:
+    """A detector with dynamic H x W gets a fixed-size copy when TensorRT leads the chain:
+    TensorRT rejects dynamic spatial dimensions without optimisation profiles, and one fixed
+    shape builds one cached engine."""
+    if spec.task != "detection" or spec.fixed_hw or not settings.providers or settings.providers[0] != "tensorrt":
+        return None
+    width, height = settings.det_size
+    return (height, width)
+
+
+def load_model(
+    spec: ModelSpec,
+    settings: Settings,
+    *,
+    available: Sequence[str] | None = None,
+    session_factory: Callable[..., Any] | None = None,
+) -> tuple[OpenedSession, str]:
+    """The opened session and the source file's sha256 (its identity in reports and caches)."""
+    path, digest = require_model_file(spec, settings.models_dir, settings.verify_models)
+    runnable = prepare_model(spec, path, digest, settings.cache_dir, trt_fixed_hw(spec, settings))
+    if spec.task == "detection":
+        hw = spec.fixed_hw or (settings.det_size[1], settings.det_size[0])
+    else:
+        hw = spec.fixed_hw or (112, 112)
+    opened = open_session(runnable, digest, settings, hw, available=available, session_factory=session_factory)
+    return opened, digest

@@ -1,0 +1,50 @@
+"""Where a model's file lives and whether it is the file the manifest pins."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+
+from .errors import ModelError
+from .manifest import ModelSpec
+
+
+def model_path(spec: ModelSpec, models_dir: str) -> Path:
+    return Path(models_dir) / spec.file
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=64)
+def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """Hashing a 250 MB recognizer takes a second; keyed by size and mtime, it is done once."""
+    return sha256_file(path)
+
+
+def file_sha256(path: Path) -> str:
+    stat = path.stat()
+    return _cached_sha256(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+def require_model_file(spec: ModelSpec, models_dir: str, check_sha256: bool = True) -> tuple[Path, str]:
+    """The model's path and sha256, or one clear error naming the file and the fix."""
+    path = model_path(spec, models_dir)
+    if not path.is_file():
+        raise ModelError(
+            f"model {spec.name}: file {path} is missing; run `facefleet models pull {spec.name}` "
+            f"or put {spec.file} into {models_dir}"
+        )
+    digest = file_sha256(path)
+    if check_sha256 and spec.sha256 and digest != spec.sha256:
+        raise ModelError(
+            f"model {spec.name}: {path} has sha256 {digest[:12]}…, the manifest pins {spec.sha256[:12]}…; "
+            "the file is corrupt or a different model"
+        )
+    return path, digest

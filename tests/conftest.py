@@ -1,0 +1,109 @@
+"""Shared fixtures: the real models and photos of ../shared, and the default pack from PyPI."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.config import Settings
+from service.decode import decode_image
+from service.manifest import load_manifest
+from service.pipeline import FaceEngine
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+SHARED_MODELS = SHARED / "models"
+SHARED_IMAGES = SHARED / "images"
+DEFAULT_PACK_DIR = Path(os.environ.get("FACEFLEET_TEST_DEFAULT_PACK", ROOT / ".cache" / "default-pack"))
+
+# Who is in each one-face photo of ../shared/images (its README): same-person pairs share a name.
+IDENTITIES = {
+    "person_a_1.jpg": "macron",
+    "person_a_2.jpg": "macron",
+    "person_b_1.jpg": "ardern",
+    "person_b_2.jpg": "ardern",
+    "impostor_1.jpg": "obama",
+    "obama.jpg": "obama",
+    "obama2.jpg": "obama",
+    "obama3.jpg": "obama",
+    "biden.jpg": "biden",
+    "impostor_2.jpg": "sunak",
+}
+
+
+def _require_shared() -> None:
+    if not SHARED_MODELS.is_dir() or not SHARED_IMAGES.is_dir():
+        pytest.skip(f"../shared (real models and photos) not found at {SHARED}")
+
+
+@pytest.fixture(scope="session")
+def shared_models() -> Path:
+    _require_shared()
+    return SHARED_MODELS
+
+
+@pytest.fixture(scope="session")
+def images_dir() -> Path:
+    _require_shared()
+    return SHARED_IMAGES
+
+
+@pytest.fixture(scope="session")
+def image_bytes(images_dir: Path):
+    def read(name: str) -> bytes:
+        return (images_dir / name).read_bytes()
+
+    return read
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    from skimage import data
+
+    return data.astronaut()
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("facefleet-cache")
+
+
+@pytest.fixture(scope="session")
+def make_settings(shared_models: Path, cache_dir: Path):
+    def make(**overrides) -> Settings:
+        values = {"models_dir": str(shared_models), "cache_dir": str(cache_dir), "providers": ("cpu",)}
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def default_pack(cache_dir: Path) -> Path:
+    """The licence-clean default pack, pulled for real from PyPI once and kept in .cache/."""
+    from service.pull import pull
+
+    manifest = load_manifest()
+    for name in (manifest.default_detection, manifest.default_recognition):
+        pull(manifest.get(name), str(DEFAULT_PACK_DIR), str(cache_dir))
+    return DEFAULT_PACK_DIR
+
+
+@pytest.fixture(scope="session")
+def engine_factory(make_settings):
+    engines: dict[tuple, FaceEngine] = {}
+
+    def make(det: str, rec: str, **overrides) -> FaceEngine:
+        key = (det, rec, *sorted(overrides.items()))
+        if key not in engines:
+            engines[key] = FaceEngine.from_settings(make_settings(det_name=det, rec_name=rec, **overrides))
+        return engines[key]
+
+    return make
+
+
+def decode_file(path: Path) -> np.ndarray:
+    return decode_image(path.read_bytes())

@@ -1,0 +1,119 @@
+"""The `facefleet` command as an operator runs it: real processes, real models, real photos."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import cv2
+import pytest
+
+from .conftest import SHARED_IMAGES
+
+
+def run(*args: str, env_extra: dict | None = None, check: bool = False) -> subprocess.CompletedProcess:
+    env = {**os.environ, **(env_extra or {})}
+    proc = subprocess.run(
+        [sys.executable, "-m", "service", *args], capture_output=True, text=True, env=env, check=False, timeout=300
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def pack_env(default_pack, cache_dir) -> dict:
+    return {"FACEFLEET_MODELS_DIR": str(default_pack), "FACEFLEET_CACHE_DIR": str(cache_dir)}
+
+
+def test_detect_json_with_the_default_pack(pack_env, images_dir):
+    proc = run("detect", str(images_dir / "two_people.jpg"), "--json", env_extra=pack_env, check=True)
+    [result] = json.loads(proc.stdout)
+    assert result["status"] == "ok" and len(result["faces"]) == 2
+    face = result["faces"][0]
+    assert len(face["bbox"]) == 4 and len(face["landmarks"]) == 5 and len(face["vec"]) == 128
+    assert face["prob"] > 0.5 and face["norm"] > 0
+
+
+def test_detect_keeps_answering_the_good_images_when_one_is_bad(pack_env, images_dir, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    proc = run("detect", str(images_dir / "biden.jpg"), str(text), str(empty), env_extra=pack_env)
+    assert proc.returncode == 1
+    assert "biden.jpg: 1 face(s)" in proc.stdout
+    assert f"{text}: failed: not a recognised image" in proc.stdout
+    assert f"{empty}: failed: empty input" in proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
+def test_detect_draws_annotated_images(pack_env, images_dir, tmp_path):
+    out = tmp_path / "drawn.jpg"
+    run("detect", str(images_dir / "two_people.jpg"), "--draw", str(out), "--no-embed", env_extra=pack_env, check=True)
+    drawn, original = cv2.imread(str(out)), cv2.imread(str(images_dir / "two_people.jpg"))
+    assert drawn.shape == original.shape
+    assert (cv2.absdiff(drawn, original) > 60).any()  # something was drawn
+
+
+def test_compare_same_and_different_people(pack_env, images_dir):
+    same = run(
+        "compare",
+        str(images_dir / "obama.jpg"),
+        str(images_dir / "impostor_1.jpg"),
+        "--json",
+        env_extra=pack_env,
+        check=True,
+    )
+    other = run(
+        "compare",
+        str(images_dir / "obama.jpg"),
+        str(images_dir / "biden.jpg"),
+        "--json",
+        env_extra=pack_env,
+        check=True,
+    )
+    assert json.loads(same.stdout)["same_person"] is True
+    assert json.loads(other.stdout)["same_person"] is False
+
+
+def test_providers_report_tells_where_each_model_runs_and_why(pack_env):
+    proc = run("providers", "--json", env_extra=pack_env, check=True)
+    report = json.loads(proc.stdout)
+    assert "CPUExecutionProvider" in report["environment"]["available_providers"]
+    assert set(report["environment"]["gpu_libraries"]) == {"CUDA runtime", "cuBLAS", "cuDNN", "TensorRT"}
+    for model in report["models"].values():
+        assert model["active_provider"] == "cpu"
+        assert [a["provider"] for a in model["attempts"]] == ["tensorrt", "cuda", "cpu"]
+
+
+def test_models_verify_and_list(pack_env, shared_models, tmp_path):
+    run("models", "verify", env_extra=pack_env, check=True)
+    broken = tmp_path / "models"
+    broken.mkdir()
+    shutil.copy(shared_models / "scrfd_500m.onnx", broken)
+    with open(broken / "scrfd_500m.onnx", "r+b") as handle:
+        handle.seek(5000)
+        handle.write(b"\x00" * 16)
+    proc = run("models", "verify", "scrfd_500m", "--models-dir", str(broken))
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines()[0].startswith("scrfd_500m: sha256 ")
+    listing = run("models", "list", env_extra=pack_env, check=True).stdout
+    assert "yunet_2023mar_int8bq*" in listing and "glintr100" in listing
+
+
+def test_missing_model_is_one_line_not_a_traceback(tmp_path):
+    proc = run("detect", str(SHARED_IMAGES / "biden.jpg"), "--models-dir", str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert "is missing; run `facefleet models pull yunet_2023mar_int8bq`" in proc.stderr
+
+
+def test_invalid_environment_value_fails_with_one_line(pack_env, images_dir):
+    proc = run("detect", str(images_dir / "biden.jpg"), env_extra={**pack_env, "REC_BATCH_SIZE": "zero"})
+    assert proc.returncode == 2
+    expected = "facefleet: invalid REC_BATCH_SIZE='zero': invalid literal for int() with base 10: 'zero'"
+    assert proc.stderr.strip() == expected

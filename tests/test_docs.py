@@ -1,0 +1,50 @@
+"""The docs stay true to the code: every knob, command and model is documented."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from service.cli import build_parser
+from service.config import OPTIONS
+from service.manifest import load_manifest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _subcommands(parser: argparse.ArgumentParser, prefix: str = "") -> list[str]:
+    names = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                nested = _subcommands(sub, f"{prefix}{name} ")
+                names += nested or [f"{prefix}{name}"]
+    return names
+
+
+def test_every_setting_and_alias_is_documented():
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    for spec in OPTIONS.values():
+        for variable in (spec["env"], *spec["aliases"]):
+            assert f"`{variable}`" in text, variable
+
+
+def test_every_command_is_in_the_readme():
+    text = (ROOT / "README.md").read_text()
+    commands = _subcommands(build_parser())
+    assert "models pull" in commands and "detect" in commands
+    for command in commands:
+        assert f"facefleet {command}" in text, command
+
+
+def test_every_model_is_in_the_models_doc():
+    text = (ROOT / "docs" / "models.md").read_text()
+    for name in load_manifest().models:
+        assert f"`{name}`" in text, name
+
+
+def test_readme_starts_with_the_two_commands():
+    lines = (ROOT / "README.md").read_text().splitlines()
+    block = lines[lines.index("```sh") + 1 : lines.index("```")]
+    assert [line.split("#")[0].strip() for line in block] == ["bash scripts/run.sh", "bash scripts/test.sh"]
+    assert all((ROOT / line.split()[1]).is_file() for line in block)
