@@ -168,7 +168,10 @@ def _draw(paths: list[str], results: list[ImageResult], images: list[bytes], out
     from .draw import draw_faces
 
     target = Path(out)
-    as_dir = len(paths) > 1 or target.is_dir()
+    # A folder unless OUT names a single image file (it has an image suffix).
+    as_dir = (
+        len(paths) > 1 or target.is_dir() or target.suffix.lower() not in (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+    )
     if as_dir:
         target.mkdir(parents=True, exist_ok=True)
     for path, result, data in zip(paths, results, images, strict=True):
@@ -176,7 +179,8 @@ def _draw(paths: list[str], results: list[ImageResult], images: list[bytes], out
             continue
         drawn = draw_faces(decode_image(data), result.faces)
         file = target / f"{Path(path).stem}.faces.jpg" if as_dir else target
-        cv2.imwrite(str(file), drawn)
+        if not cv2.imwrite(str(file), drawn):
+            raise FacefleetError(f"cannot write {file}")
         print(f"drew {len(result.faces)} face(s) into {file}", file=sys.stderr)
 
 
@@ -289,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("detect", parents=[common], help="detect and embed the faces of images")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--json", action="store_true", help="InsightFace-REST style JSON, embeddings included")
-    p.add_argument("--draw", metavar="OUT", help="write annotated JPEG(s): a file, or a folder for several images")
+    p.add_argument("--draw", metavar="OUT", help="write annotated images: OUT.jpg for one image, else into folder OUT")
     p.add_argument("--no-embed", action="store_true", help="detection only")
     p.add_argument("--threshold", type=float, help="face score threshold [FACEFLEET_DET_THRESH, default 0.5]")
     p.set_defaults(func=cmd_detect)

@@ -57,6 +57,9 @@ def test_detect_draws_annotated_images(pack_env, images_dir, tmp_path):
     drawn, original = cv2.imread(str(out)), cv2.imread(str(images_dir / "two_people.jpg"))
     assert drawn.shape == original.shape
     assert (cv2.absdiff(drawn, original) > 60).any()  # something was drawn
+    folder = tmp_path / "drawn"  # no image suffix: a folder, as scripts/run.sh uses it
+    run("detect", str(images_dir / "biden.jpg"), "--draw", str(folder), "--no-embed", env_extra=pack_env, check=True)
+    assert (folder / "biden.faces.jpg").is_file()
 
 
 def test_compare_same_and_different_people(pack_env, images_dir):
