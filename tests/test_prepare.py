@@ -94,3 +94,18 @@ def test_fixed_size_variant_for_tensorrt(shared_models, tmp_path):
     session = _session(prepared)
     assert session.get_inputs()[0].shape[2:] == [384, 640]
     assert "640x384" in prepared.name
+
+
+def test_default_pack_batches_exactly(default_pack, tmp_path):
+    """Both default models take a batch once prepared, so cross-request batching serves them too."""
+    rng = np.random.default_rng(2)
+    for name in ("sface_2021dec_int8bq", "yunet_2023mar_int8bq"):
+        spec, _, prepared = _prepare(name, default_pack, tmp_path)
+        assert spec.batch
+        batch = rng.uniform(0, 255, (3, 3, *spec.input_shape[2:])).astype(np.float32)
+        session = _session(prepared)
+        together = session.run(None, {spec.input_name: batch})
+        for i in range(3):
+            alone = session.run(None, {spec.input_name: batch[i : i + 1]})
+            for a, b in zip(together, alone, strict=True):
+                np.testing.assert_allclose(a[i], b[0], atol=1e-3)
