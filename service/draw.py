@@ -10,17 +10,20 @@ from .pipeline import Face
 LANDMARK_COLOURS = ((0, 0, 255), (0, 255, 255), (255, 0, 255), (0, 255, 0), (255, 0, 0))
 
 
-def draw_faces(image_rgb: np.ndarray, faces: list[Face], scores: bool = True, landmarks: bool = True) -> np.ndarray:
+def draw_faces(
+    image_rgb: np.ndarray, faces: list[Face], scores: bool = True, landmarks: bool = True, sizes: bool = False
+) -> np.ndarray:
     """A BGR copy (ready for cv2.imencode) with every face outlined."""
     canvas = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)
     thickness = max(1, round(max(canvas.shape[:2]) / 500))
     for face in faces:
         x1, y1, x2, y2 = (round(float(v)) for v in face.bbox)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), (0, 255, 0), thickness)
-        if scores:
+        labels = ([f"{face.score:.2f}"] if scores else []) + ([f"{face.size:.0f}px"] if sizes else [])
+        if labels:
             cv2.putText(
                 canvas,
-                f"{face.score:.2f}",
+                " ".join(labels),
                 (x1, max(0, y1 - 4)),
                 cv2.FONT_HERSHEY_SIMPLEX,
                 0.4 * thickness,

@@ -6,14 +6,18 @@ call is still detected and embedded, with all faces of all images sharing recogn
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 
-from .align import align_all
+from .align import CROP_SIZE, align_all
+from .batcher import Batcher, RunFn
 from .config import Settings
 from .decode import decode_image
 from .detector import Detections, Detector
@@ -21,6 +25,7 @@ from .errors import FacefleetError, ImageError
 from .loader import load_model
 from .manifest import Manifest, load_manifest
 from .recognizer import Recognizer
+from .runtime import warmup_input
 from .timing import Timings, maybe
 
 
@@ -44,6 +49,7 @@ class ImageResult:
     faces: list[Face] = field(default_factory=list)
     error: FacefleetError | None = None
     shape: tuple[int, int] | None = None
+    decode_ms: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -58,6 +64,43 @@ class FaceEngine:
         self.detector = detector
         self.recognizer = recognizer
         self.manifest = manifest
+        self._active = 0
+        self._active_lock = threading.Lock()
+
+    def models(self) -> list[Detector | Recognizer]:
+        return [m for m in (self.detector, self.recognizer) if m is not None]
+
+    @property
+    def active(self) -> int:
+        """Calls inside process()/embed_crops() now: how many could still join a batch."""
+        return self._active
+
+    @contextmanager
+    def _tracked(self) -> Iterator[None]:
+        with self._active_lock:
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._active_lock:
+                self._active -= 1
+
+    def instrument(self, batching: bool, max_wait_s: float, observe: Callable[[str, int], None]) -> None:
+        """Route every model run through `observe(model, batch size)`; with batching on, models
+        that take a batch share runs across concurrent calls."""
+        for model in self.models():
+            name = model.spec.name
+            if batching and model.batchable and model.max_batch > 1:
+                model.run = Batcher(
+                    name,
+                    model.session_run,
+                    model.max_batch,
+                    max_wait_s,
+                    lambda: self._active,
+                    lambda size, name=name: observe(name, size),
+                )
+            else:
+                model.run = _observed(model.session_run, lambda size, name=name: observe(name, size))
 
     @classmethod
     def from_settings(
@@ -81,25 +124,53 @@ class FaceEngine:
 
     def process(
         self,
-        inputs: Sequence[bytes | np.ndarray],
+        inputs: Sequence[bytes | np.ndarray | ImageError],
         *,
         threshold: float | None = None,
         embed: bool = True,
         keep_crops: bool = False,
+        min_face_size: float = 0,
+        limit_faces: int = 0,
         timings: Timings | None = None,
     ) -> list[ImageResult]:
-        """Faces of every input, in input order; an input that cannot be decoded fails alone."""
+        """Faces of every input, in input order; an input that cannot be decoded fails alone.
+        Faces smaller than `min_face_size` px are dropped, and `limit_faces` keeps the largest,
+        before alignment and embedding, so filtered faces cost nothing more."""
+        with self._tracked():
+            results, images = self._decode_all(inputs, timings)
+            order = list(images)
+            detections = self.detector.detect([images[i] for i in order], threshold, timings)
+            detections = [_filter(d, min_face_size, limit_faces) for d in detections]
+            return self._align_embed(order, images, detections, results, embed, keep_crops, timings)
+
+    def _decode_all(
+        self, inputs: Sequence[bytes | np.ndarray | ImageError], timings: Timings | None
+    ) -> tuple[list[ImageResult], dict[int, np.ndarray]]:
         results = [ImageResult() for _ in inputs]
         images: dict[int, np.ndarray] = {}
         with maybe(timings, "decode"):
             for i, item in enumerate(inputs):
+                start = time.perf_counter()
                 try:
+                    if isinstance(item, ImageError):  # a reference that could not be read
+                        raise item
                     images[i] = item if isinstance(item, np.ndarray) else decode_image(item, self.settings.max_pixels)
                     results[i].shape = images[i].shape[:2]
                 except ImageError as exc:
                     results[i].error = exc
-        order = list(images)
-        detections = self.detector.detect([images[i] for i in order], threshold, timings)
+                results[i].decode_ms = (time.perf_counter() - start) * 1000
+        return results, images
+
+    def _align_embed(
+        self,
+        order: list[int],
+        images: dict[int, np.ndarray],
+        detections: list[Detections],
+        results: list[ImageResult],
+        embed: bool,
+        keep_crops: bool,
+        timings: Timings | None,
+    ) -> list[ImageResult]:
         crops = self._align(order, images, detections, results, timings)
         if embed and self.recognizer is not None:
             vectors, norms = self.recognizer.embed(crops, timings)
@@ -111,6 +182,42 @@ class FaceEngine:
                 for face in results[i].faces:
                     face.crop = None
         return results
+
+    def embed_crops(
+        self, inputs: Sequence[bytes | np.ndarray | ImageError], timings: Timings | None = None
+    ) -> list[ImageResult]:
+        """Each input is an already aligned face crop (InsightFace-REST's embed_only): one face
+        per image, resized to 112 x 112 when it is not."""
+        if self.recognizer is None:
+            raise FacefleetError("no recognizer is loaded")
+        with self._tracked():
+            results, images = self._decode_all(inputs, timings)
+            order = list(images)
+            with maybe(timings, "align"):
+                crops = [_as_crop(images[i]) for i in order]
+            vectors, norms = self.recognizer.embed(crops, timings)
+            for i, vector, norm in zip(order, vectors, norms, strict=True):
+                h, w = images[i].shape[:2]
+                box = np.array([0, 0, w, h], np.float32)
+                results[i].faces = [Face(box, 1.0, np.zeros((5, 2), np.float32), vector, float(norm))]
+            return results
+
+    def health(self) -> dict[str, Any]:
+        """Each model run once on a fixed input: outputs of the expected shape and finite."""
+        checks: dict[str, Any] = {}
+        for model in self.models():
+            name = model.spec.name
+            try:
+                _, zeros = warmup_input(model.opened.session, (self.detector.det_size[1], self.detector.det_size[0]))
+                outputs = model.session_run(zeros)
+                bad = [i for i, out in enumerate(outputs) if not np.isfinite(out).all()]
+                if len(outputs) != len(model.opened.session.get_outputs()) or bad:
+                    checks[name] = {"ok": False, "reason": f"outputs {bad} are not finite"}
+                else:
+                    checks[name] = {"ok": True, "provider": model.opened.provider}
+            except Exception as exc:
+                checks[name] = {"ok": False, "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+        return checks
 
     def _align(
         self,
@@ -132,8 +239,34 @@ class FaceEngine:
         return crops
 
 
+def _filter(found: Detections, min_face_size: float, limit_faces: int) -> Detections:
+    """Drop faces under min_face_size px; keep the limit_faces largest (largest first)."""
+    if not len(found) or (not min_face_size and not limit_faces):
+        return found
+    sizes = np.maximum(found.boxes[:, 2] - found.boxes[:, 0], found.boxes[:, 3] - found.boxes[:, 1])
+    keep = np.flatnonzero(sizes >= min_face_size)
+    if limit_faces:
+        keep = keep[np.argsort(-sizes[keep], kind="stable")][:limit_faces]
+    return Detections(found.boxes[keep], found.scores[keep], found.landmarks[keep])
+
+
+def _as_crop(image: np.ndarray) -> np.ndarray:
+    if image.shape[:2] == (CROP_SIZE, CROP_SIZE):
+        return image
+    return cv2.resize(image, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA)
+
+
+def _observed(run: RunFn, observe: Callable[[int], None]) -> RunFn:
+    def observed(blob: np.ndarray) -> list[np.ndarray]:
+        outputs = run(blob)
+        observe(len(blob))
+        return outputs
+
+    return observed
+
+
 def timed_process(
-    engine: FaceEngine, inputs: Sequence[bytes | np.ndarray], **kwargs: Any
+    engine: FaceEngine, inputs: Sequence[bytes | np.ndarray | ImageError], **kwargs: Any
 ) -> tuple[list[ImageResult], Timings, float]:
     """process() plus its per-stage timings and total wall time in ms."""
     timings = Timings()

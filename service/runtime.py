@@ -13,7 +13,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,7 @@ class OpenedSession:
     input_name: str
     input_shape: tuple[int | None, ...]
     trt_cache_dir: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    sha256: str = ""
 
     @property
     def fell_back(self) -> bool:
@@ -72,6 +72,7 @@ class OpenedSession:
 
     def report(self) -> dict[str, Any]:
         return {
+            "sha256": self.sha256,
             "active_provider": self.provider,
             "attempts": [a.as_dict() for a in self.attempts],
             "warmup_ms": round(self.warmup_ms, 1),
@@ -213,6 +214,6 @@ def open_session(
             continue
         meta = session.get_inputs()[0]
         shape = tuple(d if isinstance(d, int) and d > 0 else None for d in meta.shape)
-        return OpenedSession(session, short, attempts, warmup_ms, str(path), meta.name, shape, cache)
+        return OpenedSession(session, short, attempts, warmup_ms, str(path), meta.name, shape, cache, model_sha256)
     tried = "; ".join(f"{a.provider}: {a.reason}" for a in attempts)
     raise ProviderError(f"no provider could run {Path(path).name}: {tried}")

@@ -1,0 +1,43 @@
+"""The HTTP service: Flask app factory and blueprints, as in Flask's tutorial.
+
+Models load once per process, when the app is created: under gunicorn that is once per
+worker, after the fork.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from .. import metrics
+from ..config import Settings
+from ..pipeline import FaceEngine
+from . import docs, errors, logs
+from .admission import Admission
+from .extract import bp as extract_bp
+from .status import bp as status_bp
+
+
+def create_app(settings: Settings | None = None, engine: FaceEngine | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    logs.configure(settings.log_format, settings.log_level)
+    engine = engine or FaceEngine.from_settings(settings)
+    engine.instrument(settings.batching, settings.batch_wait_ms / 1000, _observe_batch)
+    metrics.record_models(engine)
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = int(settings.max_body_mb * 1e6)
+    app.json.sort_keys = False
+    app.extensions["facefleet.engine"] = engine
+    app.extensions["facefleet.admission"] = Admission(
+        settings.max_concurrent, settings.queue_size, settings.queue_timeout_s
+    )
+    errors.register(app)
+    logs.register(app)
+    app.register_blueprint(extract_bp)
+    app.register_blueprint(status_bp)
+    docs.register(app)
+    return app
+
+
+def _observe_batch(model: str, size: int) -> None:
+    metrics.BATCH_SIZE.labels(model).observe(size)

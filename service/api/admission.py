@@ -1,0 +1,55 @@
+"""A bounded queue in front of the engine: past it, 503 with Retry-After, never unbounded waits.
+
+`max_concurrent` requests are inside the engine at once (enough to fill cross-request
+batches); up to `queue_size` more wait, each at most `queue_timeout_s`. Everything beyond is
+refused at once, so under overload latency stays bounded and clients back off.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from .. import metrics
+from .errors import APIError
+
+
+class Admission:
+    def __init__(self, max_concurrent: int, queue_size: int, timeout_s: float) -> None:
+        self._slots = threading.BoundedSemaphore(max_concurrent)
+        self._lock = threading.Lock()
+        self._waiting = 0
+        self._queue_size = queue_size
+        self._timeout = timeout_s
+
+    def _overloaded(self, why: str) -> APIError:
+        return APIError(503, "overloaded", f"the appliance is at capacity ({why}); retry shortly", {"Retry-After": "1"})
+
+    @contextmanager
+    def slot(self, endpoint: str) -> Iterator[float]:
+        """Hold an engine slot; yields the seconds spent queueing."""
+        start = time.perf_counter()
+        if not self._slots.acquire(blocking=False):
+            with self._lock:
+                if self._waiting >= self._queue_size:
+                    metrics.REJECTED.labels(endpoint, "queue_full").inc()
+                    raise self._overloaded("queue full")
+                self._waiting += 1
+                metrics.QUEUE_DEPTH.inc()
+            try:
+                acquired = self._slots.acquire(timeout=self._timeout)
+            finally:
+                with self._lock:
+                    self._waiting -= 1
+                    metrics.QUEUE_DEPTH.dec()
+            if not acquired:
+                metrics.REJECTED.labels(endpoint, "queue_timeout").inc()
+                raise self._overloaded(f"waited {self._timeout:g} s")
+        metrics.IN_PROGRESS.inc()
+        try:
+            yield time.perf_counter() - start
+        finally:
+            metrics.IN_PROGRESS.dec()
+            self._slots.release()

@@ -1,0 +1,46 @@
+"""Request bodies in, responses out: JSON, or msgpack both ways as InsightFace-REST does it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgpack
+from flask import Request, Response, jsonify
+
+from .errors import APIError
+
+MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack")
+
+
+def read_body(request: Request) -> dict[str, Any]:
+    """The request's JSON or msgpack object; anything else is a 400 with the reason."""
+    kind = (request.mimetype or "").lower()
+    data = request.get_data(cache=True)
+    if not data:
+        raise APIError(400, "invalid_body", "empty request body: send a JSON (or msgpack) object")
+    decode = (
+        (lambda raw: msgpack.unpackb(raw, raw=False, strict_map_key=False)) if kind in MSGPACK_TYPES else json.loads
+    )
+    try:
+        body = decode(data)
+    except (ValueError, RecursionError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        what = "msgpack" if kind in MSGPACK_TYPES else "JSON"
+        detail = "nested too deeply" if isinstance(exc, RecursionError | msgpack.StackError) else str(exc)[:200]
+        raise APIError(400, "invalid_body", f"request body is not valid {what}: {detail}") from None
+    if not isinstance(body, dict):
+        raise APIError(400, "invalid_body", f"request body must be an object, not {type(body).__name__}")
+    return body
+
+
+def wants_msgpack(request: Request, body: dict[str, Any]) -> bool:
+    accept = request.headers.get("Accept", "")
+    return bool(body.get("msgpack")) or any(t in accept for t in MSGPACK_TYPES)
+
+
+def respond(payload: dict[str, Any], as_msgpack: bool, status: int = 200) -> Response:
+    if as_msgpack:
+        return Response(msgpack.packb(payload, use_bin_type=True), status=status, mimetype="application/x-msgpack")
+    response = jsonify(payload)
+    response.status_code = status
+    return response

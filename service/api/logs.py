@@ -1,0 +1,81 @@
+"""One log line per request, with a request id the client sees too (X-Request-ID)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import uuid
+
+from flask import Flask, Response, g, request
+
+from .. import metrics
+
+log = logging.getLogger("facefleet.request")
+
+
+class JSONFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure(log_format: str, level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JSONFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def endpoint_label() -> str:
+    """A bounded label: the matched route, never the raw path."""
+    rule = request.url_rule
+    return rule.rule.strip("/").replace("/", "_") or "root" if rule else "unmatched"
+
+
+def register(app: Flask) -> None:
+    @app.before_request
+    def start() -> None:
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming[:64] if incoming.isprintable() and incoming else uuid.uuid4().hex[:16]
+        g.start = time.perf_counter()
+
+    @app.after_request
+    def finish(response: Response) -> Response:
+        seconds = time.perf_counter() - g.get("start", time.perf_counter())
+        endpoint = endpoint_label()
+        response.headers["X-Request-ID"] = g.get("request_id", "-")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if endpoint not in ("metrics", "livez"):
+            metrics.REQUESTS.labels(endpoint, str(response.status_code)).inc()
+            metrics.REQUEST_SECONDS.labels(endpoint).observe(seconds)
+        fields = {
+            "request_id": g.get("request_id"),
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "ms": round(seconds * 1000, 1),
+        }
+        log.info(
+            "%s %s %s %.1f ms id=%s",
+            request.method,
+            request.path,
+            response.status_code,
+            seconds * 1000,
+            fields["request_id"],
+            extra={"fields": fields},
+        )
+        return response

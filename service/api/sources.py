@@ -1,0 +1,64 @@
+"""Image references of a request to bytes: base64, raw msgpack bytes, URLs, local paths.
+
+A reference that cannot be read fails its own image only (an ImageError kept in its slot).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from pathlib import Path, PurePosixPath
+
+from ..config import Settings
+from ..errors import ImageError
+from .fetch import FetchPolicy, URLRefused, fetch
+from .params import ImageRef
+
+
+def from_base64(text: str) -> bytes:
+    """Standard base64, with or without a `data:image/...;base64,` prefix."""
+    if text.startswith("data:"):
+        _, _, text = text.partition(",")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ImageError("invalid base64 image data") from None
+
+
+def from_path(text: str, root: str) -> bytes:
+    """A path relative to the images root; absolute paths and `..` never leave it."""
+    if not root:
+        raise URLRefused("local image paths are disabled (set FACEFLEET_IMAGES_ROOT to allow them)")
+    relative = PurePosixPath(text)
+    if relative.is_absolute() or ".." in relative.parts or text.startswith("~"):
+        raise URLRefused(f"image path {text[:80]!r} must be relative to the images root, without '..'")
+    base = Path(root).resolve()
+    path = (base / relative).resolve()
+    if base not in path.parents:
+        raise URLRefused(f"image path {text[:80]!r} leaves the images root")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ImageError(f"cannot read image {text[:80]!r}: {exc.strerror}") from None
+
+
+def read(ref: ImageRef, settings: Settings) -> bytes:
+    if ref.kind == "data":
+        return ref.value if isinstance(ref.value, bytes) else from_base64(ref.value)
+    text = str(ref.value)
+    if "://" not in text:
+        return from_path(text, settings.images_root)
+    if not settings.allow_urls:
+        raise URLRefused("image URLs are disabled on this appliance (FACEFLEET_ALLOW_URLS)")
+    policy = FetchPolicy(settings.url_allow, int(settings.url_max_mb * 1e6), settings.url_timeout_s)
+    return fetch(text, policy)
+
+
+def read_all(refs: list[ImageRef], settings: Settings) -> list[bytes | ImageError]:
+    out: list[bytes | ImageError] = []
+    for ref in refs:
+        try:
+            out.append(read(ref, settings))
+        except ImageError as exc:
+            out.append(exc)
+    return out

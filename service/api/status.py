@@ -1,0 +1,95 @@
+"""/info, /health, /livez and /metrics: what the appliance runs, and whether it works."""
+
+from __future__ import annotations
+
+import platform
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify
+
+from .. import __version__, metrics
+from ..pipeline import FaceEngine
+from ..runtime import ort_module
+
+bp = Blueprint("status", __name__)
+
+SHOWN_DEFAULTS = (
+    "det_threshold",
+    "nms_iou",
+    "det_size",
+    "shape_policy",
+    "det_batch_size",
+    "rec_batch_size",
+    "max_pixels",
+    "max_images",
+    "max_body_mb",
+    "max_concurrent",
+    "queue_size",
+    "batching",
+    "batch_wait_ms",
+    "allow_urls",
+    "providers",
+    "workers",
+)
+
+
+def _engine() -> FaceEngine:
+    return current_app.extensions["facefleet.engine"]
+
+
+def model_info(model: Any, batching: bool) -> dict[str, Any]:
+    spec, opened = model.spec, model.opened
+    return {
+        "name": spec.name,
+        "task": spec.task,
+        "family": spec.family,
+        "file": spec.file,
+        "licence": spec.licence,
+        "batch": {"cross_request": batching and model.batchable and model.max_batch > 1, "max": model.max_batch},
+        **opened.report(),
+    }
+
+
+@bp.get("/info")
+def info() -> Response:
+    engine = _engine()
+    settings = engine.settings
+    ort = ort_module()
+    defaults = {name: getattr(settings, name) for name in SHOWN_DEFAULTS}
+    detector = engine.detector
+    defaults["effective_shape_policy"] = detector.policy
+    return jsonify(
+        {
+            "version": __version__,
+            "python": platform.python_version(),
+            "onnxruntime": {
+                "version": ort.__version__,
+                "device": ort.get_device(),
+                "available_providers": ort.get_available_providers(),
+            },
+            "models": {m.spec.task: model_info(m, settings.batching) for m in engine.models()},
+            "defaults": defaults,
+        }
+    )
+
+
+@bp.get("/health")
+def health() -> Response:
+    checks = _engine().health()
+    failing = {name: c["reason"] for name, c in checks.items() if not c["ok"]}
+    if failing:
+        reason = "; ".join(f"{name}: {why}" for name, why in failing.items())
+        response = jsonify({"status": "failing", "reason": reason, "checks": checks})
+        response.status_code = 503
+        return response
+    return jsonify({"status": "ok", "checks": checks})
+
+
+@bp.get("/livez")
+def livez() -> Response:
+    return jsonify({"status": "alive"})
+
+
+@bp.get("/metrics")
+def prometheus_metrics() -> Response:
+    return Response(metrics.exposition(), mimetype="text/plain; version=0.0.4; charset=utf-8")

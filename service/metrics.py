@@ -1,0 +1,93 @@
+"""The service's Prometheus metrics, named by the Prometheus guide: `facefleet_` prefix, base
+units, `_total` counters, histograms for latency.
+
+Under gunicorn every worker writes its samples into PROMETHEUS_MULTIPROC_DIR (set by
+`facefleet serve` before anything imports prometheus_client); /metrics and the exporter
+aggregate that folder, so a scrape never waits on a busy worker and dead workers drop out
+(gauges use live* modes, gunicorn's child_exit marks dead pids).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import multiprocess as prom_multiprocess
+from prometheus_client.registry import REGISTRY
+
+if TYPE_CHECKING:
+    from .pipeline import FaceEngine
+
+# Inference on a CPU takes tens of ms to seconds; on a Jetson with TensorRT a few ms.
+REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
+STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+
+REQUESTS = Counter(
+    "facefleet_http_requests", "HTTP requests answered, by endpoint and status code.", ["endpoint", "code"]
+)
+REQUEST_SECONDS = Histogram(
+    "facefleet_http_request_duration_seconds",
+    "Time from request to response, by endpoint.",
+    ["endpoint"],
+    buckets=REQUEST_BUCKETS,
+)
+REJECTED = Counter(
+    "facefleet_http_rejected_requests", "Requests refused before any work, by reason.", ["endpoint", "reason"]
+)
+STAGE_SECONDS = Histogram(
+    "facefleet_stage_duration_seconds",
+    "Time per request spent in each stage of the request path.",
+    ["stage"],
+    buckets=STAGE_BUCKETS,
+)
+BATCH_SIZE = Histogram("facefleet_batch_size", "Inputs per model run.", ["model"], buckets=BATCH_BUCKETS)
+IMAGES = Counter("facefleet_images", "Images processed, by outcome.", ["status"])
+FACES = Counter("facefleet_faces", "Faces detected in processed images.")
+QUEUE_DEPTH = Gauge("facefleet_queue_depth", "Requests waiting for an engine slot.", multiprocess_mode="livesum")
+IN_PROGRESS = Gauge("facefleet_requests_in_progress", "Requests inside the engine now.", multiprocess_mode="livesum")
+MODEL_PROVIDER = Gauge(
+    "facefleet_model_provider",
+    "1 for the execution provider each model runs on.",
+    ["model", "task", "provider"],
+    multiprocess_mode="livemax",
+)
+MODEL_FALLBACKS = Gauge(
+    "facefleet_model_fallback_providers",
+    "Providers of the chain that could not run this model.",
+    ["model", "task"],
+    multiprocess_mode="livemax",
+)
+MODEL_WARMUP = Gauge(
+    "facefleet_model_warmup_seconds", "Warm-up inference time of each model.", ["model"], multiprocess_mode="livemax"
+)
+BUILD_INFO = Gauge(
+    "facefleet_build_info",
+    "Always 1; labels carry the facefleet, onnxruntime and Python versions.",
+    ["version", "onnxruntime", "python"],
+    multiprocess_mode="livemax",
+)
+
+
+def record_models(engine: FaceEngine) -> None:
+    """Provider, fallback count and warm-up time of the engine's models, and the build info."""
+    from . import __version__
+    from .runtime import ort_module
+
+    BUILD_INFO.labels(__version__, ort_module().__version__, platform.python_version()).set(1)
+    for model in engine.models():
+        opened = model.opened
+        MODEL_PROVIDER.labels(model.spec.name, model.spec.task, opened.provider).set(1)
+        MODEL_FALLBACKS.labels(model.spec.name, model.spec.task).set(sum(not a.ok for a in opened.attempts))
+        MODEL_WARMUP.labels(model.spec.name).set(opened.warmup_ms / 1000)
+
+
+def exposition() -> bytes:
+    """The text exposition of every worker's samples (multiprocess) or of this process."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        prom_multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
