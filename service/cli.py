@@ -266,6 +266,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     env.update(_as_environment(settings))
     env["PROMETHEUS_MULTIPROC_DIR"] = settings.metrics_path
+    # One malloc arena per thread would keep each thread's freed image buffers: cap them.
+    env.setdefault("MALLOC_ARENA_MAX", "2")
     url_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     print(
         f"facefleet serving on http://{url_host}:{settings.port}  (API docs: http://{url_host}:{settings.port}/docs)",

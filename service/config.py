@@ -131,6 +131,7 @@ class Settings:
     device_id: int = 0
     trt_fp16: bool = True
     verify_models: bool = True
+    cpu_mem_arena: bool = False
     # ---- HTTP service (facefleet serve)
     host: str = "127.0.0.1"
     port: int = 18080
@@ -138,7 +139,7 @@ class Settings:
     threads: int = 0
     max_body_mb: float = 64.0
     max_images: int = 64
-    max_concurrent: int = 4
+    max_concurrent: int = 0
     queue_size: int = 16
     queue_timeout_s: float = 30.0
     batching: bool = True
@@ -153,10 +154,17 @@ class Settings:
     log_level: str = "INFO"
 
     @property
+    def engine_slots(self) -> int:
+        """Requests inside the engine at once: enough to form batches, few enough that their
+        buffers stay small (0 = one per core, at most 4; 2 on a 2-core machine measured
+        214 MiB resident under 8 clients against 291 MiB with 4)."""
+        return self.max_concurrent or min(4, os.cpu_count() or 1)
+
+    @property
     def gunicorn_threads(self) -> int:
         """Enough threads that the bounded queue, not gunicorn's backlog, is where requests wait,
         plus a few so /livez, /health and /metrics answer while the engine is saturated."""
-        return self.threads or self.max_concurrent + self.queue_size + 4
+        return self.threads or self.engine_slots + self.queue_size + 4
 
     @property
     def metrics_path(self) -> str:
@@ -199,13 +207,14 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "device_id": _opt("FACEFLEET_DEVICE_ID", _non_negative_int, doc="CUDA / TensorRT device"),
     "trt_fp16": _opt("FACEFLEET_TRT_FP16", _parse_bool, "FORCE_FP16", doc="TensorRT FP16 kernels"),
     "verify_models": _opt("FACEFLEET_VERIFY_MODELS", _parse_bool, doc="check sha256 before loading"),
+    "cpu_mem_arena": _opt("FACEFLEET_CPU_MEM_ARENA", _parse_bool, doc="onnxruntime's CPU arena (keeps peak memory)"),
     "host": _opt("FACEFLEET_HOST", str, doc="address the service listens on"),
     "port": _opt("FACEFLEET_PORT", _positive_int, "PORT", doc="port the service listens on"),
     "workers": _opt("FACEFLEET_WORKERS", _positive_int, "NUM_WORKERS", doc="gunicorn worker processes"),
     "threads": _opt("FACEFLEET_THREADS", _non_negative_int, doc="threads per worker (0 = derived)"),
     "max_body_mb": _opt("FACEFLEET_MAX_BODY_MB", _non_negative_float, doc="largest request body"),
     "max_images": _opt("FACEFLEET_MAX_IMAGES", _positive_int, doc="most images in one request"),
-    "max_concurrent": _opt("FACEFLEET_MAX_CONCURRENT", _positive_int, doc="requests in the engine at once"),
+    "max_concurrent": _opt("FACEFLEET_MAX_CONCURRENT", _non_negative_int, doc="requests in the engine (0 = auto)"),
     "queue_size": _opt("FACEFLEET_QUEUE_SIZE", _non_negative_int, doc="requests that may wait; past it 503"),
     "queue_timeout_s": _opt("FACEFLEET_QUEUE_TIMEOUT_S", _non_negative_float, doc="longest wait for the engine"),
     "batching": _opt("FACEFLEET_BATCHING", _parse_bool, doc="cross-request batching"),

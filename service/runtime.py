@@ -128,6 +128,10 @@ def session_options(settings: Settings) -> Any:
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if settings.cpu_threads:
         options.intra_op_num_threads = settings.cpu_threads
+    # The arena keeps the peak of every batch's activations for the life of the process
+    # (measured: 465 MiB against 286 MiB without it after 8 concurrent clients, for ~8 % less
+    # throughput); on an 8 GB Jetson that memory is the GPU's too.
+    options.enable_cpu_mem_arena = settings.cpu_mem_arena
     return options
 
 

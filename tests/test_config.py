@@ -55,4 +55,5 @@ def test_missing_config_file_is_named():
 
 def test_threads_are_derived_from_the_queue():
     assert Settings(max_concurrent=4, queue_size=16).gunicorn_threads == 24
+    assert 1 <= Settings().engine_slots <= 4
     assert Settings(threads=6).gunicorn_threads == 6

@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None, engine: FaceEngine | None = Non
     app.json.sort_keys = False
     app.extensions["facefleet.engine"] = engine
     app.extensions["facefleet.admission"] = Admission(
-        settings.max_concurrent, settings.queue_size, settings.queue_timeout_s
+        settings.engine_slots, settings.queue_size, settings.queue_timeout_s
     )
     errors.register(app)
     logs.register(app)

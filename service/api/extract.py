@@ -6,12 +6,14 @@ Each handler reads top to bottom: parse -> read images -> (queue) -> engine -> r
 from __future__ import annotations
 
 import base64
+import functools
 import time
+from collections.abc import Callable
 from typing import Any
 
 import cv2
 import numpy as np
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, g, request
 
 from .. import metrics
 from ..decode import decode_image
@@ -102,10 +104,33 @@ def _observe(results: list[ImageResult], timings: Timings, queue_s: float) -> No
         metrics.FACES.inc(len(result.faces))
 
 
+def queued(endpoint: str) -> Callable[[Callable[[], Response]], Callable[[], Response]]:
+    """Run the whole handler inside an engine slot: past the bounded queue a request is refused
+    before its body is even parsed, so an overload storm costs almost nothing to answer."""
+
+    def wrap(handler: Callable[[], Response]) -> Callable[[], Response]:
+        @functools.wraps(handler)
+        def inner() -> Response:
+            try:
+                with admission().slot(endpoint) as queue_s:
+                    g.queue_s = queue_s
+                    return handler()
+            except APIError as exc:
+                if exc.status == 503:
+                    # Drain the unread body: answering mid-upload makes the client see a reset
+                    # connection instead of the 503 and its Retry-After.
+                    request.get_data(cache=False)
+                raise
+
+        return inner
+
+    return wrap
+
+
 def extract_results(
-    params: ExtractParams, endpoint: str, inputs: list[bytes | np.ndarray | ImageError] | None = None
+    params: ExtractParams, inputs: list[bytes | np.ndarray | ImageError] | None = None
 ) -> tuple[list[ImageResult], dict[str, Any]]:
-    """Read every image (unless given), queue for the engine, run it; returns the results and
+    """Read every image (unless given) and run the engine; returns the results and
     InsightFace-REST's `took` block."""
     settings = engine().settings
     start = time.perf_counter()
@@ -113,8 +138,8 @@ def extract_results(
         inputs = sources.read_all(params.images, settings)
     read_ms = (time.perf_counter() - start) * 1000
     timings = Timings()
-    with admission().slot(endpoint) as queue_s:
-        results = _run(params, inputs, timings)
+    results = _run(params, inputs, timings)
+    queue_s = g.get("queue_s", 0.0)
     _observe(results, timings, queue_s)
     ms = timings.ms()
     took = {
@@ -129,10 +154,11 @@ def extract_results(
 
 
 @bp.post("/extract")
+@queued("extract")
 def extract() -> Response:
     body = read_body(request)
     params = extract_params(body, engine().settings.det_threshold, engine().settings.max_images)
-    results, took = extract_results(params, "extract")
+    results, took = extract_results(params)
     n_ok = sum(r.ok for r in results) or 1
     shared_ms = took["embed_all_ms"] / n_ok
     payload = {"took": took, "data": [_image_json(r, params, shared_ms if r.ok else 0.0) for r in results]}
@@ -147,7 +173,7 @@ def _jpeg_of_first(params: ExtractParams, scores: bool, landmarks: bool, sizes: 
         image = decode_image(sources.read(params.images[0], settings), settings.max_pixels)
     except ImageError as exc:
         raise APIError(400, exc.code, exc.message) from None
-    results, _ = extract_results(params, "draw_detections", [image])
+    results, _ = extract_results(params, [image])
     canvas = draw_faces(image, results[0].faces, scores, landmarks, sizes)
     ok, jpeg = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, 90])
     if not ok:
@@ -156,6 +182,7 @@ def _jpeg_of_first(params: ExtractParams, scores: bool, landmarks: bool, sizes: 
 
 
 @bp.post("/draw_detections")
+@queued("draw_detections")
 def draw_detections() -> Response:
     body = read_body(request)
     params = extract_params(body, engine().settings.det_threshold, engine().settings.max_images)
@@ -185,6 +212,7 @@ def _form_number(name: str, default: float, low: float, high: float | None = Non
 
 
 @bp.post("/multipart/draw_detections")
+@queued("multipart_draw_detections")
 def multipart_draw_detections() -> Response:
     upload = request.files.get("file")
     if upload is None:
@@ -219,7 +247,7 @@ def _largest_face_embeddings(body: dict[str, Any]) -> list[np.ndarray]:
     )
     if len(params.images) != 2:
         raise bad("verify takes exactly two images (or two embeddings)")
-    results, _ = extract_results(params, "verify")
+    results, _ = extract_results(params)
     vectors = []
     for i, result in enumerate(results):
         if not result.ok:
@@ -232,6 +260,7 @@ def _largest_face_embeddings(body: dict[str, Any]) -> list[np.ndarray]:
 
 
 @bp.post("/verify")
+@queued("verify")
 def verify() -> Response:
     body = read_body(request)
     recognizer = engine().recognizer
