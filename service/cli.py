@@ -294,6 +294,24 @@ def _as_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
+# ---------------------------------------------------------------- exporter
+def cmd_exporter(args: argparse.Namespace) -> int:
+    from .exporter import build_registry, serve
+
+    settings = _settings(
+        args,
+        exporter_host=args.host,
+        exporter_port=args.port,
+        sysfs_root=args.root,
+        service_url=args.service_url,
+        metrics_dir=args.metrics_dir,
+    )
+    service_url = settings.service_url or f"http://127.0.0.1:{settings.port}"
+    registry = build_registry(Path(settings.metrics_path), Path(settings.sysfs_root), service_url, settings.nvpmodel)
+    serve(settings.exporter_host, settings.exporter_port, registry)
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -348,6 +366,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="worker processes, each with its own models [FACEFLEET_WORKERS, 1]")
     p.add_argument("--threads", type=int, help="threads per worker [FACEFLEET_THREADS, derived from the queue]")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("exporter", parents=[common], help="Prometheus exporter: service metrics + Jetson hardware")
+    p.add_argument("--host", help="listen address [FACEFLEET_EXPORTER_HOST, default 127.0.0.1]")
+    p.add_argument("--port", type=int, help="listen port [FACEFLEET_EXPORTER_PORT, default 18090]")
+    p.add_argument("--metrics-dir", help="the service's multiprocess folder [FACEFLEET_METRICS_DIR]")
+    p.add_argument("--root", help="root of /sys, /etc and /proc to read hardware from [FACEFLEET_SYSFS_ROOT, /]")
+    p.add_argument("--service-url", help="service to probe [FACEFLEET_SERVICE_URL, http://127.0.0.1:PORT]")
+    p.set_defaults(func=cmd_exporter)
 
     p = sub.add_parser("compare", parents=[common], help="similarity of the largest faces of two images")
     p.add_argument("a")

@@ -152,6 +152,12 @@ class Settings:
     metrics_dir: str = ""
     log_format: str = "text"
     log_level: str = "INFO"
+    # ---- exporter (facefleet exporter)
+    exporter_host: str = "127.0.0.1"
+    exporter_port: int = 18090
+    sysfs_root: str = "/"
+    service_url: str = ""
+    nvpmodel: str = "nvpmodel"
 
     @property
     def engine_slots(self) -> int:
@@ -227,6 +233,11 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "metrics_dir": _opt("FACEFLEET_METRICS_DIR", str, doc="prometheus multiprocess folder"),
     "log_format": _opt("FACEFLEET_LOG_FORMAT", _log_format, doc="text or json"),
     "log_level": _opt("FACEFLEET_LOG_LEVEL", _log_level, "LOG_LEVEL", doc="log level"),
+    "exporter_host": _opt("FACEFLEET_EXPORTER_HOST", str, doc="address the exporter listens on"),
+    "exporter_port": _opt("FACEFLEET_EXPORTER_PORT", _positive_int, doc="port the exporter listens on"),
+    "sysfs_root": _opt("FACEFLEET_SYSFS_ROOT", str, doc="root of /sys, /etc, /proc for hardware"),
+    "service_url": _opt("FACEFLEET_SERVICE_URL", str, doc="service the exporter probes"),
+    "nvpmodel": _opt("FACEFLEET_NVPMODEL", str, doc="nvpmodel command"),
 }
 
 

@@ -1,0 +1,214 @@
+"""`facefleet exporter`: one small process, its own port, one /metrics for the whole appliance.
+
+It serves (1) the service's own metrics, merged from gunicorn's multiprocess folder at scrape
+time, so a scrape never waits on a busy inference worker; (2) the Jetson's hardware, read from
+sysfs at scrape time; (3) a probe of the local service (reachable, healthy, provider per model).
+A metric the host does not have is absent, never zero; facefleet_exporter_collector_success
+says which collectors worked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from . import jetson
+
+log = logging.getLogger("facefleet.exporter")
+P = "facefleet_jetson_"
+
+
+def _gauge(name: str, doc: str, value: float | None, labels: dict[str, str] | None = None) -> Iterator[Metric]:
+    if value is None:
+        return
+    family = GaugeMetricFamily(name, doc, labels=list(labels or {}))
+    family.add_metric(list((labels or {}).values()), value)
+    yield family
+
+
+def _labelled(name: str, doc: str, label: str, values: dict[str, float]) -> Iterator[Metric]:
+    if not values:
+        return
+    family = GaugeMetricFamily(name, doc, labels=[label])
+    for key, value in sorted(values.items()):
+        family.add_metric([key], value)
+    yield family
+
+
+class JetsonHardware:
+    """Hardware collectors, each succeeding or failing on its own."""
+
+    def __init__(self, root: Path, power_mode: jetson.PowerMode) -> None:
+        self.root, self.power_mode = root, power_mode
+        self.parts: dict[str, Callable[[], Iterator[Metric]]] = {
+            "jetson_release": self._release,
+            "jetson_gpu": self._gpu,
+            "jetson_thermal": self._thermal,
+            "jetson_power": self._power,
+            "jetson_emc": self._emc,
+            "jetson_nvpmodel": self._nvpmodel,
+        }
+
+    def _release(self) -> Iterator[Metric]:
+        found = jetson.release(self.root)
+        if found:
+            labels = {"board": found.board, "l4t": found.l4t, "jetpack": found.jetpack}
+            yield from _gauge(f"{P}info", "Always 1 on a Jetson; labels: board, L4T and JetPack.", 1, labels)
+
+    def _gpu(self) -> Iterator[Metric]:
+        found = jetson.gpu(self.root)
+        if not found:
+            return
+        yield from _gauge(f"{P}gpu_load_ratio", "GPU load, 0 to 1.", found.load_ratio)
+        yield from _gauge(f"{P}gpu_frequency_hertz", "GPU current frequency.", found.cur_hz)
+        yield from _gauge(f"{P}gpu_min_frequency_hertz", "GPU minimum frequency (devfreq).", found.min_hz)
+        yield from _gauge(f"{P}gpu_max_frequency_hertz", "GPU maximum frequency (devfreq).", found.max_hz)
+        if found.min_hz is not None and found.max_hz is not None:
+            # jetson_clocks pins every clock's minimum to its maximum.
+            pinned = 1.0 if found.min_hz == found.max_hz else 0.0
+            yield from _gauge(f"{P}clocks_pinned", "1 when jetson_clocks pins the GPU clock at its maximum.", pinned)
+
+    def _thermal(self) -> Iterator[Metric]:
+        yield from _labelled(
+            f"{P}temperature_celsius", "Thermal zone temperature.", "zone", jetson.temperatures(self.root)
+        )
+
+    def _power(self) -> Iterator[Metric]:
+        rails = jetson.power_rails(self.root)
+        yield from _labelled(
+            f"{P}rail_power_watts", "INA3221 rail power.", "rail", {k: r.watts for k, r in rails.items()}
+        )
+        yield from _labelled(
+            f"{P}rail_voltage_volts", "INA3221 rail voltage.", "rail", {k: r.volts for k, r in rails.items()}
+        )
+        yield from _labelled(
+            f"{P}rail_current_amperes", "INA3221 rail current.", "rail", {k: r.amperes for k, r in rails.items()}
+        )
+
+    def _emc(self) -> Iterator[Metric]:
+        rate, ratio = jetson.emc(self.root)
+        yield from _gauge(f"{P}emc_frequency_hertz", "External memory controller frequency.", rate)
+        yield from _gauge(f"{P}emc_utilization_ratio", "External memory controller utilisation, 0 to 1.", ratio)
+
+    def _nvpmodel(self) -> Iterator[Metric]:
+        if jetson.release(self.root) is None:
+            return
+        mode = self.power_mode.query()
+        if mode:
+            yield from _gauge(
+                f"{P}power_mode_info", "Always 1; labels: the nvpmodel power mode.", 1, {"mode": mode[0], "id": mode[1]}
+            )
+
+
+class ServiceCollector:
+    """The service's multiprocess folder, merged at scrape time (a missing folder is a failure:
+    the service is not running, or writes elsewhere)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def metrics(self) -> Iterator[Metric]:
+        if not self.folder.is_dir():
+            raise FileNotFoundError(f"no metrics folder {self.folder}")
+        yield from MultiProcessCollector(None, path=str(self.folder)).collect()
+
+
+class ServiceProbe:
+    """The local service over HTTP: reachable, healthy, and the provider of each model."""
+
+    def __init__(self, url: str, timeout_s: float = 2.0) -> None:
+        self.url, self.timeout = url.rstrip("/"), timeout_s
+
+    def _get(self, path: str) -> tuple[int, dict]:
+        try:
+            with urllib.request.urlopen(f"{self.url}{path}", timeout=self.timeout) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+
+    def metrics(self) -> Iterator[Metric]:
+        start = time.perf_counter()
+        try:
+            status, _ = self._get("/health")
+            _, info = self._get("/info")
+        except (OSError, ValueError):
+            yield from _gauge("facefleet_probe_up", "1 when the local service answers.", 0)
+            return
+        yield from _gauge("facefleet_probe_up", "1 when the local service answers.", 1)
+        yield from _gauge(
+            "facefleet_probe_healthy", "1 when the local service's /health is 200.", 1 if status == 200 else 0
+        )
+        yield from _gauge("facefleet_probe_duration_seconds", "Time the probe took.", time.perf_counter() - start)
+        family = GaugeMetricFamily(
+            "facefleet_probe_model_provider",
+            "1 for the provider each model runs on, as the service's /info says.",
+            labels=["model", "task", "provider"],
+        )
+        for task, model in sorted(info.get("models", {}).items()):
+            family.add_metric([str(model.get("name")), task, str(model.get("active_provider"))], 1)
+        yield family
+
+
+class ExporterCollector(Collector):
+    """Runs every part, isolating failures, and reports success and time per collector."""
+
+    def __init__(self, parts: dict[str, Callable[[], Iterator[Metric]]]) -> None:
+        self.parts = parts
+
+    def collect(self) -> Iterator[Metric]:
+        success = GaugeMetricFamily(
+            "facefleet_exporter_collector_success", "1 when the collector worked on this scrape.", labels=["collector"]
+        )
+        seconds = GaugeMetricFamily(
+            "facefleet_exporter_collector_duration_seconds",
+            "Time the collector took on this scrape.",
+            labels=["collector"],
+        )
+        for name, part in self.parts.items():
+            start = time.perf_counter()
+            try:
+                produced = list(part())
+                ok = 1.0
+            except Exception as exc:  # one broken collector must not take the others down
+                log.warning("collector %s failed: %s", name, exc)
+                produced, ok = [], 0.0
+            yield from produced
+            success.add_metric([name], ok)
+            seconds.add_metric([name], time.perf_counter() - start)
+        yield success
+        yield seconds
+
+
+def build_registry(metrics_dir: Path, root: Path, service_url: str, nvpmodel: str) -> CollectorRegistry:
+    hardware = JetsonHardware(root, jetson.PowerMode(nvpmodel))
+    parts: dict[str, Callable[[], Iterator[Metric]]] = {"service_metrics": ServiceCollector(metrics_dir).metrics}
+    parts.update(hardware.parts)
+    if service_url:
+        parts["service_probe"] = ServiceProbe(service_url).metrics
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ExporterCollector(parts))
+    return registry
+
+
+def serve(host: str, port: int, registry: CollectorRegistry) -> None:
+    """Serve until SIGTERM or SIGINT."""
+    server, thread = start_http_server(port, addr=host, registry=registry)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"facefleet exporter on http://{host}:{port}/metrics", flush=True)
+    stop.wait()
+    server.shutdown()
+    thread.join(timeout=5)
