@@ -126,10 +126,24 @@ class ServiceCollector:
 
 
 class ServiceProbe:
-    """The local service over HTTP: reachable, healthy, and the provider of each model."""
+    """The local service over HTTP: reachable, healthy, and the provider of each model.
 
-    def __init__(self, url: str, timeout_s: float = 2.0) -> None:
-        self.url, self.timeout = url.rstrip("/"), timeout_s
+    /health runs the models, and under load it waits its turn: so the probe runs on its own
+    thread every `interval_s` and a scrape serves its latest result without waiting (measured:
+    scrape p50 76 ms when each scrape probed, under 8 clients on 2 cores)."""
+
+    def __init__(self, url: str, timeout_s: float = 2.0, interval_s: float = 5.0) -> None:
+        self.url, self.timeout, self.interval = url.rstrip("/"), timeout_s, interval_s
+        self._latest: list[Metric] | None = None
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def _refresh_forever(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            fresh = list(self._probe())
+            with self._lock:
+                self._latest = fresh
 
     def _get(self, path: str) -> tuple[int, dict]:
         try:
@@ -139,6 +153,18 @@ class ServiceProbe:
             return exc.code, json.loads(exc.read() or b"{}")
 
     def metrics(self) -> Iterator[Metric]:
+        with self._lock:
+            latest = self._latest
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._refresh_forever, name="probe", daemon=True)
+                self._thread.start()
+        if latest is None:  # the first scrape probes once itself
+            latest = list(self._probe())
+            with self._lock:
+                self._latest = latest
+        yield from latest
+
+    def _probe(self) -> Iterator[Metric]:
         start = time.perf_counter()
         try:
             status, _ = self._get("/health")

@@ -1,0 +1,199 @@
+"""A real Prometheus server (Debian's) scraping a real service and a real exporter, discovered
+through file_sd JSON (the format the Ansible roles write), with the alert rules loaded."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from .fakejetson import AGX_ORIN, build, nvpmodel_script
+from .monitoring.render import render
+from .server import Service, free_port
+
+
+def until(what: str, check: Callable[[], object], timeout: float = 60.0) -> object:
+    """Poll `check` until it returns something truthy; the first scrape takes a few seconds."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except (requests.RequestException, KeyError, IndexError, ValueError) as exc:
+            last = exc
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}; last answer: {last!r}")
+
+
+class Process:
+    def __init__(self, argv: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self._out = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self.log = log
+        self.proc = subprocess.Popen(
+            argv, stdout=self._out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, start_new_session=True
+        )
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self._out.close()
+
+
+@pytest.fixture(scope="module")
+def stack(default_pack, cache_dir, tmp_path_factory):
+    """Service + exporter (on a FAKE AGX Orin tree, so: a Jetson whose models run on CPU) +
+    Prometheus with the rendered rules; torn down whatever happens."""
+    prometheus = shutil.which("prometheus")
+    assert prometheus, "prometheus not found: install Debian's prometheus package (scripts/test.sh does)"
+    folder = tmp_path_factory.mktemp("prometheus")
+    metrics_dir = folder / "metrics"
+    started: list = []
+    try:
+        svc = Service(
+            {
+                "FACEFLEET_MODELS_DIR": str(default_pack),
+                "FACEFLEET_CACHE_DIR": str(cache_dir),
+                "FACEFLEET_PROVIDERS": "cpu",
+                "FACEFLEET_METRICS_DIR": str(metrics_dir),
+            },
+            folder / "svc.log",
+        )
+        started.append(svc)
+        svc.wait_ready()
+        exporter_port = free_port()
+        root = build(folder / "orin", AGX_ORIN)
+        exporter = Process(
+            [
+                sys.executable,
+                "-m",
+                "service",
+                "exporter",
+                "--port",
+                str(exporter_port),
+                "--metrics-dir",
+                str(metrics_dir),
+                "--root",
+                str(root),
+                "--service-url",
+                svc.url,
+            ],
+            folder / "exporter.log",
+            {"FACEFLEET_NVPMODEL": str(nvpmodel_script(folder, AGX_ORIN.power_mode))},
+        )
+        started.append(exporter)
+        exporter_url = f"http://127.0.0.1:{exporter_port}"
+        until("the exporter", lambda: requests.get(f"{exporter_url}/metrics", timeout=5).ok)
+        for job, port in (("service", svc.port), ("exporter", exporter_port)):
+            (folder / f"{job}.json").write_text(
+                json.dumps([{"targets": [f"127.0.0.1:{port}"], "labels": {"appliance": "orin-01", "group": "lab"}}])
+            )
+        # the role's variables let a deployment choose how long a degraded model waits before alerting
+        render("facefleet-alerts.yml.j2", folder / "facefleet-alerts.yml", monitoring_degraded_for="0s")
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(folder / "facefleet-alerts.yml")],
+            "scrape_configs": [
+                {"job_name": "facefleet_service", "file_sd_configs": [{"files": [str(folder / "service.json")]}]},
+                {"job_name": "facefleet_exporter", "file_sd_configs": [{"files": [str(folder / "exporter.json")]}]},
+            ],
+        }
+        (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
+        port = free_port()
+        server = Process(
+            [
+                prometheus,
+                f"--config.file={folder / 'prometheus.yml'}",
+                f"--storage.tsdb.path={folder / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            folder / "prometheus.log",
+        )
+        started.append(server)
+        api = f"http://127.0.0.1:{port}/api/v1"
+        until("prometheus", lambda: requests.get(f"{api}/status/buildinfo", timeout=5).ok)
+        yield {"api": api, "service": svc.url, "exporter": exporter_url}
+    finally:
+        for process in reversed(started):
+            process.stop()
+
+
+def query(api: str, expr: str) -> list[dict]:
+    answer = requests.get(f"{api}/query", params={"query": expr}, timeout=10).json()
+    assert answer["status"] == "success", answer
+    return answer["data"]["result"]
+
+
+def test_targets_are_up(stack):
+    def both_up() -> bool:
+        result = {r["metric"]["job"]: r["value"][1] for r in query(stack["api"], "up")}
+        return result == {"facefleet_service": "1", "facefleet_exporter": "1"}
+
+    until("both targets up", both_up)
+    labels = query(stack["api"], 'up{job="facefleet_exporter"}')[0]["metric"]
+    assert labels["appliance"] == "orin-01" and labels["group"] == "lab"  # file_sd labels carried over
+
+
+def test_request_counter_grows_and_quantiles_compute(stack, image_bytes):
+    expr = 'sum(facefleet_http_requests_total{job="facefleet_service", endpoint="extract"})'
+    before = float((query(stack["api"], expr) or [{"value": [0, "0"]}])[0]["value"][1])
+    photo = base64.b64encode(image_bytes("biden.jpg")).decode()
+    for _ in range(3):
+        assert requests.post(f"{stack['service']}/extract", json={"images": {"data": [photo]}}, timeout=60).ok
+    until("the counter to grow by 3", lambda: float(query(stack["api"], expr)[0]["value"][1]) >= before + 3)
+    p95 = (
+        "histogram_quantile(0.95, sum by (le) (rate(facefleet_http_request_duration_seconds_bucket"
+        '{job="facefleet_service", endpoint="extract"}[1m])))'
+    )
+
+    def finite_p95() -> float | None:
+        # rate() needs a change between two scrapes: keep traffic going while polling
+        requests.post(f"{stack['service']}/extract", json={"images": {"data": [photo]}}, timeout=60)
+        value = float(query(stack["api"], p95)[0]["value"][1])
+        return None if math.isnan(value) else value
+
+    assert 0.0 < until("a finite p95", finite_p95) < 10.0
+
+
+def test_rules_load_and_the_cpu_fallback_alert_fires(stack):
+    groups = requests.get(f"{stack['api']}/rules", timeout=10).json()["data"]["groups"]
+    assert {rule["name"] for group in groups for rule in group["rules"]} >= {
+        "FacefleetApplianceDown",
+        "FacefleetModelOnCPU",
+        "FacefleetLatencyHigh",
+        "FacefleetGPUTemperatureHigh",
+    }
+
+    def firing() -> list[dict]:
+        alerts = requests.get(f"{stack['api']}/alerts", timeout=10).json()["data"]["alerts"]
+        return [a for a in alerts if a["labels"]["alertname"] == "FacefleetModelOnCPU" and a["state"] == "firing"]
+
+    alerts = until("FacefleetModelOnCPU to fire", firing)
+    assert {a["labels"]["model"] for a in alerts} == {"yunet_2023mar_int8bq", "sface_2021dec_int8bq"}
+    others = requests.get(f"{stack['api']}/alerts", timeout=10).json()["data"]["alerts"]
+    assert not [a for a in others if a["labels"]["alertname"] in ("FacefleetApplianceDown", "FacefleetHealthFailing")]
+
+
+def test_exporter_process_serves_hardware_and_service_metrics(stack):
+    text = requests.get(f"{stack['exporter']}/metrics", timeout=10).text
+    assert 'facefleet_jetson_info{board="NVIDIA Jetson AGX Orin Developer Kit"' in text
+    assert "facefleet_http_requests_total" in text and "facefleet_probe_healthy 1.0" in text
+    result = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
