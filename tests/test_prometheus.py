@@ -6,14 +6,11 @@ from __future__ import annotations
 import base64
 import json
 import math
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import requests
@@ -21,7 +18,7 @@ import yaml
 
 from .fakejetson import AGX_ORIN, build, nvpmodel_script
 from .monitoring.render import render
-from .server import Service, free_port
+from .server import Process, cpu_service, free_port
 
 
 def until(what: str, check: Callable[[], object], timeout: float = 60.0) -> object:
@@ -39,24 +36,6 @@ def until(what: str, check: Callable[[], object], timeout: float = 60.0) -> obje
     raise AssertionError(f"timed out waiting for {what}; last answer: {last!r}")
 
 
-class Process:
-    def __init__(self, argv: list[str], log: Path, env: dict[str, str] | None = None) -> None:
-        self._out = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.log = log
-        self.proc = subprocess.Popen(
-            argv, stdout=self._out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, start_new_session=True
-        )
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-        self._out.close()
-
-
 @pytest.fixture(scope="module")
 def stack(default_pack, cache_dir, tmp_path_factory):
     """Service + exporter (on a FAKE AGX Orin tree, so: a Jetson whose models run on CPU) +
@@ -67,17 +46,8 @@ def stack(default_pack, cache_dir, tmp_path_factory):
     metrics_dir = folder / "metrics"
     started: list = []
     try:
-        svc = Service(
-            {
-                "FACEFLEET_MODELS_DIR": str(default_pack),
-                "FACEFLEET_CACHE_DIR": str(cache_dir),
-                "FACEFLEET_PROVIDERS": "cpu",
-                "FACEFLEET_METRICS_DIR": str(metrics_dir),
-            },
-            folder / "svc.log",
-        )
+        svc = cpu_service(default_pack, cache_dir, folder)
         started.append(svc)
-        svc.wait_ready()
         exporter_port = free_port()
         root = build(folder / "orin", AGX_ORIN)
         exporter = Process(

@@ -15,23 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from .server import Service, metric_samples
+from .server import cpu_service, metric_samples
 
 
 @pytest.fixture(scope="module")
 def service(default_pack, cache_dir, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("service")
-    svc = Service(
-        {
-            "FACEFLEET_MODELS_DIR": str(default_pack),
-            "FACEFLEET_CACHE_DIR": str(cache_dir),
-            "FACEFLEET_PROVIDERS": "cpu",
-            "FACEFLEET_METRICS_DIR": str(folder / "metrics"),
-        },
-        folder / "service.log",
-    )
+    svc = cpu_service(default_pack, cache_dir, tmp_path_factory.mktemp("service"))
     try:
-        svc.wait_ready()
         yield svc
     finally:
         svc.stop()
@@ -104,19 +94,8 @@ def test_promtool_accepts_the_real_metrics(service, photo, tmp_path):
 
 
 def test_overload_answers_503_with_retry_after_and_nothing_else_fails(default_pack, cache_dir, photo, tmp_path):
-    svc = Service(
-        {
-            "FACEFLEET_MODELS_DIR": str(default_pack),
-            "FACEFLEET_CACHE_DIR": str(cache_dir),
-            "FACEFLEET_PROVIDERS": "cpu",
-            "FACEFLEET_MAX_CONCURRENT": "1",
-            "FACEFLEET_QUEUE_SIZE": "1",
-            "FACEFLEET_METRICS_DIR": str(tmp_path / "metrics"),
-        },
-        tmp_path / "overload.log",
-    )
+    svc = cpu_service(default_pack, cache_dir, tmp_path, FACEFLEET_MAX_CONCURRENT="1", FACEFLEET_QUEUE_SIZE="1")
     try:
-        svc.wait_ready()
         counts = hammer(svc.url, {"images": {"data": [photo]}}, clients=12, seconds=4)
         assert set(counts) <= {200, 503}, counts
         assert counts[200] > 0 and counts[503] > 0

@@ -40,7 +40,8 @@ def admission() -> Admission:
     return current_app.extensions["facefleet.admission"]
 
 
-def _face_json(face: Face, index: int, params: ExtractParams) -> dict[str, Any]:
+def face_json(face: Face, index: int, params: ExtractParams) -> dict[str, Any]:
+    """One face in InsightFace-REST's shape, optional fields as the request asked."""
     out: dict[str, Any] = {
         "bbox": [round(float(v), 2) for v in face.bbox],
         "prob": round(face.score, 5),
@@ -70,7 +71,7 @@ def _image_json(result: ImageResult, params: ExtractParams, shared_ms: float) ->
             "faces": [],
             "error": {"code": result.error.code, "message": result.error.message},
         }
-    return {"status": "ok", "took_ms": took, "faces": [_face_json(f, i, params) for i, f in enumerate(result.faces)]}
+    return {"status": "ok", "took_ms": took, "faces": [face_json(f, i, params) for i, f in enumerate(result.faces)]}
 
 
 def _run(params: ExtractParams, inputs: list[bytes | np.ndarray | ImageError], timings: Timings) -> list[ImageResult]:
