@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# The whole test suite, set-up included: Debian packages the tests use (promtool from
-# prometheus), facefleet with its test extras in .venv, then ruff and pytest on the real
-# models and photos of ../shared. Extra arguments go to pytest (e.g. -k detection).
+# The whole test suite, set-up included: the Debian packages the tests use (prometheus for a
+# real Prometheus server and promtool, chromium for the browser tests; Playwright drives that
+# chromium and never downloads a browser), facefleet with its test extras in .venv, then ruff
+# and pytest on the real models and photos of ../shared. Extra arguments go to pytest.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-if ! command -v promtool >/dev/null; then
+missing=()
+command -v promtool >/dev/null || missing+=(prometheus)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if [ "${#missing[@]}" -gt 0 ]; then
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
-    echo "promtool is missing: apt-get install prometheus (as root)" >&2
+    echo "missing Debian packages: ${missing[*]} (apt-get install ${missing[*]}, as root)" >&2
     exit 1
   fi
 fi

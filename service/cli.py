@@ -304,6 +304,31 @@ def cmd_exporter(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- dashboard
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """Validate the dashboard's settings here (one line on error), then exec gunicorn."""
+    from dashboard.config import DashboardSettings
+
+    flags = {
+        "host": args.host,
+        "port": args.port,
+        "targets_file": args.targets_file,
+        "prometheus_url": args.prometheus_url,
+    }
+    settings = DashboardSettings.from_env(**flags)
+    if not settings.targets_file and not settings.targets and not settings.prometheus_url:
+        raise FacefleetError(
+            "no appliances: set FACEFLEET_DASHBOARD_TARGETS_FILE (file_sd JSON), "
+            "FACEFLEET_DASHBOARD_TARGETS (host:port,...) or FACEFLEET_DASHBOARD_PROMETHEUS_URL"
+        )
+    env = dict(os.environ)
+    env.update({f"FACEFLEET_DASHBOARD_{k.upper()}": str(v) for k, v in flags.items() if v is not None})
+    print(f"facefleet dashboard on http://{settings.host}:{settings.port}/", flush=True)
+    conf = Path(__file__).resolve().parent.parent / "dashboard" / "gunicorn_conf.py"
+    os.execve(sys.executable, [sys.executable, "-m", "gunicorn", "-c", str(conf), "dashboard.wsgi:app"], env)
+    return 0  # not reached
+
+
 # ---------------------------------------------------------------- parser
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -324,6 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"facefleet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    _model_commands(sub, common)
+    _run_commands(sub, common)
+    return parser
+
+
+def _model_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     models = sub.add_parser("models", help="list, verify, prepare and pull model files").add_subparsers(
         dest="action", required=True
     )
@@ -340,6 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", help="default: the licence-clean default pack")
     p.set_defaults(func=cmd_models_pull)
 
+
+def _run_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("providers", parents=[common], help="where each model runs and why (GPU debugging)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_providers)
@@ -367,12 +400,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--service-url", help="service to probe [FACEFLEET_SERVICE_URL, http://127.0.0.1:PORT]")
     p.set_defaults(func=cmd_exporter)
 
+    p = sub.add_parser("dashboard", help="the fleet dashboard (Flask under gunicorn)")
+    p.add_argument("--host", help="listen address [FACEFLEET_DASHBOARD_HOST, default 127.0.0.1]")
+    p.add_argument("--port", type=int, help="listen port [FACEFLEET_DASHBOARD_PORT, default 18100]")
+    p.add_argument(
+        "--targets-file", help="Prometheus file_sd JSON of the appliances [FACEFLEET_DASHBOARD_TARGETS_FILE]"
+    )
+    p.add_argument(
+        "--prometheus-url", help="read the fleet from Prometheus instead [FACEFLEET_DASHBOARD_PROMETHEUS_URL]"
+    )
+    p.set_defaults(func=cmd_dashboard)
+
     p = sub.add_parser("compare", parents=[common], help="similarity of the largest faces of two images")
     p.add_argument("a")
     p.add_argument("b")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compare)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,3 +48,11 @@ def test_readme_starts_with_the_two_commands():
     block = lines[lines.index("```sh") + 1 : lines.index("```")]
     assert [line.split("#")[0].strip() for line in block] == ["bash scripts/run.sh", "bash scripts/test.sh"]
     assert all((ROOT / line.split()[1]).is_file() for line in block)
+
+
+def test_every_dashboard_setting_is_documented():
+    from dashboard.config import DashboardSettings
+
+    text = (ROOT / "docs" / "dashboard.md").read_text()
+    for name in DashboardSettings.__annotations__:
+        assert f"`FACEFLEET_DASHBOARD_{name.upper()}`" in text, name

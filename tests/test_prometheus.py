@@ -167,3 +167,22 @@ def test_exporter_process_serves_hardware_and_service_metrics(stack):
     assert "facefleet_http_requests_total" in text and "facefleet_probe_healthy 1.0" in text
     result = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dashboard_reads_the_same_fleet_through_prometheus(stack, tmp_path):
+    """The dashboard's second backend: the fake-Jetson appliance is degraded, through PromQL."""
+    from dashboard.backends import PrometheusBackend
+    from dashboard.config import DashboardSettings
+
+    backend = PrometheusBackend(DashboardSettings(prometheus_url=stack["api"].removesuffix("/api/v1")))
+
+    def degraded() -> dict | None:
+        fleet = backend.fleet()
+        rows = {a["name"]: a for a in fleet["appliances"]}
+        row = rows.get("orin-01")
+        return row if row and row["status"] == "degraded" else None
+
+    row = until("orin-01 degraded through Prometheus", degraded)
+    assert "on CPU" in row["reason"] and row["group"] == "lab"
+    assert row["providers"] == {"yunet_2023mar_int8bq": "cpu", "sface_2021dec_int8bq": "cpu"}
+    assert row["versions"]["JetPack"] == "6.2"

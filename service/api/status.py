@@ -58,6 +58,7 @@ def info() -> Response:
     defaults = {name: getattr(settings, name) for name in SHOWN_DEFAULTS}
     detector = engine.detector
     defaults["effective_shape_policy"] = detector.policy
+    defaults["engine_slots"] = settings.engine_slots
     return jsonify(
         {
             "version": __version__,

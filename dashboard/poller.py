@@ -1,0 +1,217 @@
+"""The embedded backend's poller: every appliance's /info, /health and exporter /metrics,
+fetched concurrently with a per-host timeout, so a dead or slow host delays nobody; each
+cycle's figures go to SQLite and the latest view of every appliance stays in memory."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from . import figures, targets
+from .config import DashboardSettings
+from .status import classify
+from .store import Store
+
+log = logging.getLogger("facefleet.dashboard")
+FAILURES_KEPT = 20
+
+
+class UnreachableError(Exception):
+    """The host refused, reset, or does not resolve."""
+
+
+class TimedOutError(Exception):
+    """The host accepted but did not answer within the timeout."""
+
+
+def fetch(url: str, timeout: float, api_key: str = "") -> tuple[int, bytes]:
+    headers = {"User-Agent": "facefleet-dashboard"}
+    if api_key:
+        headers["X-API-Key"] = api_key  # stays server-side: never sent to a browser
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read(8 * 1024 * 1024)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(1024 * 1024)
+    except TimeoutError as exc:
+        raise TimedOutError(f"no answer within {timeout:g} s") from exc
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, TimeoutError | socket.timeout):
+            raise TimedOutError(f"no answer within {timeout:g} s") from exc
+        raise UnreachableError(str(exc.reason)) from exc
+    except (ConnectionError, OSError) as exc:
+        raise UnreachableError(str(exc)) from exc
+
+
+def _json(status_body: tuple[int, bytes]) -> dict[str, Any]:
+    try:
+        value = json.loads(status_body[1])
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+class Poller:
+    def __init__(self, settings: DashboardSettings, store: Store) -> None:
+        self.settings, self.store = settings, store
+        self._pool = ThreadPoolExecutor(settings.pool, thread_name_prefix="poll")
+        self._lock = threading.Lock()
+        self._scrapes: dict[str, figures.Scrape] = {}
+        self._failures: dict[str, deque] = {}
+        self.views: dict[str, dict[str, Any]] = {}
+        self.last_cycle_s: float | None = None
+        self.fleet_error = ""
+        self._stop = threading.Event()
+
+    # ------------------------------------------------------------ one appliance
+    def _poll(self, appliance: targets.Appliance) -> dict[str, Any]:
+        timeout, key = self.settings.timeout_s, self.settings.appliance_api_key
+        snapshot: dict[str, Any] = {"appliance": appliance, "at": time.time()}
+        try:
+            info = _json(fetch(f"{appliance.service}/info", timeout, key))
+            health = _json(fetch(f"{appliance.service}/health", timeout, key))
+        except UnreachableError as exc:
+            snapshot["unreachable"] = f"service unreachable: {exc}"
+            return snapshot
+        except TimedOutError as exc:
+            snapshot["timed_out"] = f"service slow: {exc}"
+            return snapshot
+        snapshot.update(info=info, health=health)
+        try:
+            code, body = fetch(f"{appliance.exporter}/metrics", timeout)
+            if code == 200:
+                snapshot["scrape"] = figures.parse(body.decode(errors="replace"), snapshot["at"])
+            else:
+                snapshot["exporter_error"] = f"exporter answered HTTP {code}"
+        except (UnreachableError, TimedOutError, ValueError) as exc:
+            snapshot["exporter_error"] = f"exporter: {exc}"
+        return snapshot
+
+    def _view(self, snapshot: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(the in-memory view, the history row) of one appliance's poll."""
+        appliance: targets.Appliance = snapshot["appliance"]
+        scrape: figures.Scrape | None = snapshot.get("scrape")
+        info = snapshot.get("info") or {}
+        models = info.get("models") or {}
+        providers = {str(m.get("name")): str(m.get("active_provider")) for m in models.values() if isinstance(m, dict)}
+        if not providers and scrape:
+            providers = dict(scrape.providers)
+        found = figures.between(self._scrapes.get(appliance.name), scrape) if scrape else figures.Figures()
+        if scrape:
+            self._scrapes[appliance.name] = scrape
+        status, reason = classify(
+            {
+                **snapshot,
+                "providers": providers,
+                "error_ratio": found.error_ratio,
+                "jetson": scrape.jetson if scrape else None,
+            }
+        )
+        if snapshot.get("exporter_error") and status == "ok":
+            reason = snapshot["exporter_error"]
+        previous = self.views.get(appliance.name, {})
+        seen = snapshot["at"] if status in ("ok", "degraded") else previous.get("last_seen")
+        view = {
+            "name": appliance.name,
+            "group": appliance.group,
+            "service": appliance.service,
+            "exporter": appliance.exporter,
+            "status": status,
+            "reason": reason,
+            "polled": snapshot["at"],
+            "last_seen": seen,
+            "providers": providers,
+            "chains": {
+                str(m.get("name")): [a.get("provider") for a in m.get("attempts", [])]
+                for m in models.values()
+                if isinstance(m, dict)
+            },
+            "versions": _versions(info, scrape),
+            "info": info or previous.get("info"),
+            "gpu_load": scrape.gpu_load if scrape else None,
+            "temperature": scrape.temperature if scrape else None,
+            "power_watts": scrape.power_watts if scrape else None,
+            "power_mode": scrape.power_mode if scrape else None,
+            "p50_s": found.p50_s,
+            "p95_s": found.p95_s,
+            "rate_rps": found.rate_rps,
+            "error_ratio": found.error_ratio,
+        }
+        if status != "ok":
+            self._failures.setdefault(appliance.name, deque(maxlen=FAILURES_KEPT)).append((snapshot["at"], reason))
+        view["failures"] = list(self._failures.get(appliance.name, ()))
+        row = {
+            "appliance": appliance.name,
+            "at": snapshot["at"],
+            "status": status,
+            "reason": reason,
+            "providers": providers,
+            **{
+                k: view[k]
+                for k in ("p50_s", "p95_s", "rate_rps", "error_ratio", "gpu_load", "temperature", "power_watts")
+            },
+        }
+        return view, row
+
+    # ------------------------------------------------------------ the fleet
+    def cycle(self) -> float:
+        """Poll every appliance once, concurrently; returns the cycle's wall time."""
+        start = time.perf_counter()
+        try:
+            fleet = targets.load(self.settings)
+            self.fleet_error = ""
+        except (OSError, ValueError) as exc:
+            self.fleet_error = f"cannot read the appliance list: {exc}"
+            log.warning(self.fleet_error)
+            fleet = []
+        snapshots = list(self._pool.map(self._poll, fleet))
+        views, rows = {}, []
+        with self._lock:
+            for snapshot in snapshots:
+                view, row = self._view(snapshot)
+                views[view["name"]] = view
+                rows.append(row)
+            self.views = views
+        if rows:
+            self.store.add(rows)
+        self.last_cycle_s = time.perf_counter() - start
+        return self.last_cycle_s
+
+    def run_forever(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                self.cycle()
+            except Exception:  # the poller must outlive any one bad answer
+                log.exception("poll cycle failed")
+            self._stop.wait(max(0.0, self.settings.poll_interval_s - (time.monotonic() - started)))
+
+    def start(self) -> None:
+        threading.Thread(target=self.run_forever, name="poller", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _versions(info: dict[str, Any], scrape: figures.Scrape | None) -> dict[str, str]:
+    out = {}
+    if info.get("version"):
+        out["facefleet"] = str(info["version"])
+    ort = info.get("onnxruntime") or {}
+    if isinstance(ort, dict) and ort.get("version"):
+        out["onnxruntime"] = str(ort["version"])
+    if isinstance(ort, dict) and ort.get("tensorrt"):
+        out["TensorRT"] = str(ort["tensorrt"])
+    if scrape and scrape.jetson:
+        out["L4T"] = scrape.jetson.get("l4t", "")
+        out["JetPack"] = scrape.jetson.get("jetpack", "")
+    return out

@@ -1,0 +1,133 @@
+"""Blueprints: the pages (overview, appliance, login) and the JSON API behind them."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from functools import wraps
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+
+from .backends import Backend
+from .status import ORDER
+
+pages = Blueprint("pages", __name__)
+api = Blueprint("api", __name__, url_prefix="/api")
+auth = Blueprint("auth", __name__)
+
+SORTS = {
+    "status": lambda v: (ORDER[v["status"]], v["name"]),
+    "name": lambda v: v["name"],
+    "group": lambda v: (v["group"], v["name"]),
+    "p95": lambda v: -(v.get("p95_s") or 0),
+    "rate": lambda v: -(v.get("rate_rps") or 0),
+}
+
+
+def backend() -> Backend:
+    return current_app.extensions["facefleet.backend"]
+
+
+def login_required(view):
+    """Every page and API needs the login once a password is configured (the Ansible role sets one)."""
+
+    @wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if current_app.config["FACEFLEET_PASSWORD"] and not session.get("user"):
+            if request.blueprint == "api" or request.path.startswith("/fragment"):
+                response = jsonify({"error": {"code": "unauthorized", "message": "log in first"}})
+                response.status_code = 401
+                return response
+            return redirect(url_for("auth.login", next=request.path))
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def filtered(fleet: dict[str, Any]) -> list[dict[str, Any]]:
+    status, group = request.args.get("status", ""), request.args.get("group", "")
+    rows = [
+        v for v in fleet["appliances"] if (not status or v["status"] == status) and (not group or v["group"] == group)
+    ]
+    return sorted(rows, key=SORTS.get(request.args.get("sort", "status"), SORTS["status"]))
+
+
+@pages.get("/")
+@login_required
+def overview() -> str:
+    fleet = backend().fleet()
+    groups = sorted({v["group"] for v in fleet["appliances"] if v["group"]})
+    return render_template(
+        "overview.html", fleet=fleet, rows=filtered(fleet), groups=groups, now=time.time(), args=request.args
+    )
+
+
+@pages.get("/fragment/rows")
+@login_required
+def rows_fragment() -> str:
+    """The table body and counts, for the page's own refresh without a full reload."""
+    fleet = backend().fleet()
+    return render_template("_rows.html", fleet=fleet, rows=filtered(fleet), now=time.time())
+
+
+@pages.get("/appliances/<name>")
+@login_required
+def appliance_page(name: str) -> str:
+    detail = backend().appliance(name)
+    if detail is None:
+        abort(404)
+    return render_template("appliance.html", a=detail, now=time.time())
+
+
+@api.get("/fleet")
+@login_required
+def api_fleet() -> Response:
+    return jsonify(backend().fleet())
+
+
+@api.get("/appliances/<name>")
+@login_required
+def api_appliance(name: str) -> Response:
+    detail = backend().appliance(name)
+    if detail is None:
+        response = jsonify({"error": {"code": "not_found", "message": f"no appliance named {name!r}"}})
+        response.status_code = 404
+        return response
+    return jsonify(detail)
+
+
+@pages.get("/healthz")
+def healthz() -> Response:
+    return jsonify({"status": "ok"})
+
+
+@auth.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    error = ""
+    if request.method == "POST":
+        given = request.form.get("password", "").encode()
+        if hmac.compare_digest(given, current_app.config["FACEFLEET_PASSWORD"].encode()):
+            session.clear()
+            session["user"] = "operator"
+            target = request.args.get("next", "/")
+            return redirect(target if target.startswith("/") and not target.startswith("//") else "/")
+        error = "wrong password"
+    return render_template("login.html", error=error), 401 if error else 200
+
+
+@auth.post("/logout")
+def logout() -> Response:
+    session.clear()
+    return redirect(url_for("auth.login"))

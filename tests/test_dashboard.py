@@ -1,0 +1,250 @@
+"""The fleet dashboard in a real browser (Debian's chromium driven by Playwright), polling a
+real service and exporter plus FAKE appliances: down, slow, a Jetson on CPU, a hostile name."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import requests
+
+from dashboard import create_app
+from dashboard.backends import PollerBackend
+from dashboard.config import DashboardSettings
+from service.exporter import build_registry
+
+from .fakeappliance import FakeAppliance
+from .fakejetson import AGX_ORIN, build, nvpmodel_script, plain_host
+from .server import Process, cpu_service, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+HOSTILE = "<script>alert(1)</script>"
+CHROMIUM = "/usr/bin/chromium"
+
+
+def wait_for(what: str, check, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except requests.RequestException as exc:
+            last = exc
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}: {last!r}")
+
+
+@pytest.fixture(scope="module")
+def fleet(default_pack, cache_dir, tmp_path_factory, image_bytes):
+    folder = tmp_path_factory.mktemp("dashboard")
+    started: list = []
+    fakes: list[FakeAppliance] = []
+    stop_traffic = threading.Event()
+    try:
+        svc = cpu_service(default_pack, cache_dir, folder)
+        started.append(svc)
+        exporter_port = free_port()
+        started.append(
+            Process(
+                [
+                    sys.executable,
+                    "-m",
+                    "service",
+                    "exporter",
+                    "--port",
+                    str(exporter_port),
+                    "--metrics-dir",
+                    str(folder / "metrics"),
+                    "--root",
+                    str(plain_host(folder / "plain")),
+                    "--service-url",
+                    svc.url,
+                ],
+                folder / "exporter.log",
+            )
+        )
+        wait_for("the exporter", lambda: requests.get(f"http://127.0.0.1:{exporter_port}/metrics", timeout=5).ok)
+        photo = base64.b64encode(image_bytes("biden.jpg")).decode()
+
+        def traffic() -> None:  # bounded: stops with the fixture
+            while not stop_traffic.wait(0.3):
+                requests.post(f"{svc.url}/extract", json={"images": {"data": [photo]}}, timeout=30)
+
+        threading.Thread(target=traffic, daemon=True).start()
+        # Bodies captured from the real service and a real exporter reading a FAKE AGX Orin tree.
+        info = requests.get(f"{svc.url}/info", timeout=10).content
+        health = requests.get(f"{svc.url}/health", timeout=30).content
+        from prometheus_client import generate_latest
+
+        orin = build(folder / "orin", AGX_ORIN)
+        jetson_metrics = generate_latest(
+            build_registry(folder / "metrics", orin, svc.url, str(nvpmodel_script(folder, AGX_ORIN.power_mode)))
+        )
+        fakes += [
+            FakeAppliance(info, health, jetson_metrics),
+            FakeAppliance(info, health, jetson_metrics, delay_s=5),
+            FakeAppliance(info, health, jetson_metrics),
+        ]
+        orin_cpu, slow, hostile = fakes
+        down = f"127.0.0.1:{free_port()}"  # nothing listens there
+        sd = [
+            {
+                "targets": [svc.url.removeprefix("http://")],
+                "labels": {"appliance": "lab-cpu-01", "group": "lab", "exporter": f"127.0.0.1:{exporter_port}"},
+            },
+            {
+                "targets": [orin_cpu.target],
+                "labels": {"appliance": "orin-01", "group": "line-1", "exporter": orin_cpu.target},
+            },
+            {"targets": [slow.target], "labels": {"appliance": "slow-01", "group": "line-1", "exporter": slow.target}},
+            {"targets": [down], "labels": {"appliance": "down-01", "group": "line-2"}},
+            {
+                "targets": [hostile.target],
+                "labels": {"appliance": HOSTILE, "group": "line-2", "exporter": hostile.target},
+            },
+        ]
+        (folder / "targets.json").write_text(json.dumps(sd))
+        port = free_port()
+        env = {
+            "FACEFLEET_DASHBOARD_TARGETS_FILE": str(folder / "targets.json"),
+            "FACEFLEET_DASHBOARD_POLL_INTERVAL_S": "1",
+            "FACEFLEET_DASHBOARD_TIMEOUT_S": "2",
+            "FACEFLEET_DASHBOARD_DATABASE": str(folder / "dash.sqlite3"),
+            "FACEFLEET_DASHBOARD_PORT": str(port),
+        }
+        started.append(Process([sys.executable, "-m", "service", "dashboard"], folder / "dashboard.log", env))
+        url = f"http://127.0.0.1:{port}"
+
+        def polled() -> bool:
+            rows = {a["name"]: a for a in requests.get(f"{url}/api/fleet", timeout=5).json()["appliances"]}
+            return len(rows) == 5 and rows["lab-cpu-01"]["status"] == "ok" and len(rows["lab-cpu-01"]["spark"]) >= 3
+
+        wait_for("three polls of the fleet", polled, timeout=90)
+        yield url
+    finally:
+        stop_traffic.set()
+        for fake in fakes:
+            fake.close()
+        for process in reversed(started):
+            process.stop()
+
+
+def test_statuses_and_reasons_through_the_json_api(fleet):
+    rows = {a["name"]: a for a in requests.get(f"{fleet}/api/fleet", timeout=5).json()["appliances"]}
+    assert rows["lab-cpu-01"]["status"] == "ok"
+    assert rows["lab-cpu-01"]["providers"] == {"yunet_2023mar_int8bq": "cpu", "sface_2021dec_int8bq": "cpu"}
+    assert rows["orin-01"]["status"] == "degraded"
+    assert rows["orin-01"]["reason"].startswith("Jetson running sface_2021dec_int8bq, yunet_2023mar_int8bq on CPU")
+    assert rows["orin-01"]["versions"]["JetPack"] == "6.2" and rows["orin-01"]["gpu_load"] == pytest.approx(0.372)
+    assert rows["slow-01"]["status"] == "stale" and "no answer within 2 s" in rows["slow-01"]["reason"]
+    assert rows["down-01"]["status"] == "down" and "unreachable" in rows["down-01"]["reason"]
+    assert rows[HOSTILE]["status"] == "degraded"
+    detail = requests.get(f"{fleet}/api/appliances/lab-cpu-01", timeout=5).json()
+    assert detail["history"] and detail["info"]["models"]["detection"]["name"] == "yunet_2023mar_int8bq"
+    assert requests.get(f"{fleet}/api/appliances/nope", timeout=5).status_code == 404
+
+
+def test_overview_and_appliance_page_in_chromium(fleet):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} missing: apt-get install chromium (scripts/test.sh does)")
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    console_errors, outside, dialogs = [], [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 900})
+            page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: console_errors.append(str(e)))
+            page.on("request", lambda r: outside.append(r.url) if urlparse(r.url).hostname != "127.0.0.1" else None)
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            start = time.monotonic()
+            page.goto(fleet + "/", wait_until="load")
+            elapsed = time.monotonic() - start
+            assert elapsed < 1.0, f"overview took {elapsed:.2f} s although only slow-01 is slow"
+            row = page.locator('tr.appliance[data-name="orin-01"]')
+            assert row.locator(".badge").inner_text() == "degraded"
+            assert "on CPU" in row.locator(".reason").inner_text()
+            assert page.locator('tr.appliance[data-name="down-01"] .badge').inner_text() == "down"
+            assert page.locator('tr.appliance[data-name="slow-01"] .badge').inner_text() == "stale"
+            hostile = page.locator("tr.appliance", has_text="alert(1)")
+            assert hostile.locator("td.name").inner_text() == HOSTILE  # shown as text, not run
+            points = int(page.locator('tr.appliance[data-name="lab-cpu-01"] svg.spark').get_attribute("data-points"))
+            assert points >= 2
+            counts = page.locator("tbody#rows")
+            assert counts.get_attribute("data-down") == "1" and counts.get_attribute("data-stale") == "1"
+            page.wait_for_timeout(2500)  # one in-place refresh of the table
+            page.screenshot(path=str(ARTIFACTS / "dashboard-overview.png"), full_page=True)
+            page.select_option("select[name=status]", "degraded")
+            page.click("form.filters button")
+            page.wait_for_load_state("load")
+            names = page.locator("tr.appliance").evaluate_all("rows => rows.map(r => r.dataset.name)")
+            assert sorted(names) == sorted(["orin-01", HOSTILE])
+            page.goto(fleet + "/appliances/lab-cpu-01", wait_until="load")
+            assert page.locator("svg.chart").count() == 4
+            assert "yunet_2023mar_int8bq" in page.locator("section", has_text="/info").inner_text()
+            page.screenshot(path=str(ARTIFACTS / "dashboard-appliance.png"), full_page=True)
+        finally:
+            browser.close()
+    assert console_errors == []
+    assert outside == []
+    assert dialogs == []
+
+
+def test_security_headers(fleet):
+    response = requests.get(f"{fleet}/", timeout=5)
+    csp = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert HOSTILE not in response.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in response.text
+
+
+def test_login_guards_every_page_and_api(tmp_path):
+    settings = DashboardSettings(password="s3cret-pass", database=str(tmp_path / "d.sqlite3"))
+    app = create_app(settings, PollerBackend(settings))
+    client = app.test_client()
+    assert client.get("/").status_code == 302 and "/login" in client.get("/").headers["Location"]
+    assert client.get("/api/fleet").status_code == 401
+    assert client.get("/fragment/rows").status_code == 401
+    assert client.get("/healthz").status_code == 200
+    assert client.post("/login", data={"password": "wrong"}).status_code == 401
+    assert client.post("/login?next=//evil.example/", data={"password": "s3cret-pass"}).headers["Location"] == "/"
+    assert client.get("/api/fleet").status_code == 200
+    client.post("/logout")
+    assert client.get("/api/fleet").status_code == 401
+
+
+def test_dashboard_without_appliances_refuses_to_start():
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, "-m", "service", "dashboard"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"},
+    )
+    assert result.returncode == 2 and "no appliances" in result.stderr
