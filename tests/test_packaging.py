@@ -1,0 +1,33 @@
+"""The wheel carries everything a non-editable install needs (Ansible installs the wheel)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_wheel_contents(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    [wheel] = tmp_path.glob("facefleet-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for required in (
+        "service/api/__init__.py",
+        "service/api/extract.py",
+        "service/gunicorn_conf.py",
+        "service/manifest_data/manifest.yml",
+        "dashboard/templates/overview.html",
+        "dashboard/static/dashboard.js",
+        "dashboard/static/dashboard.css",
+        "dashboard/gunicorn_conf.py",
+    ):
+        assert required in names, required
+    assert not [n for n in names if n.endswith((".onnx", ".sqlite3"))]
