@@ -16,6 +16,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.ansible
 ROLES = sorted(p for p in (ROOT / "roles").iterdir() if p.is_dir())
 
 
