@@ -25,13 +25,14 @@ def run(*argv: str, timeout: int = 900) -> subprocess.CompletedProcess:
     return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env, check=False)
 
 
-def test_syntax_check():
-    result = run(str(BIN / "ansible-playbook"), "--syntax-check", "site.yml")
+@pytest.mark.parametrize("playbook", ["site.yml", "verify.yml"])
+def test_syntax_check(playbook):
+    result = run(str(BIN / "ansible-playbook"), "--syntax-check", playbook)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_ansible_lint_production_profile():
-    result = run(str(BIN / "ansible-lint"), "--profile", "production", "site.yml", "roles")
+    result = run(str(BIN / "ansible-lint"), "--profile", "production", "site.yml", "verify.yml", "roles")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
@@ -95,3 +96,21 @@ def test_default_inventory_brings_up_the_appliance_and_a_second_run_changes_noth
     assert second.returncode == 0, second.stdout[-4000:]
     recap = re.search(r"localhost\s+: ok=\d+\s+changed=(\d+)", second.stdout)
     assert recap and recap.group(1) == "0", second.stdout[-3000:]
+
+
+def test_verify_checks_health_and_providers_and_writes_the_fleet_report(default_run, tmp_path):
+    assert default_run.returncode == 0
+    result = run(str(BIN / "ansible-playbook"), "verify.yml", "-e", f"verify_report_dir={tmp_path}")
+    assert result.returncode == 0, result.stdout[-3000:]
+    report = (tmp_path / "fleet-report.md").read_text()
+    assert "| localhost | True |" in report and "yunet_2023mar_int8bq: cpu" in report
+    wrong = run(
+        str(BIN / "ansible-playbook"),
+        "verify.yml",
+        "-e",
+        f"verify_report_dir={tmp_path}",
+        "-e",
+        '{"verify_expected_providers": ["tensorrt", "cuda"]}',
+    )
+    assert wrong.returncode != 0
+    assert "yunet_2023mar_int8bq runs on cpu, expected tensorrt or cuda" in wrong.stdout
