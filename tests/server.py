@@ -84,6 +84,21 @@ def cpu_service(models_dir: Path, cache_dir: Path, folder: Path, **env: str) -> 
     return service
 
 
+def until(what: str, check, timeout: float = 60.0):
+    """Poll `check` until it returns something truthy (first scrapes and polls take seconds)."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except (requests.RequestException, KeyError, IndexError, ValueError) as exc:
+            last = exc
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}; last answer: {last!r}")
+
+
 def metric_samples(text: str, name: str) -> dict[str, float]:
     """{label string: value} of one metric family's samples in a text exposition."""
     out = {}

@@ -61,6 +61,23 @@ def test_role_layout_and_documented_prefixed_variables(role):
             assert module.count(".") == 2, module  # fully qualified collection names
 
 
+def stop(name: str) -> None:
+    """Stop a process the playbook started with start-stop-daemon (this machine has no systemd)."""
+    subprocess.run(
+        [
+            "start-stop-daemon",
+            "--stop",
+            "--quiet",
+            "--retry",
+            "TERM/20/KILL/5",
+            "--remove-pidfile",
+            "--pidfile",
+            f"/run/facefleet/{name}.pid",
+        ],
+        check=False,
+    )
+
+
 @pytest.fixture(scope="module")
 def default_run():
     """The README's provisioning: site.yml on the default inventory (this machine, cpu mode)."""
@@ -69,19 +86,7 @@ def default_run():
         yield first
     finally:
         for name in ("facefleet-dashboard", "facefleet-exporter", "facefleet-service"):
-            subprocess.run(
-                [
-                    "start-stop-daemon",
-                    "--stop",
-                    "--quiet",
-                    "--retry",
-                    "TERM/20/KILL/5",
-                    "--remove-pidfile",
-                    "--pidfile",
-                    f"/run/facefleet/{name}.pid",
-                ],
-                check=False,
-            )
+            stop(name)
 
 
 def test_default_inventory_brings_up_the_appliance_and_a_second_run_changes_nothing(default_run):
@@ -122,19 +127,7 @@ def test_monitoring_role_runs_prometheus_on_the_fleet(default_run, tmp_path):
         recap = re.search(r"localhost\s+: ok=\d+\s+changed=(\d+)", second.stdout)
         assert recap and recap.group(1) == "0", second.stdout[-3000:]
     finally:
-        subprocess.run(
-            [
-                "start-stop-daemon",
-                "--stop",
-                "--quiet",
-                "--retry",
-                "TERM/20/KILL/5",
-                "--remove-pidfile",
-                "--pidfile",
-                "/run/facefleet/facefleet-prometheus.pid",
-            ],
-            check=False,
-        )
+        stop("facefleet-prometheus")
 
 
 def test_verify_checks_health_and_providers_and_writes_the_fleet_report(default_run, tmp_path):

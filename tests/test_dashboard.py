@@ -21,26 +21,12 @@ from service.exporter import build_registry
 
 from .fakeappliance import FakeAppliance
 from .fakejetson import AGX_ORIN, build, nvpmodel_script, plain_host
-from .server import Process, cpu_service, free_port
+from .server import Process, cpu_service, free_port, until
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 HOSTILE = "<script>alert(1)</script>"
 CHROMIUM = "/usr/bin/chromium"
-
-
-def wait_for(what: str, check, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except requests.RequestException as exc:
-            last = exc
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}: {last!r}")
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +58,7 @@ def fleet(default_pack, cache_dir, tmp_path_factory, image_bytes):
                 folder / "exporter.log",
             )
         )
-        wait_for("the exporter", lambda: requests.get(f"http://127.0.0.1:{exporter_port}/metrics", timeout=5).ok)
+        until("the exporter", lambda: requests.get(f"http://127.0.0.1:{exporter_port}/metrics", timeout=5).ok)
         photo = base64.b64encode(image_bytes("biden.jpg")).decode()
 
         def traffic() -> None:  # bounded: stops with the fixture
@@ -128,7 +114,7 @@ def fleet(default_pack, cache_dir, tmp_path_factory, image_bytes):
             rows = {a["name"]: a for a in requests.get(f"{url}/api/fleet", timeout=5).json()["appliances"]}
             return len(rows) == 5 and rows["lab-cpu-01"]["status"] == "ok" and len(rows["lab-cpu-01"]["spark"]) >= 3
 
-        wait_for("three polls of the fleet", polled, timeout=90)
+        until("three polls of the fleet", polled, timeout=90)
         yield url
     finally:
         stop_traffic.set()

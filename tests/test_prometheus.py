@@ -9,8 +9,6 @@ import math
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 
 import pytest
 import requests
@@ -18,22 +16,7 @@ import yaml
 
 from .fakejetson import AGX_ORIN, build, nvpmodel_script
 from .monitoring.render import render
-from .server import Process, cpu_service, free_port
-
-
-def until(what: str, check: Callable[[], object], timeout: float = 60.0) -> object:
-    """Poll `check` until it returns something truthy; the first scrape takes a few seconds."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except (requests.RequestException, KeyError, IndexError, ValueError) as exc:
-            last = exc
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}; last answer: {last!r}")
+from .server import Process, cpu_service, free_port, until
 
 
 @pytest.fixture(scope="module")
