@@ -329,6 +329,25 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+# ---------------------------------------------------------------- bench
+def cmd_bench_providers(args: argparse.Namespace) -> int:
+    from .bench import bench_providers, plot, table, write_json
+
+    settings, manifest = _settings(args), load_manifest()
+    models = args.names or [
+        settings.det_name or manifest.default_detection,
+        settings.rec_name or manifest.default_recognition,
+    ]
+    report = bench_providers(settings, models, args.runs, args.warmup)
+    print(table(report))
+    if args.json:
+        write_json(report, Path(args.json))
+    if args.plot:
+        plot(report, Path(args.plot))
+        print(f"plot: {args.plot}", file=sys.stderr)
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -410,6 +429,17 @@ def _run_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "--prometheus-url", help="read the fleet from Prometheus instead [FACEFLEET_DASHBOARD_PROMETHEUS_URL]"
     )
     p.set_defaults(func=cmd_dashboard)
+
+    bench = sub.add_parser("bench", help="benchmarks operators run on their own hardware").add_subparsers(
+        dest="action", required=True
+    )
+    p = bench.add_parser("providers", parents=[common], help="each model on each available provider of the chain")
+    p.add_argument("names", nargs="*", help="manifest names (default: the configured detector and recognizer)")
+    p.add_argument("--runs", type=int, default=20, help="timed runs per model and provider (default 20)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
+    p.add_argument("--json", help="write the figures to this file")
+    p.add_argument("--plot", help="write a PNG of the run-time distributions (needs facefleet[bench])")
+    p.set_defaults(func=cmd_bench_providers)
 
     p = sub.add_parser("compare", parents=[common], help="similarity of the largest faces of two images")
     p.add_argument("a")

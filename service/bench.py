@@ -1,0 +1,101 @@
+"""`facefleet bench providers`: each configured model on each provider of the chain that this
+onnxruntime offers, timed the way the reference Jetson report did it (warm-up, then N runs;
+average, every run, speedup over the CPU), with the first run (TensorRT's engine build) apart.
+
+Inputs are the model's real input shape filled with a fixed pattern: a run's time does not
+depend on the pixel values."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from .config import PROVIDER_NAMES, Settings
+from .errors import FacefleetError
+from .loader import load_model
+from .manifest import load_manifest
+from .runtime import ort_module, warmup_input
+
+
+def _time_model(name: str, settings: Settings, provider: str, runs: int, warmup: int) -> dict[str, Any]:
+    pinned = dataclasses.replace(settings, providers=(provider,))
+    start = time.perf_counter()
+    opened, _ = load_model(load_manifest().get(name), pinned)
+    first_s = time.perf_counter() - start  # includes a TensorRT engine build on its first run
+    hw = (settings.det_size[1], settings.det_size[0])
+    input_name, blob = warmup_input(opened.session, opened.input_shape[2:] if all(opened.input_shape[2:]) else hw)
+    blob[...] = np.linspace(-1, 1, blob.size, dtype=np.float32).reshape(blob.shape)
+    for _ in range(warmup):
+        opened.session.run(None, {input_name: blob})
+    times = []
+    for _ in tqdm(range(runs), desc=f"{name} on {provider}", leave=False, unit="run"):
+        t0 = time.perf_counter()
+        opened.session.run(None, {input_name: blob})
+        times.append((time.perf_counter() - t0) * 1000)
+    return {
+        "provider": provider,
+        "first_open_s": round(first_s, 3),
+        "input_shape": list(blob.shape),
+        "mean_ms": round(statistics.fmean(times), 2),
+        "median_ms": round(statistics.median(times), 2),
+        "times_ms": [round(t, 2) for t in times],
+    }
+
+
+def bench_providers(settings: Settings, models: list[str], runs: int, warmup: int) -> dict[str, Any]:
+    """{model: [one row per available provider of the chain]}, rows with a CPU-relative speedup."""
+    offered = ort_module().get_available_providers()
+    chain = [p for p in settings.providers if PROVIDER_NAMES[p] in offered]
+    if not chain:
+        raise FacefleetError(f"none of {', '.join(settings.providers)} is offered by this onnxruntime")
+    report: dict[str, Any] = {"onnxruntime": ort_module().__version__, "offered": offered, "models": {}}
+    for name in models:
+        rows = [_time_model(name, settings, provider, runs, warmup) for provider in chain]
+        cpu = next((r["mean_ms"] for r in rows if r["provider"] == "cpu"), None)
+        for row in rows:
+            row["speedup"] = round(cpu / row["mean_ms"], 2) if cpu else None
+        report["models"][name] = rows
+    return report
+
+
+def table(report: dict[str, Any]) -> str:
+    """The table operators know from the reference report."""
+    lines = []
+    for name, rows in report["models"].items():
+        lines += [f"{name}", "Execution Provider | Average | Individual times | Speedup", "---|---|---|---"]
+        for r in rows:
+            shown = ", ".join(f"{t:.1f}" for t in r["times_ms"][:10]) + (" ..." if len(r["times_ms"]) > 10 else "")
+            speed = f"{r['speedup']:.2f}x" if r["speedup"] else "n/a (no CPU row)"
+            lines.append(f"{r['provider']} | {r['mean_ms']:.1f} ms | {shown} | {speed}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Box plots of every model x provider's run times."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise FacefleetError("the plot needs matplotlib: pip install facefleet[bench]") from None
+    rows = [(f"{m}\n{r['provider']}", r["times_ms"]) for m, rs in report["models"].items() for r in rs]
+    figure, axis = plt.subplots(figsize=(max(6.5, 1.6 * len(rows)), 4))
+    axis.boxplot([t for _, t in rows], tick_labels=[label for label, _ in rows])
+    axis.set_ylabel("ms per run")
+    axis.set_title(f"facefleet bench providers (onnxruntime {report['onnxruntime']})")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def write_json(report: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(report, indent=2))
