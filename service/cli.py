@@ -348,6 +348,24 @@ def cmd_bench_providers(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_load(args: argparse.Namespace) -> int:
+    from . import loadtest
+
+    loadtest.require_loopback(args.url, args.allow_remote)
+    images = [Path(p) for p in args.images]
+    missing = [str(p) for p in images if not p.is_file()]
+    if missing:
+        raise FacefleetError(f"cannot read {', '.join(missing)}")
+    report = loadtest.run(args.url, images, args.clients, args.seconds, args.requests)
+    shown = {k: v for k, v in report.items() if k != "timeline"}
+    print(json.dumps(shown, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    if args.plot:
+        loadtest.plot(report, Path(args.plot))
+    return 0 if report["ok"] else 1
+
+
 # ---------------------------------------------------------------- parser
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -430,6 +448,16 @@ def _run_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.set_defaults(func=cmd_dashboard)
 
+    _bench_commands(sub, common)
+
+    p = sub.add_parser("compare", parents=[common], help="similarity of the largest faces of two images")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_compare)
+
+
+def _bench_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     bench = sub.add_parser("bench", help="benchmarks operators run on their own hardware").add_subparsers(
         dest="action", required=True
     )
@@ -441,11 +469,16 @@ def _run_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", help="write a PNG of the run-time distributions (needs facefleet[bench])")
     p.set_defaults(func=cmd_bench_providers)
 
-    p = sub.add_parser("compare", parents=[common], help="similarity of the largest faces of two images")
-    p.add_argument("a")
-    p.add_argument("b")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_compare)
+    p = bench.add_parser("load", help="concurrent clients against a running service (loopback unless allowed)")
+    p.add_argument("url", help="the service, e.g. http://127.0.0.1:18080")
+    p.add_argument("--image", dest="images", action="append", required=True, help="a photo to send (repeatable)")
+    p.add_argument("--clients", type=int, default=8, help="concurrent closed-loop clients (default 8)")
+    p.add_argument("--seconds", type=float, default=30, help="longest duration (default 30)")
+    p.add_argument("--requests", type=int, default=10_000, help="most requests in all (default 10000)")
+    p.add_argument("--allow-remote", action="store_true", help="permit a target that is not this machine")
+    p.add_argument("--json", help="write the figures, with every request's timing, to this file")
+    p.add_argument("--plot", help="write a PNG of latency over time (needs facefleet[bench])")
+    p.set_defaults(func=cmd_bench_load)
 
 
 def main(argv: list[str] | None = None) -> int:
