@@ -105,6 +105,16 @@ def cmd_models_pull(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_models_synth(args: argparse.Namespace) -> int:
+    from .synth import synthesize
+
+    settings, manifest = _settings(args), load_manifest()
+    target = Path(args.out) if args.out else Path(settings.models_dir) / manifest.get(args.name).file
+    path, parameters = synthesize(args.name, target, args.seed)
+    print(f"{args.name}: {parameters / 1e6:.2f} M parameters, random weights (for speed only) -> {path}")
+    return 0
+
+
 # ---------------------------------------------------------------- providers
 def cmd_providers(args: argparse.Namespace) -> int:
     from .diagnose import environment_report
@@ -404,6 +414,11 @@ def _model_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("names", nargs="*", help="default: the configured or default pack")
     p.add_argument("--size", type=_parse_size, help="fix a dynamic detector's input to WIDTH,HEIGHT (TensorRT)")
     p.set_defaults(func=cmd_models_prepare)
+    p = models.add_parser("synth", parents=[common], help="an architecture-faithful model with random weights")
+    p.add_argument("name", help="glintr100 (IResNet-100)")
+    p.add_argument("--out", help="file to write (default: the model's file in the models folder)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_models_synth)
     p = models.add_parser("pull", parents=[common], help="download model files from the manifest's sources")
     p.add_argument("names", nargs="*", help="default: the licence-clean default pack")
     p.set_defaults(func=cmd_models_pull)
