@@ -7,7 +7,7 @@ family is a manifest edit.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -63,7 +63,6 @@ class ModelSpec:
     batch: bool = False
     prepare: tuple[str, ...] = ()
     verify_threshold: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def fixed_hw(self) -> tuple[int, int] | None:

@@ -64,6 +64,37 @@ class Service(Process):
         raise TimeoutError(f"service not healthy after {timeout} s:\n{self.log.read_text()}")
 
 
+def exporter_process(folder: Path, service: Service, root: Path, **env: str) -> tuple[Process, str]:
+    """A real `facefleet exporter` reading `service`'s metrics folder and the sysfs tree at `root`,
+    ready to scrape; returns it and its /metrics URL. The caller stops it."""
+    port = free_port()
+    process = Process(
+        [
+            sys.executable,
+            "-m",
+            "service",
+            "exporter",
+            "--port",
+            str(port),
+            "--metrics-dir",
+            str(folder / "metrics"),
+            "--root",
+            str(root),
+            "--service-url",
+            service.url,
+        ],
+        folder / "exporter.log",
+        env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        until("the exporter", lambda: requests.get(f"{url}/metrics", timeout=5).ok)
+    except BaseException:
+        process.stop()
+        raise
+    return process, url
+
+
 def cpu_service(models_dir: Path, cache_dir: Path, folder: Path, **env: str) -> Service:
     """A ready service on the CPU writing its metrics into folder/metrics; the caller stops it."""
     service = Service(

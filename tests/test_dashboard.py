@@ -21,7 +21,7 @@ from service.exporter import build_registry
 
 from .fakeappliance import FakeAppliance
 from .fakejetson import AGX_ORIN, build, nvpmodel_script, plain_host
-from .server import Process, cpu_service, free_port, until
+from .server import Process, cpu_service, exporter_process, free_port, until
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -38,27 +38,9 @@ def fleet(default_pack, cache_dir, tmp_path_factory, image_bytes):
     try:
         svc = cpu_service(default_pack, cache_dir, folder)
         started.append(svc)
-        exporter_port = free_port()
-        started.append(
-            Process(
-                [
-                    sys.executable,
-                    "-m",
-                    "service",
-                    "exporter",
-                    "--port",
-                    str(exporter_port),
-                    "--metrics-dir",
-                    str(folder / "metrics"),
-                    "--root",
-                    str(plain_host(folder / "plain")),
-                    "--service-url",
-                    svc.url,
-                ],
-                folder / "exporter.log",
-            )
-        )
-        until("the exporter", lambda: requests.get(f"http://127.0.0.1:{exporter_port}/metrics", timeout=5).ok)
+        exporter, exporter_url = exporter_process(folder, svc, plain_host(folder / "plain"))
+        started.append(exporter)
+        exporter_port = exporter_url.rsplit(":", 1)[1]
         photo = base64.b64encode(image_bytes("biden.jpg")).decode()
 
         def traffic() -> None:  # bounded: stops with the fixture

@@ -8,7 +8,6 @@ import json
 import math
 import shutil
 import subprocess
-import sys
 
 import pytest
 import requests
@@ -16,7 +15,7 @@ import yaml
 
 from .fakejetson import AGX_ORIN, build, nvpmodel_script
 from .monitoring.render import render
-from .server import Process, cpu_service, free_port, until
+from .server import Process, cpu_service, exporter_process, free_port, until
 
 
 @pytest.fixture(scope="module")
@@ -26,34 +25,15 @@ def stack(default_pack, cache_dir, tmp_path_factory):
     prometheus = shutil.which("prometheus")
     assert prometheus, "prometheus not found: install Debian's prometheus package (scripts/test.sh does)"
     folder = tmp_path_factory.mktemp("prometheus")
-    metrics_dir = folder / "metrics"
     started: list = []
     try:
         svc = cpu_service(default_pack, cache_dir, folder)
         started.append(svc)
-        exporter_port = free_port()
         root = build(folder / "orin", AGX_ORIN)
-        exporter = Process(
-            [
-                sys.executable,
-                "-m",
-                "service",
-                "exporter",
-                "--port",
-                str(exporter_port),
-                "--metrics-dir",
-                str(metrics_dir),
-                "--root",
-                str(root),
-                "--service-url",
-                svc.url,
-            ],
-            folder / "exporter.log",
-            {"FACEFLEET_NVPMODEL": str(nvpmodel_script(folder, AGX_ORIN.power_mode))},
-        )
+        nvpmodel = str(nvpmodel_script(folder, AGX_ORIN.power_mode))
+        exporter, exporter_url = exporter_process(folder, svc, root, FACEFLEET_NVPMODEL=nvpmodel)
         started.append(exporter)
-        exporter_url = f"http://127.0.0.1:{exporter_port}"
-        until("the exporter", lambda: requests.get(f"{exporter_url}/metrics", timeout=5).ok)
+        exporter_port = int(exporter_url.rsplit(":", 1)[1])
         for job, port in (("service", svc.port), ("exporter", exporter_port)):
             (folder / f"{job}.json").write_text(
                 json.dumps([{"targets": [f"127.0.0.1:{port}"], "labels": {"appliance": "orin-01", "group": "lab"}}])
