@@ -2,7 +2,11 @@
 overload behaviour, and the worker's resident memory.
 
 Usage: .venv/bin/python bench/service.py [--det NAME --rec NAME --models-dir DIR]
-           [--image PATH] [--requests 100] [--seconds 8] [--json OUT]
+           [--image PATH] [--requests 100] [--seconds 8] [--parts overhead,concurrency,overload]
+           [--json OUT]
+
+Parts: overhead (one client against raw runs), concurrency (1/2/4/8 clients), batching (8
+clients with cross-request batching on, then off), overload (32 clients on a small queue).
 
 Loopback only; every loop is bounded in count and time.
 """
@@ -17,8 +21,9 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -139,6 +144,67 @@ def batch_mean(url: str) -> float:
     return round(total / count, 2) if count else float("nan")
 
 
+def measure_overhead(env: dict[str, str], body: bytes, image: bytes, args: argparse.Namespace) -> dict:
+    """One client, requests interleaved with raw runs: the service's cost over onnxruntime's."""
+    raw = raw_runner(Settings.from_env(), image)
+    with started(env, "service") as svc:
+        series = one_client(svc.url, body, args.requests, raw)
+        med = {key: statistics.median(values) for key, values in series.items()}
+        report = {
+            "raw_model_p50_ms": {"det": round(med["det"], 2), "rec": round(med["rec"], 2)},
+            "one_client_p50_ms": round(med["client"], 2),
+            "one_client_server_side_p50_ms": round(med["server"], 2),
+            "overhead_ratio": round(med["client"] / (med["det"] + med["rec"]), 3),
+            "overhead_ratio_server_side": round(med["server"] / (med["det"] + med["rec"]), 3),
+            "worker_rss_mib_after_one_client": worker_rss_mib(svc.proc.pid),
+        }
+    return report
+
+
+def measure_concurrency(env: dict[str, str], body: bytes, args: argparse.Namespace) -> dict:
+    with started(env, "concurrency") as svc:
+        return {
+            "concurrency": [load(svc.url, body, n, args.seconds) for n in (1, 2, 4, 8)],
+            "batch_size_mean": batch_mean(svc.url),
+            "worker_rss_mib_after_8_clients": worker_rss_mib(svc.proc.pid),
+        }
+
+
+def measure_batching(env: dict[str, str], body: bytes, args: argparse.Namespace) -> dict:
+    """8 clients with cross-request batching on, then off: images/s and the batch sizes formed."""
+    out = {}
+    for state in ("on", "off"):
+        batch_env = {**env, "FACEFLEET_BATCHING": "1" if state == "on" else "0"}
+        with started(batch_env, f"batching-{state}") as svc:
+            load(svc.url, body, 8, min(3.0, args.seconds))  # warm-up: sessions, allocator, caches
+            result = load(svc.url, body, 8, args.seconds)
+            result["batch_size_mean"] = batch_mean(svc.url)
+            out[state] = result
+    out["speedup"] = round(out["on"]["ok_per_s"] / out["off"]["ok_per_s"], 3)
+    return out
+
+
+def measure_overload(env: dict[str, str], body: bytes, args: argparse.Namespace) -> dict:
+    overload_env = {**env, "FACEFLEET_MAX_CONCURRENT": "2", "FACEFLEET_QUEUE_SIZE": "4"}
+    with started(overload_env, "overload") as svc:
+        return {"overload_32_clients_queue_2_plus_4": load(svc.url, body, 32, args.seconds)}
+
+
+@contextmanager
+def started(env: dict[str, str], name: str) -> Iterator[Service]:
+    workdir = ROOT / ".cache" / "bench-service"
+    workdir.mkdir(parents=True, exist_ok=True)
+    svc = Service({**env, "FACEFLEET_METRICS_DIR": str(workdir / f"metrics-{name}")}, workdir / f"{name}.log")
+    try:
+        svc.wait_ready()
+        yield svc
+    finally:
+        svc.stop()
+
+
+PARTS = ("overhead", "concurrency", "batching", "overload")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--det", default="yunet_2023mar_int8bq")
@@ -147,8 +213,12 @@ def main() -> int:
     parser.add_argument("--image", default=str(ROOT.parent / "shared" / "images" / "two_people.jpg"))
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--parts", default="overhead,concurrency,overload", help=f"any of {','.join(PARTS)}")
     parser.add_argument("--json")
     args = parser.parse_args()
+    parts = [p for p in args.parts.split(",") if p]
+    if unknown := set(parts) - set(PARTS):
+        parser.error(f"unknown parts {sorted(unknown)}; known: {','.join(PARTS)}")
     image = Path(args.image).read_bytes()
     body = json.dumps({"images": {"data": [base64.b64encode(image).decode()]}}).encode()
     env = {
@@ -160,40 +230,14 @@ def main() -> int:
     }
     os.environ.update(env)
     report: dict = {"detector": args.det, "recognizer": args.rec, "image": Path(args.image).name}
-
-    raw = raw_runner(Settings.from_env(), image)
-    workdir = ROOT / ".cache" / "bench-service"
-    workdir.mkdir(parents=True, exist_ok=True)
-    svc = Service({**env, "FACEFLEET_METRICS_DIR": str(workdir / "metrics")}, workdir / "service.log")
-    try:
-        svc.wait_ready()
-        series = one_client(svc.url, body, args.requests, raw)
-        med = {key: statistics.median(values) for key, values in series.items()}
-        report["raw_model_p50_ms"] = {"det": round(med["det"], 2), "rec": round(med["rec"], 2)}
-        report["one_client_p50_ms"] = round(med["client"], 2)
-        report["one_client_server_side_p50_ms"] = round(med["server"], 2)
-        report["overhead_ratio"] = round(med["client"] / (med["det"] + med["rec"]), 3)
-        report["overhead_ratio_server_side"] = round(med["server"] / (med["det"] + med["rec"]), 3)
-        report["worker_rss_mib_after_one_client"] = worker_rss_mib(svc.proc.pid)
-        report["concurrency"] = [load(svc.url, body, n, args.seconds) for n in (1, 2, 4, 8)]
-        report["batch_size_mean"] = batch_mean(svc.url)
-        report["worker_rss_mib_after_8_clients"] = worker_rss_mib(svc.proc.pid)
-    finally:
-        svc.stop()
-    overload = Service(
-        {
-            **env,
-            "FACEFLEET_METRICS_DIR": str(workdir / "metrics2"),
-            "FACEFLEET_MAX_CONCURRENT": "2",
-            "FACEFLEET_QUEUE_SIZE": "4",
-        },
-        workdir / "overload.log",
-    )
-    try:
-        overload.wait_ready()
-        report["overload_32_clients_queue_2_plus_4"] = load(overload.url, body, 32, args.seconds)
-    finally:
-        overload.stop()
+    if "overhead" in parts:
+        report.update(measure_overhead(env, body, image, args))
+    if "concurrency" in parts:
+        report.update(measure_concurrency(env, body, args))
+    if "batching" in parts:
+        report["batching_8_clients"] = measure_batching(env, body, args)
+    if "overload" in parts:
+        report.update(measure_overload(env, body, args))
     files = sum(
         (Path(args.models_dir) / f).stat().st_size
         for f in os.listdir(args.models_dir)

@@ -106,12 +106,45 @@ def cmd_models_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_models_synth(args: argparse.Namespace) -> int:
-    from .synth import synthesize
+    from .synth import ALIASES, synthesize
 
     settings, manifest = _settings(args), load_manifest()
-    target = Path(args.out) if args.out else Path(settings.models_dir) / manifest.get(args.name).file
-    path, parameters = synthesize(args.name, target, args.seed)
-    print(f"{args.name}: {parameters / 1e6:.2f} M parameters, random weights (for speed only) -> {path}")
+    name = ALIASES.get(args.name, args.name)
+    spec = manifest.get(name)
+    if args.out:
+        target = Path(args.out)
+    elif spec.sha256:
+        print(
+            f"facefleet: {name} has published weights; give --out so random ones never take their place",
+            file=sys.stderr,
+        )
+        return 2
+    else:
+        target = Path(settings.models_dir) / spec.file
+    if target.exists() and not args.force:
+        print(f"facefleet: {target} exists; --force replaces it with random weights", file=sys.stderr)
+        return 2
+    path, parameters = synthesize(name, target, args.seed)
+    print(f"{name}: {parameters / 1e6:.2f} M parameters, random weights (for speed only) -> {path}")
+    return 0
+
+
+def cmd_models_quantize(args: argparse.Namespace) -> int:
+    from .quantize import calibration_images, quantize
+
+    settings, manifest = _settings(args), load_manifest()
+    spec = manifest.get(args.name)
+    mode = args.mode
+    if mode == "static" and not args.images:
+        print(
+            "facefleet: static quantization calibrates on photos with faces: give --images DIR "
+            "(or --mode dynamic, which needs none but is slower than FP32 for CNNs on CPU)",
+            file=sys.stderr,
+        )
+        return 2
+    photos = calibration_images(Path(args.images), args.limit) if mode == "static" else []
+    path = quantize(spec, settings, mode, photos)
+    print(f"{spec.name}: {mode} INT8 -> {path}; use it as {spec.name}@int8")
     return 0
 
 
@@ -349,8 +382,11 @@ def cmd_bench_providers(args: argparse.Namespace) -> int:
         settings.rec_name or manifest.default_recognition,
     ]
     report = bench_providers(settings, models, args.runs, args.warmup)
-    print(table(report))
-    if args.json:
+    to_stdout = args.json == "-"  # verify.yml gathers the JSON; the table then goes to stderr
+    print(table(report), file=sys.stderr if to_stdout else sys.stdout)
+    if to_stdout:
+        print(json.dumps(report, indent=2))
+    elif args.json:
         write_json(report, Path(args.json))
     if args.plot:
         plot(report, Path(args.plot))
@@ -415,10 +451,17 @@ def _model_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=_parse_size, help="fix a dynamic detector's input to WIDTH,HEIGHT (TensorRT)")
     p.set_defaults(func=cmd_models_prepare)
     p = models.add_parser("synth", parents=[common], help="an architecture-faithful model with random weights")
-    p.add_argument("name", help="glintr100 (IResNet-100)")
+    p.add_argument("name", help="glintr100, scrfd_10g_gnkps (alias scrfd_10g_kps), scrfd_10g_bnkps or scrfd_2.5g")
     p.add_argument("--out", help="file to write (default: the model's file in the models folder)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="replace an existing file")
     p.set_defaults(func=cmd_models_synth)
+    p = models.add_parser("quantize", parents=[common], help="an INT8 copy (onnxruntime quantization)")
+    p.add_argument("name", help="an FP32 model of the manifest; the copy is then called NAME@int8")
+    p.add_argument("--mode", choices=("static", "dynamic"), default="static", help="default: static (calibrated)")
+    p.add_argument("--images", help="folder of calibration photos (static mode), e.g. ../shared/images")
+    p.add_argument("--limit", type=int, default=32, help="most calibration photos used (default 32)")
+    p.set_defaults(func=cmd_models_quantize)
     p = models.add_parser("pull", parents=[common], help="download model files from the manifest's sources")
     p.add_argument("names", nargs="*", help="default: the licence-clean default pack")
     p.set_defaults(func=cmd_models_pull)
@@ -480,7 +523,7 @@ def _bench_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("names", nargs="*", help="manifest names (default: the configured detector and recognizer)")
     p.add_argument("--runs", type=int, default=20, help="timed runs per model and provider (default 20)")
     p.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
-    p.add_argument("--json", help="write the figures to this file")
+    p.add_argument("--json", help="write the figures to this file ('-': JSON on stdout, the table on stderr)")
     p.add_argument("--plot", help="write a PNG of the run-time distributions (needs facefleet[bench])")
     p.set_defaults(func=cmd_bench_providers)
 

@@ -7,7 +7,7 @@ family is a manifest edit.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -124,6 +124,13 @@ def _parse_model(name: str, entry: dict) -> ModelSpec:
     )
 
 
+def derived_int8(spec: ModelSpec) -> ModelSpec:
+    """The INT8 copy `facefleet models quantize` writes: made here, so no published digest, and
+    made from the prepared copy, so nothing left to prepare."""
+    stem = spec.file.removesuffix(".onnx")
+    return replace(spec, name=f"{spec.name}@int8", file=f"{stem}.int8.onnx", sha256=None, sources=(), prepare=())
+
+
 @dataclass(frozen=True)
 class Manifest:
     models: dict[str, ModelSpec]
@@ -132,6 +139,9 @@ class Manifest:
     path: str
 
     def get(self, name: str) -> ModelSpec:
+        base, _, variant = name.partition("@")
+        if variant == "int8" and base in self.models:
+            return derived_int8(self.models[base])
         try:
             return self.models[name]
         except KeyError:

@@ -57,10 +57,9 @@ def require_model_file(spec: ModelSpec, models_dir: str, check_sha256: bool = Tr
     """The model's path and sha256, or one clear error naming the file and the fix."""
     path = model_path(spec, models_dir)
     if not path.is_file():
-        raise ModelError(
-            f"model {spec.name}: file {path} is missing; run `facefleet models pull {spec.name}` "
-            f"or put {spec.file} into {models_dir}"
-        )
+        base, _, variant = spec.name.partition("@")
+        fix = f"`facefleet models quantize {base}`" if variant else f"`facefleet models pull {spec.name}`"
+        raise ModelError(f"model {spec.name}: file {path} is missing; run {fix} or put {spec.file} into {models_dir}")
     digest = file_sha256(path)
     if check_sha256 and spec.sha256 and digest != spec.sha256:
         raise ModelError(

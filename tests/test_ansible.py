@@ -136,6 +136,19 @@ def test_verify_checks_health_and_providers_and_writes_the_fleet_report(default_
     assert result.returncode == 0, result.stdout[-3000:]
     report = (tmp_path / "fleet-report.md").read_text()
     assert "| localhost | True |" in report and "yunet_2023mar_int8bq: cpu" in report
+    assert "Provider benchmarks: run" in report
+    benched = run(
+        str(BIN / "ansible-playbook"),
+        "verify.yml",
+        "-e",
+        f"verify_report_dir={tmp_path}",
+        "-e",
+        '{"verify_bench": true, "verify_bench_runs": 3}',
+    )
+    assert benched.returncode == 0, benched.stdout[-3000:]
+    rows = [line for line in (tmp_path / "fleet-report.md").read_text().splitlines() if "| 1.00x |" in line]
+    assert {row.split(" | ")[2] for row in rows} == {"yunet_2023mar_int8bq", "sface_2021dec_int8bq"}, rows
+    assert all(row.startswith("| localhost |") and " | cpu | " in row for row in rows), rows
     wrong = run(
         str(BIN / "ansible-playbook"),
         "verify.yml",
