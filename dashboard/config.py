@@ -28,6 +28,7 @@ class DashboardSettings:
     password: str = ""
     secret_key: str = ""
     appliance_api_key: str = ""
+    appliance_api_key_file: str = ""  # the first key of a facefleet API key file, when no key is given
     host: str = "127.0.0.1"
     port: int = 18100
 
@@ -51,4 +52,19 @@ class DashboardSettings:
             except ValueError as exc:
                 raise ConfigError(f"invalid FACEFLEET_DASHBOARD_{name.upper()}={raw!r}: {exc}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if values.get("appliance_api_key_file") and not values.get("appliance_api_key"):
+            values["appliance_api_key"] = _first_key(str(values["appliance_api_key_file"]))
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _first_key(path: str) -> str:
+    """The key the dashboard presents: the first of the file the appliance role writes, so a
+    dashboard on an appliance (the default inventory) needs no key of its own."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read FACEFLEET_DASHBOARD_APPLIANCE_API_KEY_FILE={path}: {exc.strerror}") from None
+    keys = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+    if not keys:
+        raise ConfigError(f"FACEFLEET_DASHBOARD_APPLIANCE_API_KEY_FILE={path} holds no key")
+    return keys[0]

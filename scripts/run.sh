@@ -14,4 +14,5 @@ facefleet is running:
   service    http://127.0.0.1:18080   (API docs: /docs; InsightFace-REST compatible /extract)
   exporter   http://127.0.0.1:18090/metrics
   dashboard  http://127.0.0.1:18100/
+  API key    in /etc/facefleet/api-keys (send it as X-API-Key; set inference_service_api_keys in vault to choose it)
 URLS

@@ -292,9 +292,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Check what can be checked before gunicorn starts (settings, model files), so a bad
     configuration is one line and a non-zero exit rather than workers failing to boot."""
+    from .api.auth import load_keys
     from .modelfiles import require_model_file
 
     settings = _settings(args, host=args.host, port=args.port, workers=args.workers, threads=args.threads)
+    load_keys(settings)
     manifest = load_manifest()
     for name in (settings.det_name or manifest.default_detection, settings.rec_name or manifest.default_recognition):
         require_model_file(manifest.get(name), settings.models_dir, settings.verify_models)

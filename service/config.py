@@ -94,6 +94,19 @@ def _host_list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+def _auth_mode(text: str) -> str:
+    if text.strip().lower() not in ("on", "off"):
+        raise ValueError("expected on or off")
+    return text.strip().lower()
+
+
+def _path_list(text: str) -> tuple[str, ...]:
+    paths = _host_list(text)
+    if any(not p.startswith("/") for p in paths):
+        raise ValueError("expected a comma-separated list of paths, each starting with /")
+    return paths
+
+
 def _log_format(text: str) -> str:
     if text not in ("text", "json"):
         raise ValueError("expected text or json")
@@ -152,6 +165,10 @@ class Settings:
     metrics_dir: str = ""
     log_format: str = "text"
     log_level: str = "INFO"
+    auth: str = "on"
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    api_keys_file: str = ""
+    auth_open_paths: tuple[str, ...] = ("/livez", "/health", "/metrics", "/docs", "/openapi.json")
     # ---- exporter (facefleet exporter)
     exporter_host: str = "127.0.0.1"
     exporter_port: int = 18090
@@ -233,6 +250,10 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "metrics_dir": _opt("FACEFLEET_METRICS_DIR", str, doc="prometheus multiprocess folder"),
     "log_format": _opt("FACEFLEET_LOG_FORMAT", _log_format, doc="text or json"),
     "log_level": _opt("FACEFLEET_LOG_LEVEL", _log_level, "LOG_LEVEL", doc="log level"),
+    "auth": _opt("FACEFLEET_AUTH", _auth_mode, doc="on: every request needs an API key; off: open (logged)"),
+    "api_keys": _opt("FACEFLEET_API_KEYS", _host_list, doc="API keys, comma-separated (prefer the file)"),
+    "api_keys_file": _opt("FACEFLEET_API_KEYS_FILE", str, doc="file of API keys, one per line, # comments"),
+    "auth_open_paths": _opt("FACEFLEET_AUTH_OPEN_PATHS", _path_list, doc="paths answered without a key"),
     "exporter_host": _opt("FACEFLEET_EXPORTER_HOST", str, doc="address the exporter listens on"),
     "exporter_port": _opt("FACEFLEET_EXPORTER_PORT", _positive_int, doc="port the exporter listens on"),
     "sysfs_root": _opt("FACEFLEET_SYSFS_ROOT", str, doc="root of /sys, /etc, /proc for hardware"),

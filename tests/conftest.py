@@ -74,7 +74,7 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def make_settings(shared_models: Path, cache_dir: Path):
     def make(**overrides) -> Settings:
-        values = {"models_dir": str(shared_models), "cache_dir": str(cache_dir), "providers": ("cpu",)}
+        values = {"models_dir": str(shared_models), "cache_dir": str(cache_dir), "providers": ("cpu",), "auth": "off"}
         values.update(overrides)
         return Settings(**values)
 

@@ -47,7 +47,8 @@ class Service(Process):
         super().__init__(
             [sys.executable, "-m", "service", "serve"],
             log,
-            {**env, "FACEFLEET_PORT": str(self.port), "FACEFLEET_HOST": "127.0.0.1"},
+            # open unless the test configures keys: FACEFLEET_AUTH=off is the explicit opt-out
+            {"FACEFLEET_AUTH": "off", **env, "FACEFLEET_PORT": str(self.port), "FACEFLEET_HOST": "127.0.0.1"},
         )
 
     def wait_ready(self, timeout: float = 120) -> None:

@@ -96,6 +96,11 @@ def test_default_inventory_brings_up_the_appliance_and_a_second_run_changes_noth
     metrics = requests.get("http://127.0.0.1:18090/metrics", timeout=10).text
     assert "facefleet_build_info" in metrics and "facefleet_exporter_collector_success" in metrics
     assert requests.get("http://127.0.0.1:18100/healthz", timeout=10).json() == {"status": "ok"}
+    keys = Path("/etc/facefleet/api-keys")
+    assert keys.stat().st_mode & 0o777 == 0o600
+    key = keys.read_text().split()[0]
+    assert requests.get("http://127.0.0.1:18080/info", timeout=30).status_code == 401
+    assert requests.get("http://127.0.0.1:18080/info", headers={"X-API-Key": key}, timeout=30).status_code == 200
     second = run(str(BIN / "ansible-playbook"), "site.yml")
     assert second.returncode == 0, second.stdout[-4000:]
     recap = re.search(r"localhost\s+: ok=\d+\s+changed=(\d+)", second.stdout)

@@ -12,6 +12,7 @@ from pathlib import Path
 import jinja2
 import pytest
 import yaml
+from ansible.plugins.filter.core import FilterModule
 
 ROLE = Path(__file__).resolve().parent.parent / "roles" / "inference_container"
 
@@ -27,8 +28,7 @@ def render(template: str, **overrides: object) -> str:
         **overrides,
     )
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    env.filters["to_json"] = json.dumps
-    env.filters["combine"] = lambda a, b: {**a, **b}
+    env.filters.update(FilterModule().filters())  # Ansible's own filters: bool, combine, to_json
     return env.from_string((ROLE / "templates" / template).read_text()).render(**values)
 
 
@@ -59,3 +59,9 @@ def test_container_parameters_for_a_jetson():
     assert "/var/lib/facefleet/models:/models:ro" in params["volumes"]
     assert params["memory"] == "4g" and params["env"]["FACEFLEET_PROVIDERS"] == "tensorrt,cuda,cpu"
     assert json.loads(render("container.json.j2", inference_container_variant="cpu"))["runtime"] == "runc"
+    assert "/etc/facefleet/api-keys:/run/secrets/facefleet-api-keys:ro" in params["volumes"]
+    assert params["env"]["FACEFLEET_AUTH"] == "on"
+    assert params["env"]["FACEFLEET_API_KEYS_FILE"] == "/run/secrets/facefleet-api-keys"
+    open_params = json.loads(render("container.json.j2", inference_container_auth=False))
+    assert open_params["env"]["FACEFLEET_AUTH"] == "off"
+    assert not any("api-keys" in volume for volume in open_params["volumes"])

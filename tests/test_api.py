@@ -41,6 +41,7 @@ def settings_for(default_pack, cache_dir, tmp_path_factory):
             "cache_dir": str(cache_dir),
             "providers": ("cpu",),
             "images_root": str(root),
+            "auth": "off",
         }
         values.update(overrides)
         return Settings(**values)

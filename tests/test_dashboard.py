@@ -36,8 +36,11 @@ def fleet(default_pack, cache_dir, tmp_path_factory, image_bytes):
     fakes: list[FakeAppliance] = []
     stop_traffic = threading.Event()
     try:
-        svc = cpu_service(default_pack, cache_dir, folder)
+        keys = folder / "api-keys"  # the service asks for a key; the dashboard reads it as on an appliance
+        keys.write_text("# the inference_service role's file\nkey-of-the-lab-appliance-0001\n")
+        svc = cpu_service(default_pack, cache_dir, folder, FACEFLEET_AUTH="on", FACEFLEET_API_KEYS_FILE=str(keys))
         started.append(svc)
+        key = {"X-API-Key": "key-of-the-lab-appliance-0001"}
         exporter, exporter_url = exporter_process(folder, svc, plain_host(folder / "plain"))
         started.append(exporter)
         exporter_port = exporter_url.rsplit(":", 1)[1]
@@ -45,11 +48,11 @@ def fleet(default_pack, cache_dir, tmp_path_factory, image_bytes):
 
         def traffic() -> None:  # bounded: stops with the fixture
             while not stop_traffic.wait(0.3):
-                requests.post(f"{svc.url}/extract", json={"images": {"data": [photo]}}, timeout=30)
+                requests.post(f"{svc.url}/extract", json={"images": {"data": [photo]}}, headers=key, timeout=30)
 
         threading.Thread(target=traffic, daemon=True).start()
         # Bodies captured from the real service and a real exporter reading a FAKE AGX Orin tree.
-        info = requests.get(f"{svc.url}/info", timeout=10).content
+        info = requests.get(f"{svc.url}/info", headers=key, timeout=10).content
         health = requests.get(f"{svc.url}/health", timeout=30).content
         from prometheus_client import generate_latest
 
@@ -88,6 +91,7 @@ def fleet(default_pack, cache_dir, tmp_path_factory, image_bytes):
             "FACEFLEET_DASHBOARD_TIMEOUT_S": "2",
             "FACEFLEET_DASHBOARD_DATABASE": str(folder / "dash.sqlite3"),
             "FACEFLEET_DASHBOARD_PORT": str(port),
+            "FACEFLEET_DASHBOARD_APPLIANCE_API_KEY_FILE": str(keys),
         }
         started.append(Process([sys.executable, "-m", "service", "dashboard"], folder / "dashboard.log", env))
         url = f"http://127.0.0.1:{port}"

@@ -70,8 +70,16 @@ def info() -> Response:
             },
             "models": {m.spec.task: model_info(m, settings.batching) for m in engine.models()},
             "defaults": defaults,
+            "auth": _auth_info(settings),
         }
     )
+
+
+def _auth_info(settings: Any) -> dict[str, Any]:
+    """Whether keys are required, and a warning an operator cannot miss when they are not."""
+    if settings.auth == "off":
+        return {"enabled": False, "warning": "authentication is off (FACEFLEET_AUTH=off): anyone may use this service"}
+    return {"enabled": True, "open_paths": ["/livez", *settings.auth_open_paths]}
 
 
 @bp.get("/health")

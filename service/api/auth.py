@@ -1,0 +1,93 @@
+"""API keys: who may use the service.
+
+Keys come from a file (`FACEFLEET_API_KEYS_FILE`, which the Ansible roles write from vault
+variables) and/or `FACEFLEET_API_KEYS`. A presented key is compared with every configured key
+in constant time, so neither the answer nor its timing tells how much of a key was right. The
+service refuses to start without keys unless `FACEFLEET_AUTH=off` says so explicitly, and then
+it says so in its log and in /info.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from pathlib import Path
+
+from flask import Flask, Request, Response, request
+
+from ..config import Settings
+from ..errors import ConfigError
+from .errors import error_response
+
+log = logging.getLogger("facefleet.api")
+MIN_KEY_LENGTH = 16
+ALWAYS_OPEN = ("/livez",)
+
+
+def _keys_from_file(path: str) -> list[str]:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read FACEFLEET_API_KEYS_FILE={path}: {exc.strerror}") from None
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def load_keys(settings: Settings) -> tuple[bytes, ...]:
+    """The configured keys; a configuration that would leave the service open by accident is an error."""
+    keys = list(settings.api_keys)
+    if settings.api_keys_file:
+        keys += _keys_from_file(settings.api_keys_file)
+    short = [k for k in keys if len(k) < MIN_KEY_LENGTH]
+    if short:
+        raise ConfigError(f"API keys must have at least {MIN_KEY_LENGTH} characters ({len(short)} shorter)")
+    if settings.auth == "on" and not keys:
+        raise ConfigError(
+            "no API keys: set FACEFLEET_API_KEYS_FILE (one key per line) or FACEFLEET_API_KEYS, "
+            "or FACEFLEET_AUTH=off to serve without authentication"
+        )
+    return tuple(k.encode() for k in keys)
+
+
+def presented_key(req: Request) -> bytes | None:
+    """`X-API-Key: KEY` (InsightFace-REST clients add headers easily) or `Authorization: Bearer KEY`."""
+    key = req.headers.get("X-API-Key", "")
+    if not key:
+        scheme, _, token = req.headers.get("Authorization", "").partition(" ")
+        key = token.strip() if scheme.lower() == "bearer" else ""
+    return key.encode() if key else None
+
+
+def key_matches(presented: bytes, keys: tuple[bytes, ...]) -> bool:
+    """Compare with every key, without stopping at the first match."""
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(presented, key)
+    return matched
+
+
+def is_open(path: str, open_paths: tuple[str, ...]) -> bool:
+    """Exact paths, plus everything under /docs/ when /docs is open (the Swagger UI's assets)."""
+    return path in open_paths or any(p == "/docs" and path.startswith("/docs/") for p in open_paths)
+
+
+def register(app: Flask, settings: Settings) -> None:
+    keys = load_keys(settings)
+    if settings.auth == "off":
+        log.warning("authentication is OFF (FACEFLEET_AUTH=off): anyone who reaches this port can use the service")
+        return
+    open_paths = (*ALWAYS_OPEN, *settings.auth_open_paths)
+
+    @app.before_request
+    def require_key() -> Response | None:
+        if is_open(request.path, open_paths):
+            return None
+        presented = presented_key(request)
+        if presented is not None and key_matches(presented, keys):
+            return None
+        why = "missing API key" if presented is None else "invalid API key"
+        return error_response(
+            401,
+            "unauthorized",
+            f"{why}: send it as 'X-API-Key: KEY' or 'Authorization: Bearer KEY'",
+            {"WWW-Authenticate": 'Bearer realm="facefleet"'},
+        )

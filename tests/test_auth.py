@@ -1,0 +1,158 @@
+"""API keys on the real app and the real `facefleet serve`: who gets in, what stays open, and
+that a configuration which would leave the service open by accident does not start."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from service.api import create_app
+from service.api.auth import key_matches
+from service.config import Settings
+from service.errors import ConfigError
+
+from .server import Service
+
+KEY_A = "a-first-key-of-the-fleet-0001"
+KEY_B = "b-second-key-of-the-fleet-002"
+
+
+@pytest.fixture(scope="module")
+def settings(default_pack, cache_dir, tmp_path_factory) -> Settings:
+    keys = tmp_path_factory.mktemp("keys") / "api-keys"
+    keys.write_text(f"# written by the inference_service role\n{KEY_A}\n\n")
+    return Settings(
+        models_dir=str(default_pack),
+        cache_dir=str(cache_dir),
+        providers=("cpu",),
+        api_keys=(KEY_B,),
+        api_keys_file=str(keys),
+    )
+
+
+@pytest.fixture(scope="module")
+def client(settings):
+    return create_app(settings).test_client()
+
+
+def test_keys_from_the_file_and_the_environment_both_open_the_service(client):
+    assert client.get("/info", headers={"X-API-Key": KEY_A}).status_code == 200
+    assert client.get("/info", headers={"Authorization": f"Bearer {KEY_B}"}).status_code == 200
+    assert client.get("/info", headers={"authorization": f"bearer {KEY_A}"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"X-API-Key": KEY_A[:-1]},
+        {"X-API-Key": KEY_A + "x"},
+        {"Authorization": f"Basic {KEY_A}"},
+        {"Authorization": "Bearer "},
+        {"X-API-Key": "# written by the inference_service role"},
+    ],
+)
+def test_a_missing_or_wrong_key_gets_a_401_json_answer(client, headers):
+    for path, method in (("/info", "get"), ("/extract", "post"), ("/draw_detections", "post")):
+        response = getattr(client, method)(path, headers=headers, json={"images": {"data": []}})
+        assert response.status_code == 401, (path, headers)
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        error = response.get_json()["error"]
+        assert error["code"] == "unauthorized" and "API key" in error["message"]
+        assert KEY_A not in response.get_data(as_text=True)
+
+
+def test_livez_health_metrics_and_the_spec_stay_open(client):
+    for path in ("/livez", "/health", "/metrics", "/openapi.json", "/docs/"):
+        assert client.get(path).status_code == 200, path
+
+
+def test_open_paths_are_configurable_but_livez_always_answers(settings):
+    closed = create_app(Settings(**{**settings.__dict__, "auth_open_paths": ()})).test_client()
+    assert closed.get("/livez").status_code == 200
+    for path in ("/health", "/metrics", "/openapi.json"):
+        assert closed.get(path).status_code == 401, path
+    assert closed.get("/metrics", headers={"X-API-Key": KEY_B}).status_code == 200
+
+
+def test_info_says_whether_auth_is_on(client, default_pack, cache_dir):
+    info = client.get("/info", headers={"X-API-Key": KEY_A}).get_json()
+    assert info["auth"]["enabled"] is True and "/livez" in info["auth"]["open_paths"]
+    assert KEY_A not in str(info) and KEY_B not in str(info)
+    open_app = create_app(
+        Settings(models_dir=str(default_pack), cache_dir=str(cache_dir), providers=("cpu",), auth="off")
+    )
+    off = open_app.test_client().get("/info").get_json()["auth"]
+    assert off["enabled"] is False and "authentication is off" in off["warning"]
+
+
+def test_every_key_is_compared():
+    keys = (b"x" * 20, b"y" * 20)
+    assert key_matches(b"y" * 20, keys) and key_matches(b"x" * 20, keys)
+    assert not key_matches(b"z" * 20, keys) and not key_matches(b"", keys)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({}, "no API keys: set FACEFLEET_API_KEYS_FILE"),
+        ({"api_keys": ("short",)}, "at least 16 characters"),
+        ({"api_keys_file": "/nonexistent/api-keys"}, "cannot read FACEFLEET_API_KEYS_FILE=/nonexistent/api-keys"),
+    ],
+)
+def test_a_configuration_that_would_be_open_by_accident_is_refused(default_pack, overrides, fragment):
+    with pytest.raises(ConfigError, match=fragment.replace(".", r"\.")):
+        create_app(Settings(models_dir=str(default_pack), providers=("cpu",), **overrides))
+
+
+def test_serve_without_keys_exits_with_one_line(default_pack):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACEFLEET_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "service", "serve", "--models-dir", str(default_pack)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "FACEFLEET_AUTH=off" in result.stderr
+
+
+def test_the_real_service_under_gunicorn_requires_the_key(default_pack, tmp_path, image_bytes):
+    import base64
+
+    import requests
+
+    body = {"images": {"data": [base64.b64encode(image_bytes("biden.jpg")).decode()]}}
+    svc = Service(
+        {"FACEFLEET_MODELS_DIR": str(default_pack), "FACEFLEET_AUTH": "on", "FACEFLEET_API_KEYS": KEY_A},
+        tmp_path / "service.log",
+    )
+    try:
+        svc.wait_ready()
+        assert requests.post(f"{svc.url}/extract", json=body, timeout=60).status_code == 401
+        answer = requests.post(f"{svc.url}/extract", json=body, headers={"X-API-Key": KEY_A}, timeout=60)
+        assert answer.status_code == 200 and len(answer.json()["data"][0]["faces"]) == 1
+    finally:
+        svc.stop()
+    assert KEY_A not in svc.log.read_text()
+
+
+def test_the_dashboard_presents_the_first_key_of_an_appliance_key_file(tmp_path):
+    from dashboard.config import DashboardSettings
+
+    keys = tmp_path / "api-keys"
+    keys.write_text(f"# comment\n\n{KEY_A}\n{KEY_B}\n")
+    from_file = DashboardSettings.from_env({"FACEFLEET_DASHBOARD_APPLIANCE_API_KEY_FILE": str(keys)})
+    assert from_file.appliance_api_key == KEY_A
+    both = {"FACEFLEET_DASHBOARD_APPLIANCE_API_KEY_FILE": str(keys), "FACEFLEET_DASHBOARD_APPLIANCE_API_KEY": KEY_B}
+    assert DashboardSettings.from_env(both).appliance_api_key == KEY_B
+    with pytest.raises(ConfigError, match="cannot read FACEFLEET_DASHBOARD_APPLIANCE_API_KEY_FILE"):
+        DashboardSettings.from_env({"FACEFLEET_DASHBOARD_APPLIANCE_API_KEY_FILE": str(tmp_path / "none")})
+    (tmp_path / "empty").write_text("# no key yet\n")
+    with pytest.raises(ConfigError, match="holds no key"):
+        DashboardSettings.from_env({"FACEFLEET_DASHBOARD_APPLIANCE_API_KEY_FILE": str(tmp_path / "empty")})
