@@ -29,15 +29,17 @@ class Scrape:
 
 
 def _add_sample(scrape: Scrape, name: str, labels: dict[str, str], value: float, temps: dict, rails: dict) -> None:
+    """Fold one sample in; a sample without the labels its family must have is left out (an
+    appliance's garbage must not take the whole poll cycle down)."""
     if name == "facefleet_http_requests_total":
         key = (labels.get("endpoint", ""), labels.get("code", ""))
         scrape.requests[key] = scrape.requests.get(key, 0.0) + value
-    elif name == f"{LATENCY}_bucket" and labels.get("endpoint") == "extract":
+    elif name == f"{LATENCY}_bucket" and labels.get("endpoint") == "extract" and "le" in labels:
         le = float(labels["le"])
         scrape.buckets[le] = scrape.buckets.get(le, 0.0) + value
-    elif name == "facefleet_model_provider" and value == 1:
+    elif name == "facefleet_model_provider" and value == 1 and {"model", "provider"} <= labels.keys():
         scrape.providers[labels["model"]] = labels["provider"]
-    elif name == "facefleet_model_fallback_providers":
+    elif name == "facefleet_model_fallback_providers" and "model" in labels:
         scrape.fallbacks[labels["model"]] = value
     elif name == "facefleet_jetson_info":
         scrape.jetson = labels

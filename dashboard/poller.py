@@ -4,6 +4,7 @@ cycle's figures go to SQLite and the latest view of every appliance stays in mem
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import socket
@@ -15,7 +16,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from . import figures, targets
+from . import answers, figures, targets
 from .config import DashboardSettings
 from .status import classify
 from .store import Store
@@ -39,7 +40,7 @@ def fetch(url: str, timeout: float, api_key: str = "") -> tuple[int, bytes]:
     request = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read(8 * 1024 * 1024)
+            return response.status, _read_within(response, 8 * 1024 * 1024, time.monotonic() + timeout, timeout)
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read(1024 * 1024)
     except TimeoutError as exc:
@@ -50,6 +51,23 @@ def fetch(url: str, timeout: float, api_key: str = "") -> tuple[int, bytes]:
         raise UnreachableError(str(exc.reason)) from exc
     except (ConnectionError, OSError) as exc:
         raise UnreachableError(str(exc)) from exc
+    except http.client.HTTPException as exc:  # not HTTP, or a body cut short: not an OSError
+        raise UnreachableError(f"no valid HTTP answer: {type(exc).__name__}") from exc
+
+
+def _read_within(response: http.client.HTTPResponse, limit: int, deadline: float, timeout: float) -> bytes:
+    """The body (up to `limit` bytes) by `deadline`: a host trickling a byte at a time never
+    trips the socket's per-read timeout, and would hold the whole cycle."""
+    chunks, size = [], 0
+    while size < limit:
+        chunk = response.read1(min(65536, limit - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+        if time.monotonic() > deadline:
+            raise TimedOutError(f"answer not complete within {timeout:g} s")
+    return b"".join(chunks)
 
 
 def _json(status_body: tuple[int, bytes]) -> dict[str, Any]:
@@ -77,7 +95,7 @@ class Poller:
         timeout, key = self.settings.timeout_s, self.settings.appliance_api_key
         snapshot: dict[str, Any] = {"appliance": appliance, "at": time.time()}
         try:
-            info = _json(fetch(f"{appliance.service}/info", timeout, key))
+            info = answers.clean_info(_json(fetch(f"{appliance.service}/info", timeout, key)))
             health = _json(fetch(f"{appliance.service}/health", timeout, key))
         except UnreachableError as exc:
             snapshot["unreachable"] = f"service unreachable: {exc}"
@@ -136,6 +154,7 @@ class Poller:
                 if isinstance(m, dict)
             },
             "versions": _versions(info, scrape),
+            "galleries": _galleries(info or previous.get("info") or {}),
             "info": info or previous.get("info"),
             "gpu_load": scrape.gpu_load if scrape else None,
             "temperature": scrape.temperature if scrape else None,
@@ -180,6 +199,7 @@ class Poller:
                 view, row = self._view(snapshot)
                 views[view["name"]] = view
                 rows.append(row)
+            flag_lagging_galleries(views)
             self.views = views
         if rows:
             self.store.add(rows)
@@ -200,6 +220,29 @@ class Poller:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def _galleries(info: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{gallery: {version, checksum, subjects}} from an appliance's /info; garbage is skipped."""
+    items = info.get("galleries")
+    out: dict[str, dict[str, Any]] = {}
+    for g in items if isinstance(items, list) else []:
+        if isinstance(g, dict) and isinstance(g.get("name"), str) and isinstance(g.get("version"), int):
+            out[g["name"]] = {"version": g["version"], "checksum": str(g.get("checksum", "")), "lagging_behind": None}
+            out[g["name"]]["subjects"] = g.get("subjects") if isinstance(g.get("subjects"), int) else None
+    return out
+
+
+def flag_lagging_galleries(views: dict[str, dict[str, Any]]) -> None:
+    """Mark each appliance's gallery whose version is behind the newest in the fleet: an
+    appliance the last bundle did not reach still answers, with yesterday's identities."""
+    newest: dict[str, int] = {}
+    for view in views.values():
+        for name, g in view["galleries"].items():
+            newest[name] = max(newest.get(name, 0), g["version"])
+    for view in views.values():
+        for name, g in view["galleries"].items():
+            g["lagging_behind"] = newest[name] if g["version"] < newest[name] else None
 
 
 def _versions(info: dict[str, Any], scrape: figures.Scrape | None) -> dict[str, str]:

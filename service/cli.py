@@ -414,6 +414,51 @@ def cmd_bench_load(args: argparse.Namespace) -> int:
     return 0 if report["ok"] else 1
 
 
+# ---------------------------------------------------------------- gallery
+def _gallery_store(settings: Settings) -> Any:
+    from .enrol import recognizer_identity
+    from .gallery import GalleryStore
+
+    return GalleryStore(settings.gallery_path, recognizer_identity(settings))
+
+
+def cmd_gallery_build(args: argparse.Namespace) -> int:
+    from .enrol import build
+
+    settings = _settings(args)
+    data, skipped = build(settings, Path(args.folder), args.name or Path(args.folder).resolve().name, args.version)
+    out = Path(args.out or f"{args.name or Path(args.folder).resolve().name}.gallery.zip")
+    out.write_bytes(data)
+    for line in skipped:
+        print(f"skipped {line}", file=sys.stderr)
+    print(f"{out}: {len(data) / 1e6:.2f} MB")
+    return 0
+
+
+def cmd_gallery_import(args: argparse.Namespace) -> int:
+    from .bundle import install
+
+    settings = _settings(args)
+    info, changed = install(_gallery_store(settings), Path(args.bundle).read_bytes())
+    state = "imported" if changed else "unchanged"
+    print(f"{state}: {info['name']} version {info['version']}, {info['subjects']} subjects, {info['faces']} faces")
+    return 0
+
+
+def cmd_gallery_export(args: argparse.Namespace) -> int:
+    from .bundle import export
+
+    data = export(_gallery_store(_settings(args)), args.name)
+    Path(args.out or f"{args.name}.gallery.zip").write_bytes(data)
+    return 0
+
+
+def cmd_gallery_list(args: argparse.Namespace) -> int:
+    for g in _gallery_store(_settings(args)).list():
+        print(f"{g['name']}\tversion {g['version']}\t{g['subjects']} subjects\t{g['faces']} faces\t{g['recognizer']}")
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -435,8 +480,30 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     _model_commands(sub, common)
+    _gallery_commands(sub, common)
     _run_commands(sub, common)
     return parser
+
+
+def _gallery_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    gallery = sub.add_parser("gallery", help="build, import and export galleries for 1:N search").add_subparsers(
+        dest="action", required=True
+    )
+    p = gallery.add_parser("build", parents=[common], help="a bundle from a folder of SUBJECT/PHOTO.jpg")
+    p.add_argument("folder")
+    p.add_argument("--name", help="gallery name (default: the folder's name)")
+    p.add_argument("--out", help="bundle file (default: NAME.gallery.zip)")
+    p.add_argument("--version", type=int, help="bundle version (default: the build time in seconds)")
+    p.set_defaults(func=cmd_gallery_build)
+    p = gallery.add_parser("import", parents=[common], help="install a bundle into this appliance's galleries")
+    p.add_argument("bundle")
+    p.set_defaults(func=cmd_gallery_import)
+    p = gallery.add_parser("export", parents=[common], help="write a gallery of this appliance as a bundle")
+    p.add_argument("name")
+    p.add_argument("--out", help="bundle file (default: NAME.gallery.zip)")
+    p.set_defaults(func=cmd_gallery_export)
+    p = gallery.add_parser("list", parents=[common], help="this appliance's galleries")
+    p.set_defaults(func=cmd_gallery_list)
 
 
 def _model_commands(sub: Any, common: argparse.ArgumentParser) -> None:

@@ -140,6 +140,7 @@ class Settings:
     det_batch_size: int = 4
     rec_batch_size: int = 16
     max_pixels: int = 40_000_000
+    max_faces: int = 100
     cpu_threads: int = 0
     device_id: int = 0
     trt_fp16: bool = True
@@ -162,6 +163,7 @@ class Settings:
     url_max_mb: float = 20.0
     url_timeout_s: float = 10.0
     images_root: str = ""
+    gallery_db: str = ""
     metrics_dir: str = ""
     log_format: str = "text"
     log_level: str = "INFO"
@@ -188,6 +190,10 @@ class Settings:
         """Enough threads that the bounded queue, not gunicorn's backlog, is where requests wait,
         plus a few so /livez, /health and /metrics answer while the engine is saturated."""
         return self.threads or self.engine_slots + self.queue_size + 4
+
+    @property
+    def gallery_path(self) -> str:
+        return self.gallery_db or str(Path(self.cache_dir) / "galleries.sqlite3")
 
     @property
     def metrics_path(self) -> str:
@@ -226,6 +232,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "det_batch_size": _opt("FACEFLEET_DET_BATCH_SIZE", _positive_int, "DET_BATCH_SIZE", doc="images per run"),
     "rec_batch_size": _opt("FACEFLEET_REC_BATCH_SIZE", _positive_int, "REC_BATCH_SIZE", doc="faces per run"),
     "max_pixels": _opt("FACEFLEET_MAX_PIXELS", _positive_int, doc="largest image accepted, in pixels"),
+    "max_faces": _opt("FACEFLEET_MAX_FACES", _positive_int, doc="most faces kept per image, best scores first"),
     "cpu_threads": _opt("FACEFLEET_CPU_THREADS", _non_negative_int, doc="CPU intra-op threads (0 = all)"),
     "device_id": _opt("FACEFLEET_DEVICE_ID", _non_negative_int, doc="CUDA / TensorRT device"),
     "trt_fp16": _opt("FACEFLEET_TRT_FP16", _parse_bool, "FORCE_FP16", doc="TensorRT FP16 kernels"),
@@ -247,6 +254,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "url_max_mb": _opt("FACEFLEET_URL_MAX_MB", _non_negative_float, doc="largest image fetched from a URL"),
     "url_timeout_s": _opt("FACEFLEET_URL_TIMEOUT_S", _non_negative_float, doc="time limit of one URL fetch"),
     "images_root": _opt("FACEFLEET_IMAGES_ROOT", str, doc="folder local image paths are read from"),
+    "gallery_db": _opt("FACEFLEET_GALLERY_DB", str, doc="SQLite file of the galleries"),
     "metrics_dir": _opt("FACEFLEET_METRICS_DIR", str, doc="prometheus multiprocess folder"),
     "log_format": _opt("FACEFLEET_LOG_FORMAT", _log_format, doc="text or json"),
     "log_level": _opt("FACEFLEET_LOG_LEVEL", _log_level, "LOG_LEVEL", doc="log level"),

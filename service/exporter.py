@@ -103,7 +103,7 @@ class JetsonHardware:
         yield from _gauge(f"{P}emc_utilization_ratio", "External memory controller utilisation, 0 to 1.", ratio)
 
     def _nvpmodel(self) -> Iterator[Metric]:
-        if jetson.release(self.root) is None:
+        if not jetson.is_jetson(self.root):  # not release(): a broken board name is not nvpmodel's failure
             return
         mode = self.power_mode.query()
         if mode:

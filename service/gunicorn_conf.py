@@ -7,8 +7,10 @@ models (on a Jetson the CPU and GPU share 8 GB; each extra worker is another cop
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import socket
 from pathlib import Path
 
 from service.config import Settings
@@ -42,6 +44,26 @@ def child_exit(server, worker) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def _write_json_error(sock: socket.socket, status: int, reason: str, message: str) -> None:
+    """What gunicorn answers itself (a request that is not valid HTTP, a header or request line
+    over its limits), in the app's shape: JSON error, nosniff, instead of an HTML page."""
+    from gunicorn import util
+
+    code = "internal" if status >= 500 else "bad_http"
+    body = json.dumps({"error": {"code": code, "message": f"{reason}: {message}" if message else reason}}).encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        f"X-Content-Type-Options: nosniff\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    util.write_nonblock(sock, head.encode("latin1") + body)
+
+
+def post_worker_init(worker) -> None:
+    from gunicorn import util
+
+    util.write_error = _write_json_error
 
 
 control_socket_disable = True  # several services on one host must not fight over one socket

@@ -49,11 +49,16 @@ def _read(path: Path) -> str | None:
 
 
 def _read_int(path: Path) -> int | None:
+    """The file's leading integer, None where the host does not have it; text that is not a
+    number raises, like a file that cannot be read: a broken sensor is a failed collector,
+    not a silently missing series."""
     text = _read(path)
-    try:
-        return int(text.split()[0]) if text else None
-    except ValueError:
+    if not text:
         return None
+    try:
+        return int(text.split()[0])
+    except ValueError:
+        raise ValueError(f"{path}: not a number: {text[:40]!r}") from None
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,11 @@ def release(root: Path) -> Release | None:
         return Release("unknown", "unknown", _read(root / "proc" / "device-tree" / "model") or "unknown")
     l4t = f"{match.group(1)}.{match.group(2)}.{match.group(3)}"
     return Release(l4t, jetpack_for(l4t), _read(root / "proc" / "device-tree" / "model") or "unknown")
+
+
+def is_jetson(root: Path) -> bool:
+    """Whether /etc/nv_tegra_release is there (what `release` needs first, without the rest)."""
+    return _read(root / "etc" / "nv_tegra_release") is not None
 
 
 def jetpack_for(l4t: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import platform
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess as prom_multiprocess
@@ -60,6 +60,11 @@ MODEL_FALLBACKS = Gauge(
     ["model", "task"],
     multiprocess_mode="livemax",
 )
+PROVIDER_FAILURES = Counter(
+    "facefleet_provider_failures",
+    "Run-time failures of an execution provider that moved a model down the provider chain.",
+    ["model", "provider"],
+)
 MODEL_WARMUP = Gauge(
     "facefleet_model_warmup_seconds", "Warm-up inference time of each model.", ["model"], multiprocess_mode="livemax"
 )
@@ -82,6 +87,21 @@ def record_models(engine: FaceEngine) -> None:
         MODEL_PROVIDER.labels(model.spec.name, model.spec.task, opened.provider).set(1)
         MODEL_FALLBACKS.labels(model.spec.name, model.spec.task).set(sum(not a.ok for a in opened.attempts))
         MODEL_WARMUP.labels(model.spec.name).set(opened.warmup_ms / 1000)
+        PROVIDER_FAILURES.labels(model.spec.name, opened.provider)  # exported as 0 until it happens
+
+
+def record_provider_failure(model: Any, provider: str) -> None:
+    """Count a provider's run-time failure (service/failover.py calls this once per failed session)."""
+    PROVIDER_FAILURES.labels(model.spec.name, provider).inc()
+
+
+def record_failover(model: Any, failed: str) -> None:
+    """The model now runs on the next provider: move the provider gauge, recount the fallbacks."""
+    spec, opened = model.spec, model.opened
+    MODEL_PROVIDER.labels(spec.name, spec.task, failed).set(0)
+    MODEL_PROVIDER.labels(spec.name, spec.task, opened.provider).set(1)
+    MODEL_FALLBACKS.labels(spec.name, spec.task).set(sum(not a.ok for a in opened.attempts))
+    MODEL_WARMUP.labels(spec.name).set(opened.warmup_ms / 1000)
 
 
 def exposition() -> bytes:

@@ -22,10 +22,11 @@ from .config import Settings
 from .decode import decode_image
 from .detector import Detections, Detector
 from .errors import FacefleetError, ImageError
+from .failover import Failover, Reopen, guard, reopener
 from .loader import load_model
 from .manifest import Manifest, load_manifest
 from .recognizer import Recognizer
-from .runtime import warmup_input
+from .runtime import OpenedSession, warmup_input
 from .timing import Timings, maybe
 
 
@@ -59,13 +60,23 @@ class ImageResult:
 class FaceEngine:
     """One detector and one recognizer, opened once and shared by every call."""
 
-    def __init__(self, settings: Settings, detector: Detector, recognizer: Recognizer | None, manifest: Manifest):
+    def __init__(
+        self,
+        settings: Settings,
+        detector: Detector,
+        recognizer: Recognizer | None,
+        manifest: Manifest,
+        reopen: Reopen | None = None,
+    ):
         self.settings = settings
         self.detector = detector
         self.recognizer = recognizer
         self.manifest = manifest
         self._active = 0
         self._active_lock = threading.Lock()
+        # A provider failing mid-service moves its model down the chain (service/failover.py).
+        reopen = reopen or reopener(settings)
+        self.failovers: dict[str, Failover] = {m.spec.name: guard(m, settings.providers, reopen) for m in self.models()}
 
     def models(self) -> list[Detector | Recognizer]:
         return [m for m in (self.detector, self.recognizer) if m is not None]
@@ -120,7 +131,7 @@ class FaceEngine:
             rec_spec = manifest.get(settings.rec_name or manifest.default_recognition)
             opened, _ = load_model(rec_spec, settings, available=available, session_factory=session_factory)
             recognizer = Recognizer(rec_spec, opened, settings)
-        return cls(settings, detector, recognizer, manifest)
+        return cls(settings, detector, recognizer, manifest, reopener(settings, available, session_factory))
 
     def process(
         self,
@@ -214,7 +225,7 @@ class FaceEngine:
                 if len(outputs) != len(model.opened.session.get_outputs()) or bad:
                     checks[name] = {"ok": False, "reason": f"outputs {bad} are not finite"}
                 else:
-                    checks[name] = {"ok": True, "provider": model.opened.provider}
+                    checks[name] = {"ok": True, "provider": model.opened.provider, **_degradation(model.opened)}
             except Exception as exc:
                 checks[name] = {"ok": False, "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
         return checks
@@ -237,6 +248,21 @@ class FaceEngine:
                     for k in range(len(found))
                 ]
         return crops
+
+
+def _degradation(opened: OpenedSession) -> dict[str, str]:
+    """For /health: a model that left its provider at run time works, but an operator must see it."""
+    if not opened.runtime_failures:
+        return {}
+    last = opened.runtime_failures[-1].as_dict()
+    return {
+        "degraded": f"{last['provider']} failed at run time at {last['at']}: {last['error']}; now on {opened.provider}"
+    }
+
+
+def embeddings_of(results: Sequence[ImageResult]) -> list[list[np.ndarray]]:
+    """Each image's face embeddings, in face order (none for a failed image)."""
+    return [[f.embedding for f in r.faces if f.embedding is not None] for r in results]
 
 
 def _filter(found: Detections, min_face_size: float, limit_faces: int) -> Detections:

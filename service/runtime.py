@@ -13,7 +13,8 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,21 @@ class Attempt:
         return {"provider": self.provider, "ok": self.ok, "reason": self.reason, "seconds": round(self.seconds, 3)}
 
 
+@dataclass(frozen=True)
+class RuntimeFailure:
+    """A provider that warmed up fine and then failed mid-service (service/failover.py): kept so
+    /info and /health say when the model degraded, from where to where, and why."""
+
+    provider: str
+    now_on: str
+    error: str
+    at: float  # Unix time
+
+    def as_dict(self) -> dict[str, Any]:
+        when = datetime.fromtimestamp(self.at, timezone.utc).isoformat(timespec="seconds")
+        return {"provider": self.provider, "now_on": self.now_on, "at": when, "error": self.error}
+
+
 @dataclass
 class OpenedSession:
     """A warmed-up session and the story of how it came to run where it runs."""
@@ -65,6 +81,8 @@ class OpenedSession:
     input_shape: tuple[int | None, ...]
     trt_cache_dir: str | None = None
     sha256: str = ""
+    warmup_hw: tuple[int, int] = (0, 0)  # what a reopen warms up with (dynamic axes)
+    runtime_failures: list[RuntimeFailure] = field(default_factory=list)
 
     @property
     def fell_back(self) -> bool:
@@ -78,6 +96,8 @@ class OpenedSession:
             "warmup_ms": round(self.warmup_ms, 1),
             "model_path": self.model_path,
             "trt_engine_cache": trt_cache_state(self.trt_cache_dir),
+            "degraded_at_run_time": bool(self.runtime_failures),
+            "runtime_failures": [f.as_dict() for f in self.runtime_failures],
         }
 
 
@@ -135,7 +155,7 @@ def session_options(settings: Settings) -> Any:
     return options
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:400]
 
@@ -169,7 +189,7 @@ def _try_provider(
     try:
         session = factory(path, sess_options=session_options(settings), providers=providers)
     except Exception as exc:
-        reason = f"session creation failed: {_first_line(exc)}"
+        reason = f"session creation failed: {first_line(exc)}"
         return None, Attempt(short, False, reason, time.perf_counter() - start), 0, None
     actual = session.get_providers()[0]
     if actual != name:
@@ -182,7 +202,7 @@ def _try_provider(
         input_name, zeros = warmup_input(session, warmup_hw)
         session.run(None, {input_name: zeros})
     except Exception as exc:
-        return None, Attempt(short, False, f"warm-up failed: {_first_line(exc)}", time.perf_counter() - start), 0, None
+        return None, Attempt(short, False, f"warm-up failed: {first_line(exc)}", time.perf_counter() - start), 0, None
     now = time.perf_counter()
     return session, Attempt(short, True, "", now - start), (now - warm) * 1000, cache
 
@@ -218,6 +238,8 @@ def open_session(
             continue
         meta = session.get_inputs()[0]
         shape = tuple(d if isinstance(d, int) and d > 0 else None for d in meta.shape)
-        return OpenedSession(session, short, attempts, warmup_ms, str(path), meta.name, shape, cache, model_sha256)
+        return OpenedSession(
+            session, short, attempts, warmup_ms, str(path), meta.name, shape, cache, model_sha256, warmup_hw
+        )
     tried = "; ".join(f"{a.provider}: {a.reason}" for a in attempts)
     raise ProviderError(f"no provider could run {Path(path).name}: {tried}")

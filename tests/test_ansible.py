@@ -4,6 +4,8 @@ nothing)."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import subprocess
@@ -164,3 +166,41 @@ def test_verify_checks_health_and_providers_and_writes_the_fleet_report(default_
     )
     assert wrong.returncode != 0
     assert "yunet_2023mar_int8bq runs on cpu, expected tensorrt or cuda" in wrong.stdout
+
+
+def test_models_role_ships_a_gallery_bundle_and_the_service_searches_it(default_run, tmp_path):
+    assert default_run.returncode == 0
+    photos = ROOT.parent / "shared" / "images"
+    folder = tmp_path / "staff" / "obama"
+    folder.mkdir(parents=True)
+    (folder / "obama.jpg").write_bytes((photos / "obama.jpg").read_bytes())
+    bundle = tmp_path / "staff.gallery.zip"
+    built = run(
+        str(BIN / "facefleet"),
+        "gallery",
+        "build",
+        str(tmp_path / "staff"),
+        "--out",
+        str(bundle),
+        "--models-dir",
+        "/var/lib/facefleet/models",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    )
+    assert built.returncode == 0, built.stderr
+    ship = ["site.yml", "--tags", "models", "-e", json.dumps({"models_galleries": [str(bundle)]})]
+    first = run(str(BIN / "ansible-playbook"), *ship)
+    assert first.returncode == 0, first.stdout[-3000:]
+    recap = re.search(r"localhost\s+: ok=\d+\s+changed=(\d+)", first.stdout)
+    assert recap and int(recap.group(1)) >= 1, first.stdout[-3000:]
+    second = run(str(BIN / "ansible-playbook"), *ship)
+    recap = re.search(r"localhost\s+: ok=\d+\s+changed=(\d+)", second.stdout)
+    assert recap and recap.group(1) == "0", second.stdout[-3000:]
+    key = {"X-API-Key": Path("/etc/facefleet/api-keys").read_text().split()[0]}
+    galleries = requests.get("http://127.0.0.1:18080/galleries", headers=key, timeout=30).json()["galleries"]
+    assert [g["name"] for g in galleries] == ["staff"] and galleries[0]["checksum"]
+    probe = base64.b64encode((photos / "obama2.jpg").read_bytes()).decode()
+    found = requests.post(
+        "http://127.0.0.1:18080/galleries/staff/search", json={"images": {"data": [probe]}}, headers=key, timeout=60
+    ).json()
+    assert found["data"][0]["faces"][0]["matches"][0]["subject"] == "obama"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from service.cli import build_parser
@@ -56,3 +57,13 @@ def test_every_dashboard_setting_is_documented():
     text = (ROOT / "docs" / "dashboard.md").read_text()
     for name in DashboardSettings.__annotations__:
         assert f"`FACEFLEET_DASHBOARD_{name.upper()}`" in text, name
+
+
+def test_every_test_named_in_the_reliability_table_exists():
+    """docs/reliability.md promises behaviour by naming the tests that prove it: each must exist."""
+    text = (ROOT / "docs" / "reliability.md").read_text()
+    named = set(re.findall(r"(?:test_\w+\.py)?::(test_\w+)", text)) | set(re.findall(r"`(test_\w+)`", text))
+    sources = [path.read_text() for path in (ROOT / "tests").glob("test_*.py")]
+    defined = {name for source in sources for name in re.findall(r"^def (test_\w+)", source, re.M)}
+    assert len(named) > 40
+    assert named <= defined, sorted(named - defined)

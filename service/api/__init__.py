@@ -11,7 +11,7 @@ from flask import Flask
 from .. import metrics
 from ..config import Settings
 from ..pipeline import FaceEngine
-from . import auth, docs, errors, logs
+from . import auth, docs, errors, galleries, logs
 from .admission import Admission
 from .extract import bp as extract_bp
 from .status import bp as status_bp
@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None, engine: FaceEngine | None = Non
     auth.register(app, settings)
     app.register_blueprint(extract_bp)
     app.register_blueprint(status_bp)
+    galleries.register(app, settings, engine)
     docs.register(app)
     return app
 

@@ -13,19 +13,35 @@ from .errors import APIError
 MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack")
 
 
-def read_body(request: Request) -> dict[str, Any]:
-    """The request's JSON or msgpack object; anything else is a 400 with the reason."""
+def _body_kind(request: Request) -> str:
+    """JSON or msgpack by Content-Type; anything else is a 415. Strict on purpose: a browser
+    page of another origin can send text/plain or a form without asking first (no CORS
+    preflight), but not JSON or msgpack, so a service with authentication off cannot be driven
+    from a web page its users visit."""
     kind = (request.mimetype or "").lower()
+    if kind in MSGPACK_TYPES:
+        return "msgpack"
+    if kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json")):
+        return "json"
+    raise APIError(
+        415,
+        "unsupported_media",
+        f"Content-Type must be application/json or application/msgpack, not {kind or 'none'}",
+    )
+
+
+def read_body(request: Request) -> dict[str, Any]:
+    """The request's JSON or msgpack object; anything else is a 400 (415 for another Content-Type)
+    with the reason."""
+    kind = _body_kind(request)
     data = request.get_data(cache=True)
     if not data:
         raise APIError(400, "invalid_body", "empty request body: send a JSON (or msgpack) object")
-    decode = (
-        (lambda raw: msgpack.unpackb(raw, raw=False, strict_map_key=False)) if kind in MSGPACK_TYPES else json.loads
-    )
+    decode = (lambda raw: msgpack.unpackb(raw, raw=False, strict_map_key=False)) if kind == "msgpack" else json.loads
     try:
         body = decode(data)
     except (ValueError, RecursionError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-        what = "msgpack" if kind in MSGPACK_TYPES else "JSON"
+        what = "msgpack" if kind == "msgpack" else "JSON"
         detail = "nested too deeply" if isinstance(exc, RecursionError | msgpack.StackError) else str(exc)[:200]
         raise APIError(400, "invalid_body", f"request body is not valid {what}: {detail}") from None
     if not isinstance(body, dict):

@@ -46,7 +46,9 @@ def register(app: Flask) -> None:
         if status == 413:
             limit = app.config.get("MAX_CONTENT_LENGTH")
             message = f"request body exceeds the limit of {limit / 1e6:g} MB" if limit else message
-        return error_response(status, HTTP_CODES.get(status, "http_error"), message)
+        # Keep the exception's own headers (a 405's Allow, which RFC 9110 requires), not its HTML type.
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        return error_response(status, HTTP_CODES.get(status, "http_error"), message, headers)
 
     @app.errorhandler(Exception)
     def internal_error(exc: Exception) -> Response:

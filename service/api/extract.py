@@ -19,13 +19,13 @@ from .. import metrics
 from ..decode import decode_image
 from ..draw import draw_faces
 from ..errors import ImageError
-from ..pipeline import Face, FaceEngine, ImageResult
+from ..pipeline import Face, FaceEngine, ImageResult, embeddings_of
 from ..timing import Timings
 from . import sources
 from .admission import Admission
 from .codec import read_body, respond, wants_msgpack
 from .errors import APIError
-from .params import ExtractParams, bad, extract_params, flag, image_refs, number
+from .params import ExtractParams, bad, extract_params, flag, image_refs, number, whole
 
 bp = Blueprint("extract", __name__)
 
@@ -105,17 +105,17 @@ def _observe(results: list[ImageResult], timings: Timings, queue_s: float) -> No
         metrics.FACES.inc(len(result.faces))
 
 
-def queued(endpoint: str) -> Callable[[Callable[[], Response]], Callable[[], Response]]:
+def queued(endpoint: str) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
     """Run the whole handler inside an engine slot: past the bounded queue a request is refused
     before its body is even parsed, so an overload storm costs almost nothing to answer."""
 
-    def wrap(handler: Callable[[], Response]) -> Callable[[], Response]:
+    def wrap(handler: Callable[..., Response]) -> Callable[..., Response]:
         @functools.wraps(handler)
-        def inner() -> Response:
+        def inner(*args: Any, **kwargs: Any) -> Response:
             try:
                 with admission().slot(endpoint) as queue_s:
                     g.queue_s = queue_s
-                    return handler()
+                    return handler(*args, **kwargs)
             except APIError as exc:
                 if exc.status == 503:
                     # Drain the unread body: answering mid-upload makes the client see a reset
@@ -159,11 +159,38 @@ def extract_results(
 def extract() -> Response:
     body = read_body(request)
     params = extract_params(body, engine().settings.det_threshold, engine().settings.max_images)
+    gallery = _gallery_option(body)
+    if gallery:
+        current_app.extensions["facefleet.galleries"].index(gallery[0])  # refused before any model runs
     results, took = extract_results(params)
     n_ok = sum(r.ok for r in results) or 1
     shared_ms = took["embed_all_ms"] / n_ok
     payload = {"took": took, "data": [_image_json(r, params, shared_ms if r.ok else 0.0) for r in results]}
+    if gallery:
+        _add_best_matches(payload, results, *gallery)
     return respond(payload, wants_msgpack(request, body))
+
+
+def _gallery_option(body: dict[str, Any]) -> tuple[str, float] | None:
+    """facefleet's addition to /extract: `"gallery": NAME` adds each face's best match."""
+    name = body.get("gallery")
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        raise bad("gallery must be a gallery's name")
+    recognizer = engine().recognizer
+    default = (recognizer.spec.verify_threshold if recognizer else None) or 0.4
+    return name, number(body, "gallery_threshold", default, -1, 1)
+
+
+def _add_best_matches(payload: dict[str, Any], results: list[ImageResult], name: str, threshold: float) -> None:
+    store = current_app.extensions["facefleet.galleries"]
+    version, matches = store.search_groups(name, embeddings_of(results), 1, threshold)
+    payload["gallery"] = {"name": name, "version": version, "threshold": threshold}
+    for image, found in zip(payload["data"], matches, strict=True):
+        with_vectors = [f for f in image["faces"] if "vec" in f]
+        for face, best in zip(with_vectors, found, strict=True):
+            face["match"] = {"subject": best[0][0], "score": best[0][1]} if best else None
 
 
 def _jpeg_of_first(params: ExtractParams, scores: bool, landmarks: bool, sizes: bool) -> Response:
@@ -192,8 +219,17 @@ def draw_detections() -> Response:
     )
 
 
+def _form_field(name: str) -> str | None:
+    """One form field's value; a field sent twice is ambiguous, so it is refused rather than
+    silently taking the first."""
+    values = request.form.getlist(name)
+    if len(values) > 1:
+        raise bad(f"form field {name} was sent {len(values)} times; send it once")
+    return values[0] if values else None
+
+
 def _form_flag(name: str, default: bool) -> bool:
-    value = request.form.get(name)
+    value = _form_field(name)
     if value is None:
         return default
     if value.lower() in ("true", "1", "yes", "on"):
@@ -203,28 +239,35 @@ def _form_flag(name: str, default: bool) -> bool:
     raise bad(f"{name} must be true or false")
 
 
-def _form_number(name: str, default: float, low: float, high: float | None = None) -> float:
-    raw = request.form.get(name)
+def _form_value(name: str) -> Any:
+    """A form field as JSON would carry it: absent or empty is null, else the number it spells."""
+    raw = _form_field(name)
+    if raw in (None, ""):
+        return None
     try:
-        value = default if raw in (None, "") else float(raw)
+        return int(raw)
+    except ValueError:
+        pass
+    try:
+        return float(raw)
     except ValueError:
         raise bad(f"{name} must be a number") from None
-    return number({name: value}, name, default, low, high)
 
 
 @bp.post("/multipart/draw_detections")
 @queued("multipart_draw_detections")
 def multipart_draw_detections() -> Response:
-    upload = request.files.get("file")
-    if upload is None:
-        raise bad('multipart form needs a "file" field with the image')
+    uploads = request.files.getlist("file")
+    if len(uploads) != 1:
+        raise bad(f'multipart form needs one "file" field with the image, not {len(uploads)}')
+    upload = uploads[0]
     settings = engine().settings
     body = {"images": {"data": [upload.read()]}}
-    limit = _form_number("limit_faces", 0, 0)
+    form = {name: _form_value(name) for name in ("threshold", "limit_faces")}
     params = ExtractParams(
         images=image_refs(body, settings.max_images),
-        threshold=_form_number("threshold", settings.det_threshold, 0, 1),
-        limit_faces=int(limit),
+        threshold=number(form, "threshold", settings.det_threshold, 0, 1),
+        limit_faces=whole(form, "limit_faces", 0),
         min_face_size=0,
     )
     return _jpeg_of_first(
@@ -233,18 +276,27 @@ def multipart_draw_detections() -> Response:
 
 
 def _embedding_of(item: Any, index: int, size: int) -> np.ndarray:
-    if not isinstance(item, list) or len(item) != size or not all(isinstance(v, int | float) for v in item):
-        raise bad(f"embeddings[{index}] must be a list of {size} numbers")
-    vector = np.asarray(item, dtype=np.float32)
-    norm = float(np.linalg.norm(vector))
-    if not np.isfinite(norm) or norm == 0:
-        raise bad(f"embeddings[{index}] must be finite and non-zero")
-    return vector / norm
+    """A client's vector, normalised. Its length is the deployed recognizer's (/info), which no
+    request schema can state, so a wrong one is `bad_embedding`, like a zero or infinite one."""
+    if not isinstance(item, list) or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in item):
+        raise bad(f"embeddings[{index}] must be a list of numbers")
+    if len(item) != size:
+        raise APIError(400, "bad_embedding", f"embeddings[{index}] must be a list of {size} numbers")
+    try:
+        vector = np.asarray(item, dtype=np.float64)
+    except OverflowError:  # an integer beyond any float
+        vector = np.full(size, np.inf)
+    peak = float(np.abs(vector).max()) if size else 0.0
+    if not np.isfinite(peak) or peak == 0:
+        raise APIError(400, "bad_embedding", f"embeddings[{index}] must be finite and non-zero")
+    vector /= peak  # scaled first, so a vector of 1e300s still has a norm
+    return (vector / np.linalg.norm(vector)).astype(np.float32)
 
 
 def _largest_face_embeddings(body: dict[str, Any]) -> list[np.ndarray]:
+    settings = engine().settings
     params = ExtractParams(
-        images=image_refs(body, 2), threshold=engine().settings.det_threshold, limit_faces=1, min_face_size=0
+        images=image_refs(body, settings.max_images), threshold=settings.det_threshold, limit_faces=1, min_face_size=0
     )
     if len(params.images) != 2:
         raise bad("verify takes exactly two images (or two embeddings)")
@@ -268,6 +320,7 @@ def verify() -> Response:
     assert recognizer is not None
     default = recognizer.spec.verify_threshold or 0.4
     threshold = number(body, "threshold", default, -1, 1)
+    flag(body, "msgpack", False)  # validated like /extract's flags; wants_msgpack reads it
     start = time.perf_counter()
     if "embeddings" in body:
         items = body["embeddings"]

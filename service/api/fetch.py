@@ -2,9 +2,9 @@
 
 Every hop (the URL and each redirect) is resolved first, every resolved address is checked,
 and the connection goes to the checked address itself, so a DNS answer that changes between
-check and connect (rebinding) cannot slip through. Loopback, link-local (cloud metadata at
-169.254.169.254), private, multicast, reserved and unspecified addresses are refused unless
-the host or a CIDR holding the address is on the allow-list.
+check and connect (rebinding) cannot slip through. Every address that is not globally routable
+unicast (loopback, link-local with cloud metadata at 169.254.169.254, private, shared 100.64/10,
+multicast, reserved, unspecified) is refused unless the host or a CIDR holding it is allow-listed.
 """
 
 from __future__ import annotations
@@ -45,10 +45,16 @@ class FetchPolicy:
 
 
 def _internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
+    """Anything but a globally routable unicast address: loopback, link-local, private, shared
+    (CGNAT 100.64/10), reserved, documentation, multicast; an IPv4 address inside an IPv6 one
+    (mapped ::ffff:a.b.c.d, 6to4 2002::/16) counts as that IPv4 address."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is not None:
+            return _internal(embedded)
     return (
-        address.is_loopback
+        not address.is_global
+        or address.is_loopback
         or address.is_link_local
         or address.is_private
         or address.is_multicast

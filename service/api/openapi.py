@@ -1,5 +1,6 @@
 """The OpenAPI 3.1 description of the service, written to match the handlers exactly
-(tests/test_api.py validates real responses against these schemas)."""
+(tests/test_api.py validates real responses against these schemas; tests/test_fuzz.py runs
+schemathesis on every operation against the real service)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ from .. import __version__
 
 NUM = {"type": "number"}
 BOOL = {"type": "boolean"}
+# Request fields may be null, meaning "the default", as InsightFace-REST's Optional fields do.
+NULL_NUM = {"type": ["number", "null"]}
+NULL_BOOL = {"type": ["boolean", "null"]}
+BASE64 = {"type": "string", "format": "byte"}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -19,18 +24,48 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-ERROR = _json(_ref("Error"), "error")
+def _json_or_msgpack(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    """An answer in JSON, or msgpack when the request says "msgpack": true or Accept: application/x-msgpack."""
+    types = ("application/json", "application/x-msgpack")
+    return {"description": description, "content": {kind: {"schema": schema} for kind in types}}
+
+
+def _error(description: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    response = _json(_ref("Error"), description)
+    if headers:
+        response["headers"] = {
+            name: {"description": text, "required": True, "schema": {"type": "string"}}
+            for name, text in headers.items()
+        }
+    return response
+
+
+ERROR = _error("error")
+BAD_REQUEST = _error("the request is malformed (invalid_body, invalid_request) or its image is unusable")
+TOO_LARGE = _error("the body exceeds FACEFLEET_MAX_BODY_MB, or more images than FACEFLEET_MAX_IMAGES")
+UNSUPPORTED_MEDIA = _error("the body is neither JSON nor msgpack (Content-Type)")
+UNAUTHORIZED = _error(
+    "missing or invalid API key (authentication on)", {"WWW-Authenticate": 'Bearer realm="facefleet"'}
+)
+OVERLOADED = _error("the bounded queue is full or its wait timed out; retry", {"Retry-After": "seconds to wait"})
+# Authentication off (FACEFLEET_AUTH=off) makes every operation open; these are open by default.
+OPEN: list[dict[str, list[str]]] = []
+SECURITY = [{"ApiKeyHeader": []}, {"Bearer": []}]
+SECURITY_SCHEMES = {
+    "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    "Bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer KEY, the same keys"},
+}
 IMAGE_REQUEST_FLAGS = {
-    "threshold": {**NUM, "minimum": 0, "maximum": 1, "description": "face score threshold"},
-    "embed_only": {**BOOL, "description": "each image is an aligned 112x112 face crop: embed it"},
-    "return_face_data": {**BOOL, "description": "add the aligned crop as base64 JPEG (facedata)"},
-    "return_landmarks": BOOL,
-    "extract_embedding": {**BOOL, "default": True},
-    "extract_ga": {**BOOL, "description": "gender/age: answered 'not available' unless a model is configured"},
-    "limit_faces": {"type": "integer", "minimum": 0, "description": "keep the largest N faces (0: all)"},
-    "min_face_size": {**NUM, "minimum": 0, "description": "drop faces smaller than this many pixels"},
-    "verbose_timings": BOOL,
-    "msgpack": {**BOOL, "description": "answer in msgpack"},
+    "threshold": {**NULL_NUM, "minimum": 0, "maximum": 1, "description": "face score threshold"},
+    "embed_only": {**NULL_BOOL, "description": "each image is an aligned 112x112 face crop: embed it"},
+    "return_face_data": {**NULL_BOOL, "description": "add the aligned crop as base64 JPEG (facedata)"},
+    "return_landmarks": NULL_BOOL,
+    "extract_embedding": {**NULL_BOOL, "default": True},
+    "extract_ga": {**NULL_BOOL, "description": "gender/age: answered 'not available' unless a model is configured"},
+    "limit_faces": {"type": ["integer", "null"], "minimum": 0, "description": "keep the largest N faces (0: all)"},
+    "min_face_size": {**NULL_NUM, "minimum": 0, "description": "drop faces smaller than this many pixels"},
+    "verbose_timings": NULL_BOOL,
+    "msgpack": {**NULL_BOOL, "description": "answer in msgpack"},
 }
 
 SCHEMAS: dict[str, Any] = {
@@ -47,23 +82,59 @@ SCHEMAS: dict[str, Any] = {
     },
     "Images": {
         "type": "object",
+        "description": "at least one image; at most FACEFLEET_MAX_IMAGES (64) in all, more is a 413",
         "properties": {
             "data": {
-                "type": "array",
-                "items": {"type": "string"},
+                "type": ["array", "null"],
+                "items": BASE64,
                 "description": "base64 images, optionally with a data:...;base64, prefix (raw bytes in msgpack)",
             },
             "urls": {
-                "type": "array",
+                "type": ["array", "null"],
                 "items": {"type": "string"},
                 "description": "http(s) URLs (when enabled) or paths relative to the images root",
             },
         },
+        "anyOf": [
+            {"required": ["data"], "properties": {"data": {"type": "array", "minItems": 1}}},
+            {"required": ["urls"], "properties": {"urls": {"type": "array", "minItems": 1}}},
+        ],
+    },
+    "VerifyImages": {
+        "type": "object",
+        "description": "exactly two images in all: two data, two urls, or one of each",
+        "properties": {
+            "data": {"type": ["array", "null"], "items": BASE64, "maxItems": 2},
+            "urls": {"type": ["array", "null"], "items": {"type": "string"}, "maxItems": 2},
+        },
+        "anyOf": [
+            {"required": ["data"], "properties": {"data": {"type": "array", "minItems": 2}, "urls": {"maxItems": 0}}},
+            {"required": ["urls"], "properties": {"urls": {"type": "array", "minItems": 2}, "data": {"maxItems": 0}}},
+            {
+                "required": ["data", "urls"],
+                "properties": {
+                    "data": {"type": "array", "minItems": 1, "maxItems": 1},
+                    "urls": {"type": "array", "minItems": 1, "maxItems": 1},
+                },
+            },
+        ],
     },
     "ExtractRequest": {
         "type": "object",
         "required": ["images"],
         "properties": {"images": _ref("Images"), **IMAGE_REQUEST_FLAGS},
+    },
+    "DrawRequest": {
+        "type": "object",
+        "required": ["images"],
+        "properties": {
+            "images": _ref("Images"),
+            **IMAGE_REQUEST_FLAGS,
+            "draw_scores": {**NULL_BOOL, "default": True},
+            "draw_landmarks": {**NULL_BOOL, "default": True},
+            "draw_sizes": {**NULL_BOOL, "default": False},
+        },
+        "description": "only the first image is drawn; extract_embedding, embed_only and msgpack do not apply",
     },
     "Face": {
         "type": "object",
@@ -117,12 +188,23 @@ SCHEMAS: dict[str, Any] = {
     },
     "VerifyRequest": {
         "type": "object",
+        "description": "two images (the largest face of each) or two embeddings; embeddings win when both are sent",
         "properties": {
-            "images": _ref("Images"),
-            "embeddings": {"type": "array", "items": {"type": "array", "items": NUM}, "minItems": 2, "maxItems": 2},
-            "threshold": {**NUM, "minimum": -1, "maximum": 1},
-            "msgpack": BOOL,
+            "images": _ref("VerifyImages"),
+            "embeddings": {
+                "type": "array",
+                "items": {
+                    "type": "array",
+                    "items": NUM,
+                    "description": "as many numbers as the recognizer's embedding (/info); finite, not all zero",
+                },
+                "minItems": 2,
+                "maxItems": 2,
+            },
+            "threshold": {**NULL_NUM, "minimum": -1, "maximum": 1},
+            "msgpack": NULL_BOOL,
         },
+        "anyOf": [{"required": ["images"]}, {"required": ["embeddings"]}],
     },
     "VerifyResponse": {
         "type": "object",
@@ -177,6 +259,7 @@ SCHEMAS: dict[str, Any] = {
             "defaults": {"type": "object"},
         },
     },
+    "Live": {"type": "object", "required": ["status"], "properties": {"status": {"const": "alive"}}},
     "Health": {
         "type": "object",
         "required": ["status", "checks"],
@@ -190,7 +273,14 @@ SCHEMAS: dict[str, Any] = {
 
 
 def _post(summary: str, request: str, ok: dict[str, Any], extra: dict[int, Any] | None = None) -> dict[str, Any]:
-    responses = {"200": ok, "400": ERROR, "413": ERROR, "503": ERROR}
+    responses = {
+        "200": ok,
+        "400": BAD_REQUEST,
+        "401": UNAUTHORIZED,
+        "413": TOO_LARGE,
+        "415": UNSUPPORTED_MEDIA,
+        "503": OVERLOADED,
+    }
     responses.update({str(k): v for k, v in (extra or {}).items()})
     return {
         "post": {
@@ -207,10 +297,60 @@ def _post(summary: str, request: str, ok: dict[str, Any], extra: dict[int, Any] 
     }
 
 
+def _get(summary: str, responses: dict[str, Any], open_: bool = False) -> dict[str, Any]:
+    """A GET operation; `open_` ones are answered without a key by default (FACEFLEET_AUTH_OPEN_PATHS)."""
+    operation: dict[str, Any] = {"summary": summary, "responses": responses}
+    if open_:
+        operation["security"] = OPEN
+    else:
+        operation["responses"] = {**responses, "401": UNAUTHORIZED}
+    return {"get": operation}
+
+
 JPEG = {"description": "the first image with its faces drawn", "content": {"image/jpeg": {"schema": {}}}}
 
 
+FORM_FLAG = {"enum": ["true", "false", "1", "0", "yes", "no", "on", "off"], "description": "any letter case"}
+
+
+def _multipart_draw() -> dict[str, Any]:
+    form = {
+        "type": "object",
+        "required": ["file"],
+        "properties": {
+            "file": {"type": "string", "format": "binary", "description": "the image (JPEG, PNG, WebP, BMP)"},
+            "threshold": {"type": "number", "minimum": 0, "maximum": 1},
+            "draw_landmarks": FORM_FLAG,
+            "draw_scores": FORM_FLAG,
+            "draw_sizes": FORM_FLAG,
+            "limit_faces": {"type": "integer", "minimum": 0},
+        },
+    }
+    return {
+        "post": {
+            "summary": "Draw the detected faces of an uploaded image",
+            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": form}}},
+            "responses": {
+                "200": JPEG,
+                "400": BAD_REQUEST,
+                "401": UNAUTHORIZED,
+                "413": TOO_LARGE,
+                "503": OVERLOADED,
+            },
+        }
+    }
+
+
 def spec() -> dict[str, Any]:
+    from . import openapi_galleries
+
+    document = _core()
+    document["paths"].update(openapi_galleries.paths())
+    document["components"]["schemas"] = {**SCHEMAS, **openapi_galleries.SCHEMAS}
+    return document
+
+
+def _core() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {
@@ -218,71 +358,44 @@ def spec() -> dict[str, Any]:
             "version": __version__,
             "description": "Face detection and recognition, compatible with InsightFace-REST v0.9.",
         },
+        "security": SECURITY,
         "paths": {
             "/extract": _post(
                 "Detect faces and extract embeddings",
                 "ExtractRequest",
-                _json(_ref("ExtractResponse"), "one entry per image, failed ones included"),
+                _json_or_msgpack(_ref("ExtractResponse"), "one entry per image, failed ones included"),
             ),
-            "/draw_detections": _post("Draw the detected faces of the first image", "ExtractRequest", JPEG),
-            "/multipart/draw_detections": {
-                "post": {
-                    "summary": "Draw the detected faces of an uploaded image",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "multipart/form-data": {
-                                "schema": {
-                                    "type": "object",
-                                    "required": ["file"],
-                                    "properties": {
-                                        "file": {"type": "string", "format": "binary"},
-                                        "threshold": {"type": "string"},
-                                        "draw_landmarks": {"type": "string"},
-                                        "draw_scores": {"type": "string"},
-                                        "draw_sizes": {"type": "string"},
-                                        "limit_faces": {"type": "string"},
-                                    },
-                                }
-                            }
-                        },
-                    },
-                    "responses": {"200": JPEG, "400": ERROR, "413": ERROR, "503": ERROR},
-                }
-            },
+            "/draw_detections": _post("Draw the detected faces of the first image", "DrawRequest", JPEG),
+            "/multipart/draw_detections": _multipart_draw(),
             "/verify": _post(
                 "Same person? Two images or two embeddings",
                 "VerifyRequest",
-                _json(_ref("VerifyResponse"), "similarity and decision"),
-                {422: ERROR},
+                _json_or_msgpack(_ref("VerifyResponse"), "similarity and decision"),
+                {422: _error("an image has no face")},
             ),
-            "/info": {
-                "get": {
-                    "summary": "Versions, models, providers and fallbacks, defaults",
-                    "responses": {"200": _json(_ref("Info"), "appliance information")},
-                }
-            },
-            "/health": {
-                "get": {
-                    "summary": "Readiness: every model runs on a fixed input",
-                    "responses": {
-                        "200": _json(_ref("Health"), "ready"),
-                        "503": _json(_ref("Health"), "not ready, with the reason"),
-                    },
-                }
-            },
-            "/livez": {"get": {"summary": "Liveness", "responses": {"200": _json({"type": "object"}, "alive")}}},
-            "/metrics": {
-                "get": {
-                    "summary": "Prometheus metrics",
-                    "responses": {
-                        "200": {
-                            "description": "text exposition format",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        }
-                    },
-                }
-            },
+            "/info": _get(
+                "Versions, models, providers and fallbacks, defaults",
+                {"200": _json(_ref("Info"), "appliance information")},
+            ),
+            "/health": _get(
+                "Readiness: every model runs on a fixed input",
+                {"200": _json(_ref("Health"), "ready"), "503": _json(_ref("Health"), "not ready, with the reason")},
+                open_=True,
+            ),
+            "/livez": _get("Liveness", {"200": _json(_ref("Live"), "alive")}, open_=True),
+            "/metrics": _get(
+                "Prometheus metrics",
+                {
+                    "200": {
+                        "description": "text exposition format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+                open_=True,
+            ),
+            "/openapi.json": _get(
+                "This description", {"200": _json({"type": "object"}, "the OpenAPI document")}, open_=True
+            ),
         },
-        "components": {"schemas": SCHEMAS},
+        "components": {"schemas": SCHEMAS, "securitySchemes": SECURITY_SCHEMES},
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,14 +47,35 @@ def bad(message: str) -> APIError:
 
 
 def number(body: dict[str, Any], key: str, default: float, low: float, high: float | None = None) -> float:
+    """A finite number in [low, high]; null means the default. Integers too large for a float
+    (JSON has no limit) count as infinity rather than failing the request."""
     value = body.get(key, default)
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise bad(f"{key} must be a number, not {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise bad(f"{key} must be a finite number")
     if value < low or (high is not None and value > high):
         raise bad(f"{key} must be from {low:g} to {high:g}" if high is not None else f"{key} must be >= {low:g}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+
+
+def whole(body: dict[str, Any], key: str, default: int) -> int:
+    """A whole number >= 0 (2.0 counts, as JSON Schema's integer does); null means the default."""
+    value = body.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad(f"{key} must be a whole number")
+    if value < 0:
+        raise bad(f"{key} must be >= 0")
+    return value
 
 
 def flag(body: dict[str, Any], key: str, default: bool) -> bool:
@@ -73,7 +95,9 @@ def image_refs(body: dict[str, Any], max_images: int) -> list[ImageRef]:
         raise bad(f'"images" must be an object with "data" and/or "urls", not {type(images).__name__}')
     refs: list[ImageRef] = []
     for kind, types in (("data", (str, bytes)), ("urls", (str,))):
-        items = images.get(kind) or []
+        items = images.get(kind)
+        if items is None:
+            items = []
         if not isinstance(items, list):
             raise bad(f"images.{kind} must be a list, not {type(items).__name__}")
         for i, item in enumerate(items):
@@ -89,14 +113,11 @@ def image_refs(body: dict[str, Any], max_images: int) -> list[ImageRef]:
 
 
 def extract_params(body: dict[str, Any], default_threshold: float, max_images: int) -> ExtractParams:
-    limit = number(body, "limit_faces", 0, 0)
-    if limit != int(limit):
-        raise bad("limit_faces must be a whole number")
     flags = {key: flag(body, key, key == "extract_embedding") for key in FLAGS}
     return ExtractParams(
         images=image_refs(body, max_images),
         threshold=number(body, "threshold", default_threshold, 0, 1),
-        limit_faces=int(limit),
+        limit_faces=whole(body, "limit_faces", 0),
         min_face_size=number(body, "min_face_size", 0, 0),
         **flags,
     )

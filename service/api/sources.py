@@ -29,6 +29,8 @@ def from_path(text: str, root: str) -> bytes:
     """A path relative to the images root; absolute paths and `..` never leave it."""
     if not root:
         raise URLRefused("local image paths are disabled (set FACEFLEET_IMAGES_ROOT to allow them)")
+    if "\x00" in text:  # no file name holds one; the OS calls would raise instead of answering
+        raise URLRefused("image path contains a NUL byte")
     relative = PurePosixPath(text)
     if relative.is_absolute() or ".." in relative.parts or text.startswith("~"):
         raise URLRefused(f"image path {text[:80]!r} must be relative to the images root, without '..'")

@@ -21,6 +21,7 @@ SHOWN_DEFAULTS = (
     "det_batch_size",
     "rec_batch_size",
     "max_pixels",
+    "max_faces",
     "max_images",
     "max_body_mb",
     "max_concurrent",
@@ -71,6 +72,7 @@ def info() -> Response:
             "models": {m.spec.task: model_info(m, settings.batching) for m in engine.models()},
             "defaults": defaults,
             "auth": _auth_info(settings),
+            "galleries": _galleries(),
         }
     )
 
@@ -80,6 +82,12 @@ def _auth_info(settings: Any) -> dict[str, Any]:
     if settings.auth == "off":
         return {"enabled": False, "warning": "authentication is off (FACEFLEET_AUTH=off): anyone may use this service"}
     return {"enabled": True, "open_paths": ["/livez", *settings.auth_open_paths]}
+
+
+def _galleries() -> list[dict[str, Any]]:
+    """Name, version and checksum of each gallery: what the dashboard compares across the fleet."""
+    keep = ("name", "version", "checksum", "subjects", "faces", "recognizer")
+    return [{k: g[k] for k in keep} for g in current_app.extensions["facefleet.galleries"].list()]
 
 
 @bp.get("/health")
