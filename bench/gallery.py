@@ -74,6 +74,7 @@ def measure_search(args: argparse.Namespace, work: Path) -> dict:
         "search_p50_ms": round(statistics.median(times), 2),
         "search_p99_ms": round(times[int(len(times) * 0.99) - 1], 2),
         "matrix_bytes_per_identity": index.matrix.nbytes // args.identities,
+        "int8_bytes_per_identity": index.coarse.nbytes // args.identities if index.coarse else 0,
         "rss_growth_mib_with_index": round(rss_mib() - rss_before, 1),
         "sqlite_bytes_per_identity": (work / "big.sqlite3").stat().st_size // args.identities,
     }

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from service.config import key_lines
 from service.errors import ConfigError
 
 
@@ -61,10 +62,9 @@ def _first_key(path: str) -> str:
     """The key the dashboard presents: the first of the file the appliance role writes, so a
     dashboard on an appliance (the default inventory) needs no key of its own."""
     try:
-        lines = Path(path).read_text().splitlines()
+        keys = key_lines(Path(path).read_text())
     except OSError as exc:
         raise ConfigError(f"cannot read FACEFLEET_DASHBOARD_APPLIANCE_API_KEY_FILE={path}: {exc.strerror}") from None
-    keys = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
     if not keys:
         raise ConfigError(f"FACEFLEET_DASHBOARD_APPLIANCE_API_KEY_FILE={path} holds no key")
     return keys[0]

@@ -96,9 +96,12 @@ def _bad(message: str) -> GalleryError:
     return GalleryError(message, 400, "bad_bundle")
 
 
-def install(store: GalleryStore, data: bytes) -> tuple[dict[str, Any], bool]:
-    """(the gallery now installed, whether anything changed): the same bundle twice is a no-op."""
+def install(store: GalleryStore, data: bytes, expected_name: str | None = None) -> tuple[dict[str, Any], bool]:
+    """(the gallery now installed, whether anything changed): the same bundle twice is a no-op;
+    `expected_name` refuses a bundle of another gallery (an upload to the wrong URL)."""
     header, subjects, matrix = unpack(data)
+    if expected_name is not None and header["name"] != expected_name:
+        raise _bad(f"the bundle holds gallery {header['name']!r}, not {expected_name!r}")
     store.own(header["name"], header["recognizer"], header["recognizer_sha256"])
     if store.installed(header["name"]) == (header["version"], header["checksum"]):
         return store.describe(header["name"]), False

@@ -107,6 +107,12 @@ def _path_list(text: str) -> tuple[str, ...]:
     return paths
 
 
+def key_lines(text: str) -> list[str]:
+    """The keys of an API key file: one per line, blank lines and `#` comments skipped (the
+    service reads it, and so does a dashboard running on an appliance)."""
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
 def _log_format(text: str) -> str:
     if text not in ("text", "json"):
         raise ValueError("expected text or json")

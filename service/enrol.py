@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
@@ -21,17 +20,15 @@ from .errors import FacefleetError
 from .gallery import Recognizer, check_name, check_subject
 from .manifest import load_manifest
 from .modelfiles import require_model_file
-
-if TYPE_CHECKING:
-    from .pipeline import FaceEngine
+from .pipeline import FaceEngine, first_face
 
 log = logging.getLogger("facefleet.gallery")
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
 def recognizer_identity(settings: Settings) -> Recognizer:
-    """The configured recognizer's name, file sha256 and width, without opening a session
-    (an import on a container host needs no onnxruntime)."""
+    """The configured recognizer's name, file sha256 and width, without opening a session:
+    an import only has to match a bundle against the model file."""
     manifest = load_manifest()
     spec = manifest.get(settings.rec_name or manifest.default_recognition)
     _, digest = require_model_file(spec, settings.models_dir, settings.verify_models)
@@ -56,8 +53,6 @@ def photos_by_subject(folder: Path) -> dict[str, list[Path]]:
 
 def build(settings: Settings, folder: Path, name: str, version: int | None = None) -> tuple[bytes, list[str]]:
     """(the bundle, one line per photo that gave no face)."""
-    from .pipeline import FaceEngine
-
     check_name(name)
     subjects = photos_by_subject(folder)
     engine = FaceEngine.from_settings(settings)
@@ -89,10 +84,9 @@ def _embed(engine: FaceEngine, photos: list[Path], skipped: list[str]) -> list[n
     results = engine.process([p.read_bytes() for p in photos], limit_faces=1)
     vectors = []
     for photo, result in zip(photos, results, strict=True):
-        if not result.ok:
-            skipped.append(f"{photo}: {result.error}")
-        elif not result.faces:
-            skipped.append(f"{photo}: no face found")
+        vector, why = first_face(result)
+        if why is not None:
+            skipped.append(f"{photo}: {why}")
         else:
-            vectors.append(result.faces[0].embedding)
+            vectors.append(vector)
     return vectors

@@ -23,6 +23,12 @@ class ImageError(FacefleetError):
     code = "bad_image"
 
 
+class NoFaceError(ImageError):
+    """A readable image in which no face was found, where one was needed."""
+
+    code = "no_face"
+
+
 class ImageTooLargeError(ImageError):
     code = "image_too_large"
 

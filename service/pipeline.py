@@ -21,7 +21,7 @@ from .batcher import Batcher, RunFn
 from .config import Settings
 from .decode import decode_image
 from .detector import Detections, Detector
-from .errors import FacefleetError, ImageError
+from .errors import FacefleetError, ImageError, NoFaceError
 from .failover import Failover, Reopen, guard, reopener
 from .loader import load_model
 from .manifest import Manifest, load_manifest
@@ -258,6 +258,16 @@ def _degradation(opened: OpenedSession) -> dict[str, str]:
     return {
         "degraded": f"{last['provider']} failed at run time at {last['at']}: {last['error']}; now on {opened.provider}"
     }
+
+
+def first_face(result: ImageResult) -> tuple[np.ndarray | None, FacefleetError | None]:
+    """(the embedding of a result's first face, or why there is none): enrolment keeps the
+    largest face of each photo (limit_faces=1) and reports the others."""
+    if result.error is not None:
+        return None, result.error
+    if not result.faces or result.faces[0].embedding is None:
+        return None, NoFaceError("no face found")
+    return result.faces[0].embedding, None
 
 
 def embeddings_of(results: Sequence[ImageResult]) -> list[list[np.ndarray]]:

@@ -20,7 +20,7 @@ from .status import bp as status_bp
 def create_app(settings: Settings | None = None, engine: FaceEngine | None = None) -> Flask:
     settings = settings or Settings.from_env()
     logs.configure(settings.log_format, settings.log_level)
-    auth.load_keys(settings)  # a missing key file stops start-up before the models load
+    keys = auth.load_keys(settings)  # a missing key file stops start-up before the models load
     engine = engine or FaceEngine.from_settings(settings)
     engine.instrument(settings.batching, settings.batch_wait_ms / 1000, _observe_batch)
     metrics.record_models(engine)
@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None, engine: FaceEngine | None = Non
     )
     errors.register(app)
     logs.register(app)
-    auth.register(app, settings)
+    auth.register(app, settings, keys)
     app.register_blueprint(extract_bp)
     app.register_blueprint(status_bp)
     galleries.register(app, settings, engine)

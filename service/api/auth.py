@@ -15,7 +15,7 @@ from pathlib import Path
 
 from flask import Flask, Request, Response, request
 
-from ..config import Settings
+from ..config import Settings, key_lines
 from ..errors import ConfigError
 from .errors import error_response
 
@@ -26,10 +26,9 @@ ALWAYS_OPEN = ("/livez",)
 
 def _keys_from_file(path: str) -> list[str]:
     try:
-        text = Path(path).read_text()
+        return key_lines(Path(path).read_text())
     except OSError as exc:
         raise ConfigError(f"cannot read FACEFLEET_API_KEYS_FILE={path}: {exc.strerror}") from None
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
 
 
 def load_keys(settings: Settings) -> tuple[bytes, ...]:
@@ -70,8 +69,7 @@ def is_open(path: str, open_paths: tuple[str, ...]) -> bool:
     return path in open_paths or any(p == "/docs" and path.startswith("/docs/") for p in open_paths)
 
 
-def register(app: Flask, settings: Settings) -> None:
-    keys = load_keys(settings)
+def register(app: Flask, settings: Settings, keys: tuple[bytes, ...]) -> None:
     if settings.auth == "off":
         log.warning("authentication is OFF (FACEFLEET_AUTH=off): anyone who reaches this port can use the service")
         return

@@ -13,7 +13,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from .. import bundle
 from ..gallery import GalleryError, GalleryStore, Recognizer
-from ..pipeline import FaceEngine, embeddings_of
+from ..pipeline import FaceEngine, embeddings_of, first_face
 from .codec import read_body, respond, wants_msgpack
 from .errors import APIError, error_response
 from .extract import extract_results, face_json, queued
@@ -96,13 +96,11 @@ def _enrolment_vectors(body: dict[str, Any]) -> tuple[np.ndarray, list[dict[str,
     results, _ = extract_results(params)
     vectors, statuses = [], []
     for result in results:
-        if not result.ok:
-            assert result.error is not None
-            statuses.append({"status": "failed", "error": {"code": result.error.code, "message": result.error.message}})
-        elif not result.faces:
-            statuses.append({"status": "failed", "error": {"code": "no_face", "message": "no face found"}})
+        vector, why = first_face(result)
+        if why is not None:
+            statuses.append({"status": "failed", "error": {"code": why.code, "message": why.message}})
         else:
-            vectors.append(result.faces[0].embedding)
+            vectors.append(vector)
             statuses.append({"status": "ok"})
     if not vectors:
         why = "; ".join(s["error"]["message"] for s in statuses)
@@ -165,10 +163,7 @@ def import_bundle(name: str) -> Response:
     data = request.get_data(cache=False)
     if not data:
         raise APIError(400, "bad_bundle", "send the bundle (application/zip) as the request body")
-    header, _, _ = bundle.unpack(data)
-    if header["name"] != name:
-        raise APIError(400, "bad_bundle", f"the bundle holds gallery {header['name']!r}, not {name!r}")
-    info, changed = bundle.install(store(), data)
+    info, changed = bundle.install(store(), data, name)
     return jsonify({"installed": changed, "gallery": info})
 
 
