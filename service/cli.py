@@ -422,13 +422,20 @@ def _gallery_store(settings: Settings) -> Any:
     return GalleryStore(settings.gallery_path, recognizer_identity(settings))
 
 
+def _write_bundle(path: Path, data: bytes) -> None:
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise FacefleetError(f"cannot write {path}: {exc.strerror}") from None
+
+
 def cmd_gallery_build(args: argparse.Namespace) -> int:
     from .enrol import build
 
     settings = _settings(args)
     data, skipped = build(settings, Path(args.folder), args.name or Path(args.folder).resolve().name, args.version)
     out = Path(args.out or f"{args.name or Path(args.folder).resolve().name}.gallery.zip")
-    out.write_bytes(data)
+    _write_bundle(out, data)
     for line in skipped:
         print(f"skipped {line}", file=sys.stderr)
     print(f"{out}: {len(data) / 1e6:.2f} MB")
@@ -439,7 +446,11 @@ def cmd_gallery_import(args: argparse.Namespace) -> int:
     from .bundle import install
 
     settings = _settings(args)
-    info, changed = install(_gallery_store(settings), Path(args.bundle).read_bytes())
+    try:
+        data = Path(args.bundle).read_bytes()
+    except OSError as exc:
+        raise FacefleetError(f"cannot read {args.bundle}: {exc.strerror}") from None
+    info, changed = install(_gallery_store(settings), data)
     state = "imported" if changed else "unchanged"
     print(f"{state}: {info['name']} version {info['version']}, {info['subjects']} subjects, {info['faces']} faces")
     return 0
@@ -449,7 +460,7 @@ def cmd_gallery_export(args: argparse.Namespace) -> int:
     from .bundle import export
 
     data = export(_gallery_store(_settings(args)), args.name)
-    Path(args.out or f"{args.name}.gallery.zip").write_bytes(data)
+    _write_bundle(Path(args.out or f"{args.name}.gallery.zip"), data)
     return 0
 
 

@@ -236,6 +236,14 @@ def test_gallery_build_and_import_on_the_command_line(tmp_path, images_dir, shar
             check=False,
         )
         assert result.returncode == 0 and expected in result.stdout, result.stderr
+    missing = subprocess.run(
+        [sys.executable, "-m", "service", "gallery", "import", str(tmp_path / "none.zip"), *env_args, *db],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "cannot read" in missing.stderr
     other = tmp_path / "other-models"  # an appliance whose mobilefacenet file differs (retrained, say)
     other.mkdir()
     (other / "mobilefacenet.onnx").write_bytes((shared_models / "mobilefacenet.onnx").read_bytes() + b"\0")
