@@ -16,13 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 GPU_NODE_NAMES = ("gpu", "ga10b", "gv11b", "gp10b")
-# L4T release -> JetPack, as NVIDIA publishes them (JetPack 6 = L4T R36, JetPack 5 = R35).
+# L4T release -> JetPack, as NVIDIA's Jetson Linux release notes pair them (JetPack 6 = L4T R36,
+# JetPack 5 = R35); roles/jetson_host/defaults/main.yml has the same table, kept equal by a test.
 JETPACK_BY_L4T = {
+    "36.5.0": "6.2.2",
+    "36.4.7": "6.2.1",
     "36.4.4": "6.2.1",
     "36.4.3": "6.2",
     "36.4.0": "6.1",
     "36.3.0": "6.0",
     "36.2.0": "6.0 DP",
+    "36.0.0": "6.0 EA",
     "35.6.1": "5.1.5",
     "35.6.0": "5.1.4",
     "35.5.0": "5.1.3",
@@ -160,18 +164,45 @@ def power_rails(root: Path) -> dict[str, Rail]:
     return rails
 
 
+# Where the memory controller's average activity is, newest layout first (the order jtop reads
+# them in): JetPack 6 moved it to the central actmon in debugfs; JetPack 5 and older have it in sysfs.
+EMC_ACTIVITY_PATHS = (
+    ("sys", "kernel", "debug", "cactmon", "mc_all"),
+    ("sys", "kernel", "debug", "bpmp", "debug", "actmon", "mc_all_avg_activity"),
+    ("sys", "kernel", "actmon_avg_activity", "mc_all"),
+)
+
+
+def _emc_activity(root: Path) -> int | None:
+    """The first readable activity counter of EMC_ACTIVITY_PATHS (debugfs is root's: a
+    non-root exporter simply has none)."""
+    for parts in EMC_ACTIVITY_PATHS:
+        try:
+            value = _read_int(root.joinpath(*parts))
+        except PermissionError:
+            continue
+        if value is not None:
+            return value
+    return None
+
+
 def emc(root: Path) -> tuple[int | None, float | None]:
-    """External memory controller: frequency in Hz (bpmp debugfs, root only) and utilisation
-    (actmon's average memory-controller activity over the frequency, as jtop computes it)."""
+    """External memory controller: frequency in Hz (bpmp debugfs, root only) and utilisation.
+
+    actmon's counter is the average activity in kHz scaled by 100: activity / rate-in-kHz is a
+    percentage (jtop shows it as one), so the ratio divides by 100 more. A value that still lands
+    outside 0..1 means a layout this code does not know: no number then, never a wrong one."""
     try:
         rate = _read_int(root / "sys" / "kernel" / "debug" / "bpmp" / "debug" / "clk" / "emc" / "rate")
     except PermissionError:  # debugfs is root's: an exporter run as a user simply has no EMC rate
         rate = None
-    activity = _read_int(root / "sys" / "kernel" / "actmon_avg_activity" / "mc_all")
-    ratio = None
-    if rate and activity is not None:
-        ratio = min(max(activity / (rate / 1000.0), 0.0), 1.0)
-    return rate, ratio
+    activity = _emc_activity(root)
+    if not rate or activity is None:
+        return rate, None
+    ratio = activity / (rate / 1000.0) / 100.0
+    if not 0.0 <= ratio <= 1.05:  # a little overshoot is sampling skew; more is a unit we do not know
+        return rate, None
+    return rate, min(ratio, 1.0)
 
 
 class PowerMode:

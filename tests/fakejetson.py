@@ -20,7 +20,8 @@ class Board:
     temps_millic: dict[str, int]
     ina3221: dict[str, dict[int, tuple[str, int, int]]]  # i2c device -> channel -> (label, mV, mA)
     power_mode: str  # what `nvpmodel -q` prints
-    emc: tuple[int, int] | None = None  # (rate Hz, actmon mc_all kHz)
+    emc: tuple[int, int] | None = None  # (rate Hz, actmon mc_all: activity in kHz x 100)
+    emc_activity_path: str = "sys/kernel/debug/cactmon/mc_all"  # JetPack 6; JetPack 5: sys/kernel/actmon_avg_activity
     extra_devfreq: dict[str, str] = field(default_factory=lambda: {"15340000.vic": "vic", "15480000.nvdec": "nvdec"})
 
 
@@ -48,7 +49,7 @@ AGX_ORIN = Board(
         "1-0041": {1: ("NC", 0, 0), 2: ("VDDQ_VDD2_1V8AO", 4992, 120), 3: ("NC", 0, 0)},
     },
     power_mode="NV Power Mode: MAXN\n0\n",
-    emc=(3199000000, 640000),
+    emc=(3199000000, 20 * 3199000),  # 20 % of 3199 MHz
 )
 
 ORIN_NANO = Board(
@@ -120,7 +121,7 @@ def build(root: Path, board: Board) -> Path:
             _write(hwmon / f"curr{channel}_input", f"{ma}\n")
     if board.emc:
         _write(root / "sys" / "kernel" / "debug" / "bpmp" / "debug" / "clk" / "emc" / "rate", f"{board.emc[0]}\n")
-        _write(root / "sys" / "kernel" / "actmon_avg_activity" / "mc_all", f"{board.emc[1]}\n")
+        _write(root / board.emc_activity_path, f"{board.emc[1]}\n")
     return root
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 
@@ -47,7 +48,7 @@ def test_agx_orin_on_jetpack_6_2(tmp_path):
     assert not any("NC" in k or "sum of shunt" in k for k in rails)
     assert samples['facefleet_jetson_power_mode_info{id="0",mode="MAXN"}'] == 1
     assert samples["facefleet_jetson_emc_frequency_hertz"] == 3199000000
-    assert samples["facefleet_jetson_emc_utilization_ratio"] == pytest.approx(640000 / 3199000)
+    assert samples["facefleet_jetson_emc_utilization_ratio"] == pytest.approx(0.20)  # JetPack 6's cactmon path
     assert success(samples) == {
         "service_metrics": 0,
         "jetson_release": 1,
@@ -108,3 +109,16 @@ def test_nvpmodel_is_bounded_in_time_and_cached(tmp_path):
 )
 def test_jetpack_from_l4t(l4t, jetpack):
     assert jetson.jetpack_for(l4t) == jetpack
+
+
+def test_emc_on_each_layout_and_never_a_wrong_number(tmp_path):
+    """JetPack 6 keeps the activity in debugfs' cactmon, JetPack 5 in sysfs' actmon_avg_activity:
+    both read as 20 %; a counter of an unknown scale gives no ratio rather than a clamped 100 %."""
+    jp6 = build(tmp_path / "jp6", AGX_ORIN)
+    jp5 = build(
+        tmp_path / "jp5", dataclasses.replace(AGX_ORIN, emc_activity_path="sys/kernel/actmon_avg_activity/mc_all")
+    )
+    assert jetson.emc(jp6) == (3199000000, pytest.approx(0.20))
+    assert jetson.emc(jp5) == (3199000000, pytest.approx(0.20))
+    odd = build(tmp_path / "odd", dataclasses.replace(AGX_ORIN, emc=(3199000000, 3199000 * 1000)))
+    assert jetson.emc(odd) == (3199000000, None)
