@@ -99,6 +99,7 @@ class PrometheusBackend:
         ),
         "power_watts": "sum by (appliance, instance) (facefleet_jetson_rail_power_watts)",
     }
+    PROBE_FAILURE = "facefleet_probe_failure_reason == 1"
 
     def __init__(self, settings: DashboardSettings) -> None:
         self.url, self.timeout = settings.prometheus_url.rstrip("/"), settings.timeout_s
@@ -125,6 +126,10 @@ class PrometheusBackend:
             views.setdefault(self._key(result["metric"]), {"providers": {}, "jetson": None})["providers"][
                 result["metric"]["model"]
             ] = result["metric"]["provider"]
+        for result in self._query(self.PROBE_FAILURE):
+            views.setdefault(self._key(result["metric"]), {"providers": {}, "jetson": None})["probe_failure"] = result[
+                "metric"
+            ].get("reason", "unknown")
         for result in self._query("facefleet_jetson_info"):
             views.setdefault(self._key(result["metric"]), {"providers": {}, "jetson": None})["jetson"] = result[
                 "metric"
@@ -146,6 +151,8 @@ class PrometheusBackend:
             if raw.get("up") == 0:
                 snapshot["unreachable"] = "Prometheus cannot scrape the service"
             status, reason = classify(snapshot)
+            if raw.get("probe_failure") and status == "ok":
+                reason = f"the exporter's probe of the service fails ({raw['probe_failure']})"
             jetson = raw["jetson"] or {}
             views.append(
                 {

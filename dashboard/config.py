@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,8 @@ class DashboardSettings:
     retention_h: float = 24.0
     prometheus_url: str = ""
     password: str = ""
+    password_file: str = ""  # the login password's file (the dashboard role generates it, root-only)
+    allow_open: bool = False  # a non-loopback address without a login, on purpose (an authenticating proxy)
     secret_key: str = ""
     appliance_api_key: str = ""
     appliance_api_key_file: str = ""  # the first key of a facefleet API key file, when no key is given
@@ -44,6 +48,8 @@ class DashboardSettings:
             try:
                 if kind == "tuple[str, ...]":
                     values[name] = tuple(t.strip() for t in raw.split(",") if t.strip())
+                elif kind == "bool":
+                    values[name] = _flag(raw)
                 elif kind in ("int", "float"):
                     values[name] = (int if kind == "int" else float)(raw)
                     if values[name] <= 0:  # type: ignore[operator]
@@ -55,16 +61,51 @@ class DashboardSettings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         if values.get("appliance_api_key_file") and not values.get("appliance_api_key"):
             values["appliance_api_key"] = _first_key(str(values["appliance_api_key_file"]))
+        if values.get("password_file") and not values.get("password"):
+            values["password"] = _first_line(
+                str(values["password_file"]), "FACEFLEET_DASHBOARD_PASSWORD_FILE", "password"
+            )
         return cls(**values)  # type: ignore[arg-type]
+
+    def require_login_off_loopback(self) -> None:
+        """The dashboard shows the whole fleet: reachable from the network, it needs a login."""
+        if self.password or self.allow_open or _loopback(self.host):
+            return
+        raise ConfigError(
+            f"the dashboard would listen on {self.host} without a login: set FACEFLEET_DASHBOARD_PASSWORD_FILE "
+            "(or FACEFLEET_DASHBOARD_PASSWORD), listen on 127.0.0.1, or set FACEFLEET_DASHBOARD_ALLOW_OPEN=true "
+            "behind a proxy that authenticates"
+        )
+
+
+def _flag(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise ValueError("expected true or false")
+    return lowered in ("1", "true", "yes", "on")
+
+
+def _loopback(host: str) -> bool:
+    """Every address `host` resolves to is loopback (0.0.0.0 and :: are every interface)."""
+    try:
+        found = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except socket.gaierror:
+        return False
+    return bool(found) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in found)
 
 
 def _first_key(path: str) -> str:
     """The key the dashboard presents: the first of the file the appliance role writes, so a
     dashboard on an appliance (the default inventory) needs no key of its own."""
+    return _first_line(path, "FACEFLEET_DASHBOARD_APPLIANCE_API_KEY_FILE", "key")
+
+
+def _first_line(path: str, variable: str, what: str) -> str:
+    """The first line of a secret's file that is not blank or a `#` comment."""
     try:
-        keys = key_lines(Path(path).read_text())
+        lines = key_lines(Path(path).read_text())
     except OSError as exc:
-        raise ConfigError(f"cannot read FACEFLEET_DASHBOARD_APPLIANCE_API_KEY_FILE={path}: {exc.strerror}") from None
-    if not keys:
-        raise ConfigError(f"FACEFLEET_DASHBOARD_APPLIANCE_API_KEY_FILE={path} holds no key")
-    return keys[0]
+        raise ConfigError(f"cannot read {variable}={path}: {exc.strerror}") from None
+    if not lines:
+        raise ConfigError(f"{variable}={path} holds no {what}")
+    return lines[0]

@@ -26,6 +26,7 @@ class Scrape:
     temperature: float | None = None
     power_watts: float | None = None
     power_mode: str | None = None
+    probe_failure: str | None = None  # why the exporter's own probe of the service fails
 
 
 def _add_sample(scrape: Scrape, name: str, labels: dict[str, str], value: float, temps: dict, rails: dict) -> None:
@@ -53,6 +54,10 @@ def _add_sample(scrape: Scrape, name: str, labels: dict[str, str], value: float,
         rails[labels.get("rail", "")] = value
     elif name == "facefleet_jetson_power_mode_info":
         scrape.power_mode = labels.get("mode")
+    elif name == "facefleet_probe_failure_reason" and value == 1:
+        scrape.probe_failure = labels.get("reason", "unknown")
+    elif name == "facefleet_probe_success" and value == 0:
+        scrape.probe_failure = scrape.probe_failure or "unknown"
 
 
 def parse(text: str, at: float) -> Scrape:

@@ -95,15 +95,29 @@ class Poller:
         timeout, key = self.settings.timeout_s, self.settings.appliance_api_key
         snapshot: dict[str, Any] = {"appliance": appliance, "at": time.time()}
         try:
-            info = answers.clean_info(_json(fetch(f"{appliance.service}/info", timeout, key)))
-            health = _json(fetch(f"{appliance.service}/health", timeout, key))
+            info_answer = fetch(f"{appliance.service}/info", timeout, key)
+            health_answer = fetch(f"{appliance.service}/health", timeout, key)
         except UnreachableError as exc:
             snapshot["unreachable"] = f"service unreachable: {exc}"
             return snapshot
         except TimedOutError as exc:
             snapshot["timed_out"] = f"service slow: {exc}"
             return snapshot
-        snapshot.update(info=info, health=health)
+        by_path = {"/info": info_answer, "/health": health_answer}
+        refused = [f"{path} answered HTTP {code}" for path, (code, _) in by_path.items() if code in (401, 403)]
+        if refused:
+            snapshot["unauthorized"] = f"{_refusal(bool(key))} ({', '.join(refused)})"
+        else:
+            info = answers.clean_info(_json(info_answer))
+            snapshot.update(info=info, health=_json(health_answer))
+            if info_answer[0] != 200 or not info:
+                snapshot["info_error"] = f"/info answered HTTP {info_answer[0]}{'' if info else ', not a JSON object'}"
+        self._scrape_exporter(appliance, snapshot)
+        return snapshot
+
+    def _scrape_exporter(self, appliance: targets.Appliance, snapshot: dict[str, Any]) -> None:
+        """The exporter's figures; the exporter needs no key, so an unauthorized appliance has them too."""
+        timeout = self.settings.timeout_s
         try:
             code, body = fetch(f"{appliance.exporter}/metrics", timeout)
             if code == 200:
@@ -112,7 +126,6 @@ class Poller:
                 snapshot["exporter_error"] = f"exporter answered HTTP {code}"
         except (UnreachableError, TimedOutError, ValueError) as exc:
             snapshot["exporter_error"] = f"exporter: {exc}"
-        return snapshot
 
     def _view(self, snapshot: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """(the in-memory view, the history row) of one appliance's poll."""
@@ -136,6 +149,8 @@ class Poller:
         )
         if snapshot.get("exporter_error") and status == "ok":
             reason = snapshot["exporter_error"]
+        elif scrape and scrape.probe_failure and status == "ok":
+            reason = f"the exporter's probe of the service fails ({scrape.probe_failure})"
         previous = self.views.get(appliance.name, {})
         seen = snapshot["at"] if status in ("ok", "degraded") else previous.get("last_seen")
         view = {
@@ -220,6 +235,12 @@ class Poller:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def _refusal(with_key: bool) -> str:
+    if with_key:
+        return "the appliance refuses the dashboard's API key"
+    return "the appliance asks for an API key and the dashboard has none (FACEFLEET_DASHBOARD_APPLIANCE_API_KEY_FILE)"
 
 
 def _galleries(info: dict[str, Any]) -> dict[str, dict[str, Any]]:

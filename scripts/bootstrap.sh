@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Creates .venv with facefleet installed (editable) and the extras named in $FACEFLEET_EXTRAS.
 # Sourced by run.sh and test.sh; safe to run again (pip skips what is already there).
+# Every version comes from a committed constraint set, never from open ranges: constraints/jetpack6.txt
+# on a Jetson (aarch64 with /etc/nv_tegra_release; the gpu extra then comes from the Jetson AI Lab index),
+# constraints/cpu.txt elsewhere; $FACEFLEET_CONSTRAINTS names another file.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${FACEFLEET_PYTHON:-python3}"
@@ -23,4 +26,14 @@ if [ ! -x "$venv/bin/python" ]; then
   fi
   "$venv/bin/python" -m pip install -q --upgrade pip
 fi
-"$venv/bin/python" -m pip install -q -e "$root[${FACEFLEET_EXTRAS:-cpu}]"
+extras="${FACEFLEET_EXTRAS:-cpu}"
+index=()
+if [ -f /etc/nv_tegra_release ] && [ "$(uname -m)" = aarch64 ]; then
+  constraints="${FACEFLEET_CONSTRAINTS:-$root/constraints/jetpack6.txt}"
+  case ",$extras," in
+    *,gpu,*) index=(--extra-index-url "${FACEFLEET_JETSON_INDEX:-https://pypi.jetson-ai-lab.io/jp6/cu126}") ;;
+  esac
+else
+  constraints="${FACEFLEET_CONSTRAINTS:-$root/constraints/cpu.txt}"
+fi
+"$venv/bin/python" -m pip install -q -c "$constraints" ${index[@]+"${index[@]}"} -e "$root[$extras]"

@@ -14,6 +14,11 @@ command -v promtool >/dev/null || missing+=(prometheus)
 command -v ssh >/dev/null || missing+=(openssh-client)
 command -v ip >/dev/null || missing+=(iproute2)           # network namespaces for the fleet test
 command -v start-stop-daemon >/dev/null || missing+=(dpkg)
+command -v dockerd >/dev/null || missing+=(docker.io)         # the container test starts its own daemon
+command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)     # ... from a Debian base image it makes
+command -v unshare >/dev/null || missing+=(util-linux)        # the metrics folder on a bind mount
+[ -x /usr/bin/qemu-aarch64-static ] || missing+=(qemu-user-static binfmt-support)  # the arm64 import check
+command -v arch-test >/dev/null || missing+=(arch-test)       # mmdebstrap's check of a foreign architecture
 if [ "${#missing[@]}" -gt 0 ]; then
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     apt-get update -qq
@@ -23,7 +28,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     exit 1
   fi
 fi
-FACEFLEET_EXTRAS=test bash "$root/scripts/bootstrap.sh"
+FACEFLEET_EXTRAS=test,cpu bash "$root/scripts/bootstrap.sh"
 cd "$root"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -154,7 +154,13 @@ def cmd_providers(args: argparse.Namespace) -> int:
     from .loader import load_model
 
     settings, manifest = _settings(args), load_manifest()
-    report: dict[str, Any] = {"environment": environment_report(), "chain": list(settings.providers), "models": {}}
+    if not args.verbose:  # each fallback's reason is in the report: the same lines on stderr add nothing
+        logging.getLogger("service.runtime").setLevel(logging.ERROR)
+    report: dict[str, Any] = {
+        "environment": environment_report(settings.device_id),
+        "chain": list(settings.providers),
+        "models": {},
+    }
     for name in (settings.det_name or manifest.default_detection, settings.rec_name or manifest.default_recognition):
         try:
             opened, _ = load_model(manifest.get(name), settings)
@@ -163,22 +169,42 @@ def cmd_providers(args: argparse.Namespace) -> int:
             report["models"][name] = {"error": str(exc)}
     if args.json:
         print(json.dumps(report, indent=2))
-        return 0
-    env = report["environment"]
+    else:
+        print_providers(report)
+    return 0
+
+
+def print_providers(report: dict[str, Any]) -> None:
+    """The provider report as text: the build, each GPU provider's verdict, each model's chain."""
+    env, gpu = report["environment"], report["environment"]["gpu"]
     print(f"onnxruntime {env['onnxruntime']} ({env['device']}); offers: {', '.join(env['available_providers'])}")
+    print(f"build: {gpu['built_for']}")
     jetson = env["jetson"]
     print(f"Jetson: {'L4T ' + jetson.get('l4t', '?') + ' ' + jetson.get('board', '') if jetson else 'no'}")
-    for label, found in env["gpu_libraries"].items():
-        print(f"  {label:13} {found or 'not found'}")
-    print(f"chain: {' -> '.join(settings.providers)}")
+    print(f"NVIDIA driver: {'libcuda.so.1 loads' if gpu['driver'] else 'libcuda.so.1 not found'}")
+    for short, probe in gpu["providers"].items():
+        if probe["library"] is not None:
+            print(f"  {short:9} {probe['problem'] or 'libraries, driver and device present'}")
+    print(f"chain: {' -> '.join(report['chain'])}")
     for name, info in report["models"].items():
         if "error" in info:
             print(f"{name}: FAILED: {info['error']}")
             continue
-        print(f"{name}: runs on {info['active_provider']} (warm-up {info['warmup_ms']} ms)")
+        print(f"{name}: runs on {info['active_provider']} (warm-up {info['warmup_ms']} ms){_placement(info)}")
         for attempt in info["attempts"]:
             print(f"  {attempt['provider']:9} {'ok' if attempt['ok'] else 'no: ' + attempt['reason']}")
-    return 0
+
+
+def _placement(info: dict[str, Any]) -> str:
+    """', nodes: 87 on CPUExecutionProvider' or ', PARTIAL FALLBACK: 3 of 40 nodes on the CPU (Reshape, Shape)'."""
+    placement = info.get("node_placement")
+    if not placement:
+        return ""
+    total, cpu = sum(placement["nodes"].values()), placement["cpu_nodes"]
+    if info.get("partial_fallback"):
+        return f", PARTIAL FALLBACK: {cpu} of {total} nodes on the CPU ({', '.join(placement['cpu_ops'])})"
+    where = ", ".join(f"{count} on {provider}" for provider, count in placement["nodes"].items())
+    return f", nodes: {where}"
 
 
 # ---------------------------------------------------------------- detect / compare
@@ -333,6 +359,7 @@ def _as_environment(settings: Settings) -> dict[str, str]:
 
 # ---------------------------------------------------------------- exporter
 def cmd_exporter(args: argparse.Namespace) -> int:
+    from .client import key_source
     from .exporter import build_registry, serve
 
     settings = _settings(
@@ -344,7 +371,11 @@ def cmd_exporter(args: argparse.Namespace) -> int:
         metrics_dir=args.metrics_dir,
     )
     service_url = settings.service_url or f"http://127.0.0.1:{settings.port}"
-    registry = build_registry(Path(settings.metrics_path), Path(settings.sysfs_root), service_url, settings.nvpmodel)
+    key = key_source(None, args.api_key_file)
+    key.read()  # a key file named but unreadable stops start-up with one line; read again at every probe
+    registry = build_registry(
+        Path(settings.metrics_path), Path(settings.sysfs_root), service_url, settings.nvpmodel, key
+    )
     serve(settings.exporter_host, settings.exporter_port, registry)
     return 0
 
@@ -366,6 +397,10 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
             "no appliances: set FACEFLEET_DASHBOARD_TARGETS_FILE (file_sd JSON), "
             "FACEFLEET_DASHBOARD_TARGETS (host:port,...) or FACEFLEET_DASHBOARD_PROMETHEUS_URL"
         )
+    settings.require_login_off_loopback()
+    from .ports import require_free
+
+    require_free(settings.host, settings.port, "--port or FACEFLEET_DASHBOARD_PORT")
     env = dict(os.environ)
     env.update({f"FACEFLEET_DASHBOARD_{k.upper()}": str(v) for k, v in flags.items() if v is not None})
     print(f"facefleet dashboard on http://{settings.host}:{settings.port}/", flush=True)
@@ -398,20 +433,26 @@ def cmd_bench_providers(args: argparse.Namespace) -> int:
 
 def cmd_bench_load(args: argparse.Namespace) -> int:
     from . import loadtest
+    from .client import key_source
 
     loadtest.require_loopback(args.url, args.allow_remote)
+    headers = key_source(args.api_key, args.api_key_file).headers()
     images = [Path(p) for p in args.images]
     missing = [str(p) for p in images if not p.is_file()]
     if missing:
         raise FacefleetError(f"cannot read {', '.join(missing)}")
-    report = loadtest.run(args.url, images, args.clients, args.seconds, args.requests)
+    report = loadtest.run(args.url, images, args.clients, args.seconds, args.requests, headers=headers)
     shown = {k: v for k, v in report.items() if k != "timeline"}
     print(json.dumps(shown, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     if args.plot:
         loadtest.plot(report, Path(args.plot))
-    return 0 if report["ok"] else 1
+    failed = loadtest.mostly_failed(report, with_key=bool(headers))
+    if failed:
+        print(f"facefleet: {failed}", file=sys.stderr)
+        return 1
+    return 0
 
 
 # ---------------------------------------------------------------- gallery
@@ -573,6 +614,10 @@ def _run_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics-dir", help="the service's multiprocess folder [FACEFLEET_METRICS_DIR]")
     p.add_argument("--root", help="root of /sys, /etc and /proc to read hardware from [FACEFLEET_SYSFS_ROOT, /]")
     p.add_argument("--service-url", help="service to probe [FACEFLEET_SERVICE_URL, http://127.0.0.1:PORT]")
+    p.add_argument(
+        "--api-key-file",
+        help="file whose first key the probe presents [FACEFLEET_API_KEY_FILE, else FACEFLEET_API_KEYS_FILE]",
+    )
     p.set_defaults(func=cmd_exporter)
 
     p = sub.add_parser("dashboard", help="the fleet dashboard (Flask under gunicorn)")
@@ -614,6 +659,8 @@ def _bench_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, default=30, help="longest duration (default 30)")
     p.add_argument("--requests", type=int, default=10_000, help="most requests in all (default 10000)")
     p.add_argument("--allow-remote", action="store_true", help="permit a target that is not this machine")
+    p.add_argument("--api-key", help="the service's API key [FACEFLEET_API_KEY]; prefer --api-key-file")
+    p.add_argument("--api-key-file", help="file whose first key is sent, e.g. /etc/facefleet/api-keys")
     p.add_argument("--json", help="write the figures, with every request's timing, to this file")
     p.add_argument("--plot", help="write a PNG of latency over time (needs facefleet[bench])")
     p.set_defaults(func=cmd_bench_load)

@@ -23,6 +23,9 @@ PROVIDER_NAMES = {
     "cpu": "CPUExecutionProvider",
 }
 SHAPE_POLICIES = ("fixed", "fit")
+# onnxruntime's CUDA provider values, by their lower-case spelling (what a user may type).
+CONV_ALGO_SEARCHES = {name.lower(): name for name in ("HEURISTIC", "EXHAUSTIVE", "DEFAULT")}
+ARENA_STRATEGIES = {name.lower(): name for name in ("kSameAsRequested", "kNextPowerOfTwo")}
 
 
 def _default_cache_dir() -> str:
@@ -60,6 +63,18 @@ def _parse_policy(text: str) -> str:
     if text not in SHAPE_POLICIES:
         raise ValueError(f"expected one of {', '.join(SHAPE_POLICIES)}")
     return text
+
+
+def _one_of(choices: dict[str, str]) -> Callable[[str], str]:
+    """A parser for one of onnxruntime's spellings, case-insensitive, returned as onnxruntime spells it."""
+
+    def parse(text: str) -> str:
+        value = choices.get(text.strip().lower())
+        if value is None:
+            raise ValueError(f"expected one of {', '.join(choices.values())}")
+        return value
+
+    return parse
 
 
 def _positive_int(text: str) -> int:
@@ -150,6 +165,10 @@ class Settings:
     cpu_threads: int = 0
     device_id: int = 0
     trt_fp16: bool = True
+    trt_workspace_mb: int = 1024
+    cudnn_conv_algo_search: str = "HEURISTIC"
+    gpu_mem_limit_mb: int = 0
+    gpu_arena_extend_strategy: str = "kSameAsRequested"
     verify_models: bool = True
     cpu_mem_arena: bool = False
     # ---- HTTP service (facefleet serve)
@@ -176,7 +195,7 @@ class Settings:
     auth: str = "on"
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     api_keys_file: str = ""
-    auth_open_paths: tuple[str, ...] = ("/livez", "/health", "/metrics", "/docs", "/openapi.json")
+    auth_open_paths: tuple[str, ...] = ("/", "/livez", "/health", "/metrics", "/docs", "/openapi.json")
     # ---- exporter (facefleet exporter)
     exporter_host: str = "127.0.0.1"
     exporter_port: int = 18090
@@ -242,6 +261,16 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "cpu_threads": _opt("FACEFLEET_CPU_THREADS", _non_negative_int, doc="CPU intra-op threads (0 = all)"),
     "device_id": _opt("FACEFLEET_DEVICE_ID", _non_negative_int, doc="CUDA / TensorRT device"),
     "trt_fp16": _opt("FACEFLEET_TRT_FP16", _parse_bool, "FORCE_FP16", doc="TensorRT FP16 kernels"),
+    "trt_workspace_mb": _opt(
+        "FACEFLEET_TRT_WORKSPACE_MB", _non_negative_int, doc="TensorRT builder workspace bound (0 = TensorRT's choice)"
+    ),
+    "cudnn_conv_algo_search": _opt(
+        "FACEFLEET_CUDNN_CONV_ALGO_SEARCH", _one_of(CONV_ALGO_SEARCHES), doc="cuDNN convolution algorithm search"
+    ),
+    "gpu_mem_limit_mb": _opt("FACEFLEET_GPU_MEM_LIMIT_MB", _non_negative_int, doc="CUDA arena bound (0 = none)"),
+    "gpu_arena_extend_strategy": _opt(
+        "FACEFLEET_GPU_ARENA_EXTEND_STRATEGY", _one_of(ARENA_STRATEGIES), doc="how the CUDA arena grows"
+    ),
     "verify_models": _opt("FACEFLEET_VERIFY_MODELS", _parse_bool, doc="check sha256 before loading"),
     "cpu_mem_arena": _opt("FACEFLEET_CPU_MEM_ARENA", _parse_bool, doc="onnxruntime's CPU arena (keeps peak memory)"),
     "host": _opt("FACEFLEET_HOST", str, doc="address the service listens on"),

@@ -2,13 +2,14 @@
 
 It serves (1) the service's own metrics, merged from gunicorn's multiprocess folder at scrape
 time, so a scrape never waits on a busy inference worker; (2) the Jetson's hardware, read from
-sysfs at scrape time; (3) a probe of the local service (reachable, healthy, provider per model).
-A metric the host does not have is absent, never zero; facefleet_exporter_collector_success
-says which collectors worked.
+sysfs at scrape time; (3) a probe of the local service with the appliance's API key (reachable,
+healthy, provider per model). A metric the host does not have is absent, never zero;
+facefleet_exporter_collector_success says which collectors worked, and a failed probe is one.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import signal
@@ -17,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, start_http_server
@@ -25,6 +27,9 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from . import jetson
+from .client import KeySource
+from .errors import ConfigError
+from .ports import listen_error
 
 log = logging.getLogger("facefleet.exporter")
 P = "facefleet_jetson_"
@@ -125,32 +130,98 @@ class ServiceCollector:
         yield from MultiProcessCollector(None, path=str(self.folder)).collect()
 
 
+PROBE_REASONS = ("unauthorized", "refused", "timeout", "http_error", "bad_answer", "no_key")
+PROBE_READ_LIMIT = 8 * 1024 * 1024
+
+
+class ProbeError(Exception):
+    """Why a probe failed: `reason` is one of PROBE_REASONS (a bounded label), the message the detail."""
+
+    def __init__(self, reason: str, message: str, answered: bool = False) -> None:
+        super().__init__(message)
+        self.reason, self.answered = reason, answered  # answered: the service spoke HTTP
+
+
+class CollectorFailedError(Exception):
+    """A collector that observed a failure and still has metrics saying which (the probe's)."""
+
+    def __init__(self, message: str, metrics: list[Metric]) -> None:
+        super().__init__(message)
+        self.metrics = metrics
+
+
+@dataclass
+class ProbeResult:
+    metrics: list[Metric]
+    failure: ProbeError | None
+
+
 class ServiceProbe:
     """The local service over HTTP: reachable, healthy, and the provider of each model.
+
+    The service asks for an API key on /info, so the probe presents the appliance's key (read
+    from its file at every probe). A probe that fails for any reason (refused key, timeout,
+    connection refused, an answer that is not what /info says) is a failure: facefleet_probe_success
+    0, the reason in facefleet_probe_failure_reason, and this collector's success 0; never a
+    success with no models.
 
     /health runs the models, and under load it waits its turn: so the probe runs on its own
     thread every `interval_s` and a scrape serves its latest result without waiting (measured:
     scrape p50 76 ms when each scrape probed, under 8 clients on 2 cores)."""
 
-    def __init__(self, url: str, timeout_s: float = 2.0, interval_s: float = 5.0) -> None:
+    def __init__(self, url: str, key: KeySource | None = None, timeout_s: float = 2.0, interval_s: float = 5.0) -> None:
         self.url, self.timeout, self.interval = url.rstrip("/"), timeout_s, interval_s
-        self._latest: list[Metric] | None = None
+        self.key = key or KeySource()
+        self._latest: ProbeResult | None = None
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._last_reason: str | None = None
 
     def _refresh_forever(self) -> None:
         while True:
             time.sleep(self.interval)
-            fresh = list(self._probe())
+            try:
+                fresh = self._probe()
+            except Exception as exc:  # a dead thread would serve its last answer forever
+                log.exception("service probe crashed")
+                fresh = ProbeResult([], ProbeError("bad_answer", f"the probe crashed: {exc}"))
             with self._lock:
                 self._latest = fresh
 
-    def _get(self, path: str) -> tuple[int, dict]:
+    def _get(self, path: str, headers: dict[str, str]) -> tuple[int, bytes]:
+        url = f"{self.url}{path}"
+        request = urllib.request.Request(url, headers={"User-Agent": "facefleet-exporter", **headers})
         try:
-            with urllib.request.urlopen(f"{self.url}{path}", timeout=self.timeout) as response:
-                return response.status, json.loads(response.read())
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return response.status, response.read(PROBE_READ_LIMIT)
         except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"{}")
+            return exc.code, exc.read(PROBE_READ_LIMIT)
+        except TimeoutError:
+            raise ProbeError("timeout", f"no answer from {url} within {self.timeout:g} s") from None
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, TimeoutError):
+                raise ProbeError("timeout", f"no answer from {url} within {self.timeout:g} s") from None
+            raise ProbeError("refused", f"cannot reach {url}: {exc.reason}") from None
+        except http.client.HTTPException as exc:
+            raise ProbeError("bad_answer", f"{url} did not answer HTTP: {type(exc).__name__}") from None
+        except OSError as exc:
+            raise ProbeError("refused", f"cannot reach {url}: {exc}") from None
+
+    def _answer(self, path: str, headers: dict[str, str], accepted: tuple[int, ...]) -> tuple[int, dict]:
+        """(status, JSON object) of one GET; anything else is a ProbeError with its reason."""
+        status, body = self._get(path, headers)
+        if status in (401, 403):
+            why = "the key was refused" if headers else "no API key configured: set FACEFLEET_API_KEY_FILE"
+            raise ProbeError("unauthorized", f"{path} answered HTTP {status} ({why})", answered=True)
+        if status not in accepted:
+            raise ProbeError("http_error", f"{path} answered HTTP {status}", answered=True)
+        try:
+            value = json.loads(body)
+        except ValueError:
+            raise ProbeError("bad_answer", f"{path} did not answer JSON", answered=True) from None
+        if not isinstance(value, dict):
+            raise ProbeError("bad_answer", f"{path} did not answer a JSON object", answered=True)
+        return status, value
 
     def metrics(self) -> Iterator[Metric]:
         with self._lock:
@@ -159,32 +230,75 @@ class ServiceProbe:
                 self._thread = threading.Thread(target=self._refresh_forever, name="probe", daemon=True)
                 self._thread.start()
         if latest is None:  # the first scrape probes once itself
-            latest = list(self._probe())
+            latest = self._probe()
             with self._lock:
                 self._latest = latest
-        yield from latest
+        if latest.failure:
+            raise CollectorFailedError(str(latest.failure), latest.metrics)
+        yield from latest.metrics
 
-    def _probe(self) -> Iterator[Metric]:
+    def _probe(self) -> ProbeResult:
         start = time.perf_counter()
+        up, healthy, models, failure = False, None, None, None
         try:
-            status, _ = self._get("/health")
-            _, info = self._get("/info")
-        except (OSError, ValueError):
-            yield from _gauge("facefleet_probe_up", "1 when the local service answers.", 0)
-            return
-        yield from _gauge("facefleet_probe_up", "1 when the local service answers.", 1)
+            headers = self.key.headers()
+        except ConfigError as exc:
+            headers, failure = {}, ProbeError("no_key", str(exc))
+        try:
+            if failure is None:
+                status, _ = self._answer("/health", headers, (200, 503))
+                up, healthy = True, status == 200
+                _, info = self._answer("/info", headers, (200,))
+                models = info.get("models")
+                if not isinstance(models, dict) or not all(isinstance(m, dict) for m in models.values()):
+                    raise ProbeError("bad_answer", "/info has no models", answered=True)
+        except ProbeError as exc:
+            up = up or exc.answered
+            failure = exc
+        self._note(failure)
+        found = list(self._families(up, healthy, failure, time.perf_counter() - start))
+        if models is not None and failure is None:
+            found.append(_providers(models))
+        return ProbeResult(found, failure)
+
+    @staticmethod
+    def _families(up: bool, healthy: bool | None, failure: ProbeError | None, took: float) -> Iterator[Metric]:
+        yield from _gauge("facefleet_probe_up", "1 when the local service answers HTTP.", 1 if up else 0)
+        if healthy is not None:
+            yield from _gauge("facefleet_probe_healthy", "1 when the local service's /health is 200.", int(healthy))
         yield from _gauge(
-            "facefleet_probe_healthy", "1 when the local service's /health is 200.", 1 if status == 200 else 0
+            "facefleet_probe_success",
+            "1 when the probe got the service's /health and, with its API key, /info.",
+            0 if failure else 1,
         )
-        yield from _gauge("facefleet_probe_duration_seconds", "Time the probe took.", time.perf_counter() - start)
-        family = GaugeMetricFamily(
-            "facefleet_probe_model_provider",
-            "1 for the provider each model runs on, as the service's /info says.",
-            labels=["model", "task", "provider"],
+        yield from _labelled(
+            "facefleet_probe_failure_reason",
+            f"1 for why the last probe failed ({', '.join(PROBE_REASONS)}); all 0 when it worked.",
+            "reason",
+            {r: 1.0 if failure and failure.reason == r else 0.0 for r in PROBE_REASONS},
         )
-        for task, model in sorted(info.get("models", {}).items()):
-            family.add_metric([str(model.get("name")), task, str(model.get("active_provider"))], 1)
-        yield family
+        yield from _gauge("facefleet_probe_duration_seconds", "Time the probe took.", took)
+
+    def _note(self, failure: ProbeError | None) -> None:
+        """One log line when the probe starts or stops failing, not one per probe."""
+        reason = failure.reason if failure else None
+        if reason != self._last_reason:
+            if failure:
+                log.warning("service probe failing (%s): %s", failure.reason, failure)
+            elif self._last_reason is not None:
+                log.warning("service probe works again")
+        self._last_reason = reason
+
+
+def _providers(models: dict[str, dict]) -> Metric:
+    family = GaugeMetricFamily(
+        "facefleet_probe_model_provider",
+        "1 for the provider each model runs on, as the service's /info says.",
+        labels=["model", "task", "provider"],
+    )
+    for task, model in sorted(models.items()):
+        family.add_metric([str(model.get("name")), str(task), str(model.get("active_provider"))], 1)
+    return family
 
 
 class ExporterCollector(Collector):
@@ -207,6 +321,8 @@ class ExporterCollector(Collector):
             try:
                 produced = list(part())
                 ok = 1.0
+            except CollectorFailedError as exc:  # it logs its own changes; its metrics say why
+                produced, ok = exc.metrics, 0.0
             except Exception as exc:  # one broken collector must not take the others down
                 log.warning("collector %s failed: %s", name, exc)
                 produced, ok = [], 0.0
@@ -217,20 +333,25 @@ class ExporterCollector(Collector):
         yield seconds
 
 
-def build_registry(metrics_dir: Path, root: Path, service_url: str, nvpmodel: str) -> CollectorRegistry:
+def build_registry(
+    metrics_dir: Path, root: Path, service_url: str, nvpmodel: str, key: KeySource | None = None
+) -> CollectorRegistry:
     hardware = JetsonHardware(root, jetson.PowerMode(nvpmodel))
     parts: dict[str, Callable[[], Iterator[Metric]]] = {"service_metrics": ServiceCollector(metrics_dir).metrics}
     parts.update(hardware.parts)
     if service_url:
-        parts["service_probe"] = ServiceProbe(service_url).metrics
+        parts["service_probe"] = ServiceProbe(service_url, key).metrics
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ExporterCollector(parts))
     return registry
 
 
 def serve(host: str, port: int, registry: CollectorRegistry) -> None:
-    """Serve until SIGTERM or SIGINT."""
-    server, thread = start_http_server(port, addr=host, registry=registry)
+    """Serve until SIGTERM or SIGINT; a port in use is one line naming the setting that moves it."""
+    try:
+        server, thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise listen_error(host, port, "--port or FACEFLEET_EXPORTER_PORT", exc) from None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

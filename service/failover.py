@@ -78,6 +78,7 @@ def reopener(
             failed.sha256,
             rest,
             failed.warmup_hw,
+            batch=failed.batch,
             available=available,
             session_factory=session_factory,
         )

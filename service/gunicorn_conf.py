@@ -32,12 +32,20 @@ loglevel = _settings.log_level.lower()
 proc_name = "facefleet"
 
 
+def empty_folder(folder: Path) -> None:
+    """Remove what is inside `folder`, never the folder itself: in the container it is a bind
+    mount (/metrics), and removing a mount point fails with EBUSY."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for entry in folder.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
 def on_starting(server) -> None:
     """A fresh metrics folder per service start: samples of a previous run must not linger."""
-    folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
-    if folder.is_dir():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    empty_folder(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
 
 
 def child_exit(server, worker) -> None:

@@ -22,6 +22,15 @@ def trt_fixed_hw(spec: ModelSpec, settings: Settings) -> tuple[int, int] | None:
     return (height, width)
 
 
+def largest_batch(spec: ModelSpec, settings: Settings) -> int:
+    """The largest batch the engine runs the model with, where TensorRT's optimisation profile
+    ends: the recognizer's batch size; the detector's, unless its outputs have no batch axis
+    (the flat SCRFD layout, run one image at a time; service/detector.py decides the same)."""
+    if spec.task == "detection":
+        return settings.det_batch_size if spec.layout != "scrfd_flat" else 1
+    return settings.rec_batch_size
+
+
 def load_model(
     spec: ModelSpec,
     settings: Settings,
@@ -36,5 +45,13 @@ def load_model(
         hw = spec.fixed_hw or (settings.det_size[1], settings.det_size[0])
     else:
         hw = spec.fixed_hw or (112, 112)
-    opened = open_session(runnable, digest, settings, hw, available=available, session_factory=session_factory)
+    opened = open_session(
+        runnable,
+        digest,
+        settings,
+        hw,
+        batch=largest_batch(spec, settings),
+        available=available,
+        session_factory=session_factory,
+    )
     return opened, digest

@@ -1,6 +1,8 @@
 """`facefleet bench load URL`: closed-loop clients against a running service, bounded in time and
-count, loopback-only unless a target is explicitly allowed. Reports what operators ask first:
-requests/s, images/s, faces/s, latency percentiles, errors by kind; JSON and a latency plot."""
+count, loopback-only unless a target is explicitly allowed, presenting the appliance's API key
+(service/client.py). Reports what operators ask first: requests/s, images/s, faces/s, latency
+percentiles, errors by kind; JSON and a latency plot. A run of mostly errors is a failure, not
+a throughput figure."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from .client import NO_KEY_HINT
 from .errors import FacefleetError
 
 
@@ -42,10 +45,10 @@ def _body(images: list[Path]) -> bytes:
     return json.dumps({"images": {"data": data}, "extract_embedding": True}).encode()
 
 
-def _one(url: str, body: bytes, timeout: float) -> tuple[str, float, int, int]:
+def _one(url: str, body: bytes, timeout: float, headers: dict[str, str]) -> tuple[str, float, int, int]:
     """(outcome, seconds, images ok, faces) of one /extract."""
     request = urllib.request.Request(
-        f"{url.rstrip('/')}/extract", data=body, headers={"Content-Type": "application/json"}
+        f"{url.rstrip('/')}/extract", data=body, headers={"Content-Type": "application/json", **headers}
     )
     start = time.perf_counter()
     try:
@@ -61,8 +64,15 @@ def _one(url: str, body: bytes, timeout: float) -> tuple[str, float, int, int]:
 
 
 def run(
-    url: str, images: list[Path], clients: int, seconds: float, max_requests: int, timeout: float = 60.0
+    url: str,
+    images: list[Path],
+    clients: int,
+    seconds: float,
+    max_requests: int,
+    timeout: float = 60.0,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """Closed-loop clients until `seconds` or `max_requests`; `headers` carry the API key."""
     body = _body(images)
     lock = threading.Lock()
     samples: list[tuple[float, str, float, int, int]] = []  # (at, outcome, seconds, images, faces)
@@ -77,7 +87,7 @@ def run(
                 if started[0] >= max_requests:
                     return
                 started[0] += 1
-            outcome, took, ok, faces = _one(url, body, timeout)
+            outcome, took, ok, faces = _one(url, body, timeout, headers or {})
             with lock:
                 samples.append((time.monotonic() - t0, outcome, took, ok, faces))
                 bar.update(1)
@@ -118,6 +128,21 @@ def summarise(
         "mean_ms": round(statistics.fmean(ok), 1) if ok else None,
         "timeline": [[round(at, 3), outcome, round(took * 1000, 1)] for at, outcome, took, _, _ in samples],
     }
+
+
+def mostly_failed(report: dict[str, Any], with_key: bool) -> str:
+    """One line when more than half the requests failed (throughput of errors is no figure), else ""."""
+    total = report["requests"]
+    failed = total - report["ok"]
+    if total and failed * 2 <= total:
+        return ""
+    if not total:
+        return "no request was answered"
+    kinds = ", ".join(f"{kind} x{count}" for kind, count in sorted(report["errors"].items(), key=lambda e: -e[1]))
+    line = f"{failed} of {total} requests failed ({kinds}): these figures measure errors, not the service"
+    if report["errors"].get("http_401", 0) * 2 > total:
+        line += "; the service refused the key" if with_key else f"; the service asks for an API key: {NO_KEY_HINT}"
+    return line
 
 
 def plot(report: dict[str, Any], path: Path) -> None:

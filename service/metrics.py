@@ -60,6 +60,18 @@ MODEL_FALLBACKS = Gauge(
     ["model", "task"],
     multiprocess_mode="livemax",
 )
+MODEL_NODES = Gauge(
+    "facefleet_model_nodes",
+    "Nodes (kernels; a TensorRT subgraph is one) of each model's warm-up run, by the provider that ran them.",
+    ["model", "task", "provider"],
+    multiprocess_mode="livemax",
+)
+MODEL_PARTIAL_FALLBACK = Gauge(
+    "facefleet_model_partial_fallback",
+    "1 when a model on a GPU provider ran some of its nodes on the CPU.",
+    ["model", "task"],
+    multiprocess_mode="livemax",
+)
 PROVIDER_FAILURES = Counter(
     "facefleet_provider_failures",
     "Run-time failures of an execution provider that moved a model down the provider chain.",
@@ -88,6 +100,27 @@ def record_models(engine: FaceEngine) -> None:
         MODEL_FALLBACKS.labels(model.spec.name, model.spec.task).set(sum(not a.ok for a in opened.attempts))
         MODEL_WARMUP.labels(model.spec.name).set(opened.warmup_ms / 1000)
         PROVIDER_FAILURES.labels(model.spec.name, opened.provider)  # exported as 0 until it happens
+        record_placement(model)
+
+
+def short_provider(name: str) -> str:
+    """'CUDAExecutionProvider' -> 'cuda': the provider label the other metrics use."""
+    from .config import PROVIDER_NAMES
+
+    return next((short for short, full in PROVIDER_NAMES.items() if full == name), name.lower())
+
+
+def record_placement(model: Any, left: str | None = None) -> None:
+    """Nodes per provider and the partial-fallback flag of the model's session; absent when its
+    placement is unknown. `left`, the provider a failover left, drops to 0 nodes."""
+    spec, opened = model.spec, model.opened
+    if left is not None:
+        MODEL_NODES.labels(spec.name, spec.task, left).set(0)
+    if opened.placement is None:
+        return
+    for provider, count in opened.placement.nodes.items():
+        MODEL_NODES.labels(spec.name, spec.task, short_provider(provider)).set(count)
+    MODEL_PARTIAL_FALLBACK.labels(spec.name, spec.task).set(int(bool(opened.partial_fallback)))
 
 
 def record_provider_failure(model: Any, provider: str) -> None:
@@ -102,6 +135,7 @@ def record_failover(model: Any, failed: str) -> None:
     MODEL_PROVIDER.labels(spec.name, spec.task, opened.provider).set(1)
     MODEL_FALLBACKS.labels(spec.name, spec.task).set(sum(not a.ok for a in opened.attempts))
     MODEL_WARMUP.labels(spec.name).set(opened.warmup_ms / 1000)
+    record_placement(model, left=failed)
 
 
 def exposition() -> bytes:

@@ -9,10 +9,11 @@ asked for, and every attempt is kept with its reason, so /info, the metrics and
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,16 +21,24 @@ from typing import Any
 
 import numpy as np
 
+from . import gpuprobe
 from .config import PROVIDER_NAMES, Settings
 from .errors import ProviderError
+from .ortlog import first_error, onnxruntime_output_to_log
+from .placement import Placement, Profiling
 
 log = logging.getLogger(__name__)
 
 ONNX_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8}
+MIB = 1024 * 1024
 
 
+@functools.cache
 def ort_module() -> Any:
-    """onnxruntime, imported late so the CLI can explain a missing install in one line."""
+    """onnxruntime, imported late so the CLI can explain a missing install in one line.
+
+    Its default logger (provider loading, TensorRT's builder) writes warnings straight to stderr,
+    whatever a session's log level says: errors only from it; the chain's attempts tell the story."""
     try:
         import onnxruntime
     except ImportError:
@@ -37,6 +46,7 @@ def ort_module() -> Any:
             "onnxruntime is not installed: `pip install facefleet[cpu]` here, or the onnxruntime-gpu "
             "wheel from the Jetson AI Lab index on a Jetson"
         ) from None
+    onnxruntime.set_default_logger_severity(3)
     return onnxruntime
 
 
@@ -82,11 +92,18 @@ class OpenedSession:
     trt_cache_dir: str | None = None
     sha256: str = ""
     warmup_hw: tuple[int, int] = (0, 0)  # what a reopen warms up with (dynamic axes)
+    batch: int = 1  # the largest batch it runs: TensorRT's optimisation profile ends there
+    placement: Placement | None = None  # nodes per provider in the warm-up run
     runtime_failures: list[RuntimeFailure] = field(default_factory=list)
 
     @property
     def fell_back(self) -> bool:
         return any(not a.ok for a in self.attempts)
+
+    @property
+    def partial_fallback(self) -> bool | None:
+        """Some nodes ran on the CPU although a GPU provider took the model (None: not known)."""
+        return None if self.placement is None else self.placement.partial(PROVIDER_NAMES[self.provider])
 
     def report(self) -> dict[str, Any]:
         return {
@@ -96,6 +113,8 @@ class OpenedSession:
             "warmup_ms": round(self.warmup_ms, 1),
             "model_path": self.model_path,
             "trt_engine_cache": trt_cache_state(self.trt_cache_dir),
+            "partial_fallback": self.partial_fallback,
+            "node_placement": self.placement.as_dict() if self.placement else None,
             "degraded_at_run_time": bool(self.runtime_failures),
             "runtime_failures": [f.as_dict() for f in self.runtime_failures],
         }
@@ -119,8 +138,71 @@ def trt_cache_state(cache_dir: str | None) -> dict[str, Any] | None:
     return {"path": cache_dir, "engines": len(engines), "bytes": sum(p.stat().st_size for p in files)}
 
 
-def provider_entry(short: str, settings: Settings, model_sha256: str) -> tuple[str, dict[str, Any], str | None]:
-    """(provider name, its options, TensorRT cache folder) for one link of the chain."""
+@dataclass(frozen=True)
+class ModelInput:
+    """A graph input as the ONNX file declares it; None for a dynamic axis."""
+
+    name: str
+    shape: tuple[int | None, ...]
+
+
+def model_inputs(path: str | Path) -> list[ModelInput]:
+    """The inputs of an ONNX file, read with onnx before any session exists (TensorRT's profiles
+    must be in the options the session is created with). Initializers that old exporters list
+    as inputs too are not inputs."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    weights = {init.name for init in graph.initializer}
+    return [
+        ModelInput(i.name, tuple(d.dim_value if d.dim_value > 0 else None for d in i.type.tensor_type.shape.dim))
+        for i in graph.input
+        if i.name not in weights
+    ]
+
+
+def trt_profile_shapes(inputs: Sequence[ModelInput], batch: int, hw: tuple[int, int]) -> dict[str, str]:
+    """trt_profile_{min,opt,max}_shapes for the dynamic inputs, in onnxruntime's format
+    ("input.1:1x3x640x640", comma-separated): the batch axis spans 1 to `batch` (optimised for
+    `batch`, what the batcher fills runs up to), any other dynamic axis is the warm-up size. With
+    every dynamic input covered, TensorRT builds its engine when the session is created, never
+    for a new batch size in the middle of a request; a file without dynamic axes needs none."""
+    ends: dict[str, list[str]] = {"min": [], "opt": [], "max": []}
+    for model_input in inputs:
+        if None not in model_input.shape:
+            continue
+        for end, rows in (("min", 1), ("opt", batch), ("max", batch)):
+            dims = _fill_dynamic(model_input.shape, (rows, 3, hw[0], hw[1]))
+            ends[end].append(f"{model_input.name}:{'x'.join(map(str, dims))}")
+    return {f"trt_profile_{end}_shapes": ",".join(shapes) for end, shapes in ends.items() if shapes}
+
+
+def _fill_dynamic(shape: tuple[int | None, ...], sizes: tuple[int, ...]) -> list[int]:
+    """`shape` with each dynamic axis taken from `sizes` (N, C, H, W), 1 past the fourth."""
+    return [dim if dim is not None else (sizes[i] if i < len(sizes) else 1) for i, dim in enumerate(shape)]
+
+
+def cuda_options(settings: Settings) -> dict[str, Any]:
+    """The CUDA provider's options; the same for the CUDA entry that follows TensorRT. HEURISTIC
+    instead of EXHAUSTIVE: no minutes of benchmarking every convolution at start-up, nor its
+    workspace peaks. kSameAsRequested: the arena grows by what is asked, not to the next power of
+    two, which on a Jetson's shared 8 GB is memory the CPU loses too."""
+    options: dict[str, Any] = {
+        "device_id": settings.device_id,
+        "cudnn_conv_algo_search": settings.cudnn_conv_algo_search,
+        "arena_extend_strategy": settings.gpu_arena_extend_strategy,
+    }
+    if settings.gpu_mem_limit_mb:
+        options["gpu_mem_limit"] = settings.gpu_mem_limit_mb * MIB
+    return options
+
+
+def provider_entry(
+    short: str, settings: Settings, model_sha256: str, trt_shapes: Mapping[str, str] | None = None
+) -> tuple[str, dict[str, Any], str | None]:
+    """(provider name, its options, TensorRT cache folder) for one link of the chain;
+    `trt_shapes` are the TensorRT optimisation profiles (trt_profile_shapes); onnxruntime keeps
+    them in a .profile file beside a cached engine and rebuilds the engine when they change."""
     name = PROVIDER_NAMES[short]
     if short == "tensorrt":
         cache = Path(settings.cache_dir) / "trt" / model_sha256[:16] / device_tag(settings.device_id)
@@ -131,10 +213,13 @@ def provider_entry(short: str, settings: Settings, model_sha256: str) -> tuple[s
             "trt_engine_cache_path": str(cache),
             "trt_timing_cache_enable": True,
             "trt_timing_cache_path": str(cache),
+            **(trt_shapes or {}),
         }
+        if settings.trt_workspace_mb:
+            options["trt_max_workspace_size"] = settings.trt_workspace_mb * MIB
         return name, options, str(cache)
     if short == "cuda":
-        return name, {"device_id": settings.device_id}, None
+        return name, cuda_options(settings), None
     return name, {}, None
 
 
@@ -169,42 +254,100 @@ def warmup_input(session: Any, fallback_hw: tuple[int, int], batch: int = 1) -> 
     return meta.name, np.zeros(shape, dtype=ONNX_DTYPES.get(meta.type, np.float32))
 
 
-def _try_provider(
-    short: str,
-    path: str,
-    settings: Settings,
-    model_sha256: str,
-    available: Sequence[str],
-    warmup_hw: tuple[int, int],
-    factory: Callable[..., Any],
-) -> tuple[Any, Attempt, float, str | None]:
-    name, options, cache = provider_entry(short, settings, model_sha256)
+@dataclass(frozen=True)
+class ModelFile:
+    """The model file to open: its path, its identity, its warm-up size and largest batch."""
+
+    path: str
+    sha256: str
+    warmup_hw: tuple[int, int]
+    batch: int
+
+
+def _provider_list(short: str, model: ModelFile, settings: Settings, available: Sequence[str]) -> list[Any]:
+    """The providers handed to onnxruntime for one attempt: TensorRT gets CUDA behind it (it hands
+    the layers it cannot build to CUDA rather than to the CPU), each with its options."""
+    trt_shapes = None
+    if short == "tensorrt":
+        try:
+            inputs = model_inputs(model.path)
+        except Exception:  # an unreadable file: onnxruntime's own error on it becomes the reason
+            inputs = []
+        trt_shapes = trt_profile_shapes(inputs, model.batch, model.warmup_hw)
+    name, options, cache = provider_entry(short, settings, model.sha256, trt_shapes)
     providers: list[tuple[str, dict[str, Any]]] = [(name, options)]
     if short == "tensorrt" and PROVIDER_NAMES["cuda"] in available:
-        # TensorRT hands the layers it cannot build to CUDA rather than to the CPU.
-        providers.append(provider_entry("cuda", settings, model_sha256)[:2])
+        providers.append(provider_entry("cuda", settings, model.sha256)[:2])
     if cache:
         Path(cache).mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
+    return providers
+
+
+def _create_and_warm(
+    name: str, model: ModelFile, options: Any, providers: list[Any], factory: Callable[..., Any]
+) -> tuple[Any, str, float]:
+    """(the session or None, why it cannot serve or "", warm-up ms): created, really on `name`,
+    and one inference run."""
     try:
-        session = factory(path, sess_options=session_options(settings), providers=providers)
+        session = factory(model.path, sess_options=options, providers=providers)
     except Exception as exc:
-        reason = f"session creation failed: {first_line(exc)}"
-        return None, Attempt(short, False, reason, time.perf_counter() - start), 0, None
+        return None, f"session creation failed: {first_line(exc)}", 0.0
     actual = session.get_providers()[0]
     if actual != name:
-        reason = f"onnxruntime fell back silently: asked for {name}, the session runs on {actual}"
-        if short in ("cuda", "tensorrt"):
-            reason += " (GPU libraries not loadable? see `facefleet providers`)"
-        return None, Attempt(short, False, reason, time.perf_counter() - start), 0, None
-    warm = time.perf_counter()
+        return session, f"onnxruntime fell back silently: asked for {name}, the session runs on {actual}", 0.0
+    start = time.perf_counter()
     try:
-        input_name, zeros = warmup_input(session, warmup_hw)
+        input_name, zeros = warmup_input(session, model.warmup_hw)
         session.run(None, {input_name: zeros})
     except Exception as exc:
-        return None, Attempt(short, False, f"warm-up failed: {first_line(exc)}", time.perf_counter() - start), 0, None
-    now = time.perf_counter()
-    return session, Attempt(short, True, "", now - start), (now - warm) * 1000, cache
+        return session, f"warm-up failed: {first_line(exc)}", 0.0
+    return session, "", (time.perf_counter() - start) * 1000
+
+
+def _try_provider(
+    short: str,
+    model: ModelFile,
+    settings: Settings,
+    available: Sequence[str],
+    factory: Callable[..., Any],
+    probe: bool,
+) -> tuple[OpenedSession | None, Attempt]:
+    """One link of the chain: the probe's verdict on a GPU provider first (onnxruntime is not even
+    asked when its libraries, driver or device are missing), else a real session, checked and
+    warmed up with its nodes counted, onnxruntime's own output routed to the log meanwhile."""
+    start = time.perf_counter()
+    problem = gpuprobe.provider_problem(short, settings.device_id) if probe and short != "cpu" else None
+    if problem:
+        return None, Attempt(short, False, problem)
+    name = PROVIDER_NAMES[short]
+    providers = _provider_list(short, model, settings, available)
+    options = session_options(settings)
+    profiling = Profiling(options)
+    with onnxruntime_output_to_log() as caught:
+        session, reason, warmup_ms = _create_and_warm(name, model, options, providers, factory)
+        placement = profiling.finish(session)
+    if reason.startswith("onnxruntime fell back"):
+        cause = first_error(caught)
+        reason += f" (onnxruntime: {cause})" if cause else " (see `facefleet providers`)"
+    attempt = Attempt(short, not reason, reason, time.perf_counter() - start)
+    if reason:
+        return None, attempt
+    meta = session.get_inputs()[0]
+    opened = OpenedSession(
+        session,
+        short,
+        attempts=[],
+        warmup_ms=warmup_ms,
+        model_path=model.path,
+        input_name=meta.name,
+        input_shape=tuple(d if isinstance(d, int) and d > 0 else None for d in meta.shape),
+        trt_cache_dir=providers[0][1].get("trt_engine_cache_path"),
+        sha256=model.sha256,
+        warmup_hw=model.warmup_hw,
+        batch=model.batch,
+        placement=placement,
+    )
+    return opened, attempt
 
 
 def open_session(
@@ -213,33 +356,48 @@ def open_session(
     settings: Settings,
     warmup_hw: tuple[int, int],
     *,
+    batch: int = 1,
     available: Sequence[str] | None = None,
     session_factory: Callable[..., Any] | None = None,
 ) -> OpenedSession:
     """Walk the provider chain; the first provider that creates, stays and warms up wins.
 
+    `batch` is the largest batch the model will be run with (TensorRT's profiles end there).
     `available` and `session_factory` default to onnxruntime's own; tests pass others to
-    reproduce GPU failures on a CPU-only machine."""
+    reproduce GPU failures on a CPU-only machine. A factory stands for a whole onnxruntime (a
+    FAKE GPU build): the probe of the real build's GPU libraries is then not asked, the fake's
+    sessions tell the story."""
     ort = ort_module()
     available = list(ort.get_available_providers() if available is None else available)
-    factory = session_factory or ort.InferenceSession
+    model = ModelFile(str(path), model_sha256, warmup_hw, batch)
     attempts: list[Attempt] = []
     for short in settings.providers:
         if PROVIDER_NAMES[short] not in available:
             reason = f"not offered by this onnxruntime {ort.__version__} build (it offers {', '.join(available)})"
             attempts.append(Attempt(short, False, reason))
             continue
-        session, attempt, warmup_ms, cache = _try_provider(
-            short, str(path), settings, model_sha256, available, warmup_hw, factory
-        )
+        factory = session_factory or ort.InferenceSession
+        opened, attempt = _try_provider(short, model, settings, available, factory, session_factory is None)
         attempts.append(attempt)
-        if session is None:
+        if opened is None:
             log.warning("%s: %s: %s", Path(path).name, short, attempt.reason)
             continue
-        meta = session.get_inputs()[0]
-        shape = tuple(d if isinstance(d, int) and d > 0 else None for d in meta.shape)
-        return OpenedSession(
-            session, short, attempts, warmup_ms, str(path), meta.name, shape, cache, model_sha256, warmup_hw
-        )
+        opened.attempts = attempts
+        _warn_partial(opened)
+        return opened
     tried = "; ".join(f"{a.provider}: {a.reason}" for a in attempts)
     raise ProviderError(f"no provider could run {Path(path).name}: {tried}")
+
+
+def _warn_partial(opened: OpenedSession) -> None:
+    """Say it once at start-up when a GPU provider left some of the model's nodes to the CPU."""
+    if opened.partial_fallback and opened.placement is not None:
+        placement = opened.placement
+        log.warning(
+            "%s: runs on %s, but %d of its %d nodes ran on the CPU (%s)",
+            Path(opened.model_path).name,
+            opened.provider,
+            placement.cpu_nodes,
+            sum(placement.nodes.values()),
+            ", ".join(placement.cpu_ops),
+        )

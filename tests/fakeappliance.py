@@ -12,11 +12,14 @@ import struct
 import threading
 import time
 
+UNAUTHORIZED = b'{"error": {"code": "unauthorized", "message": "invalid API key"}}'
+
 
 class FakeAppliance:
-    """One port serving both the service paths and the exporter's /metrics."""
+    """One port serving both the service paths and the exporter's /metrics. With `api_key`, /info
+    answers 401 to any other key, as the real service does (/health and /metrics stay open)."""
 
-    def __init__(self, info: bytes, health: bytes, metrics: bytes, delay_s: float = 0.0) -> None:
+    def __init__(self, info: bytes, health: bytes, metrics: bytes, delay_s: float = 0.0, api_key: str = "") -> None:
         bodies = {
             "/info": (info, "application/json"),
             "/health": (health, "application/json"),
@@ -28,7 +31,10 @@ class FakeAppliance:
                 if delay_s:
                     time.sleep(delay_s)
                 body, kind = bodies.get(self.path, (b'{"error": {"code": "not_found"}}', "application/json"))
-                self.send_response(200 if self.path in bodies else 404)
+                code = 200 if self.path in bodies else 404
+                if api_key and self.path == "/info" and self.headers.get("X-API-Key") != api_key:
+                    body, kind, code = UNAUTHORIZED, "application/json", 401
+                self.send_response(code)
                 self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

@@ -51,13 +51,15 @@ class Service(Process):
             {"FACEFLEET_AUTH": "off", **env, "FACEFLEET_PORT": str(self.port), "FACEFLEET_HOST": "127.0.0.1"},
         )
 
-    def wait_ready(self, timeout: float = 120) -> None:
+    def wait_ready(self, timeout: float = 120, key: str = "") -> None:
+        """Until /health is 200 (with `key` where the service keeps /health closed)."""
+        headers = {"X-API-Key": key} if key else {}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"facefleet serve exited with {self.proc.returncode}:\n{self.log.read_text()}")
             try:
-                if requests.get(f"{self.url}/health", timeout=5).status_code == 200:
+                if requests.get(f"{self.url}/health", headers=headers, timeout=5).status_code == 200:
                     return
             except requests.RequestException:
                 pass
@@ -65,9 +67,12 @@ class Service(Process):
         raise TimeoutError(f"service not healthy after {timeout} s:\n{self.log.read_text()}")
 
 
-def exporter_process(folder: Path, service: Service, root: Path, **env: str) -> tuple[Process, str]:
+def exporter_process(
+    folder: Path, service: Service, root: Path, log_name: str = "exporter.log", **env: str
+) -> tuple[Process, str]:
     """A real `facefleet exporter` reading `service`'s metrics folder and the sysfs tree at `root`,
-    ready to scrape; returns it and its /metrics URL. The caller stops it."""
+    ready to scrape; returns it and its /metrics URL. The caller stops it. Keys are on by default:
+    give the probe the service's key file as FACEFLEET_API_KEY_FILE in `env`."""
     port = free_port()
     process = Process(
         [
@@ -84,7 +89,7 @@ def exporter_process(folder: Path, service: Service, root: Path, **env: str) -> 
             "--service-url",
             service.url,
         ],
-        folder / "exporter.log",
+        folder / log_name,
         env,
     )
     url = f"http://127.0.0.1:{port}"

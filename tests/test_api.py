@@ -279,6 +279,7 @@ def test_info_health_livez_docs(client):
     detector = info["models"]["detection"]
     assert detector["name"] == "yunet_2023mar_int8bq" and detector["active_provider"] == "cpu"
     assert [a["provider"] for a in detector["attempts"]] == ["cpu"]
+    assert detector["partial_fallback"] is False and detector["node_placement"]["nodes"]["CPUExecutionProvider"] > 0
     assert len(detector["sha256"]) == 64 and info["defaults"]["max_images"] == 64
     health = client.get("/health")
     assert health.status_code == 200 and health.get_json()["status"] == "ok"

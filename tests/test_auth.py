@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -156,3 +157,60 @@ def test_the_dashboard_presents_the_first_key_of_an_appliance_key_file(tmp_path)
     (tmp_path / "empty").write_text("# no key yet\n")
     with pytest.raises(ConfigError, match="holds no key"):
         DashboardSettings.from_env({"FACEFLEET_DASHBOARD_APPLIANCE_API_KEY_FILE": str(tmp_path / "empty")})
+
+
+def test_the_root_redirects_to_the_docs_without_a_key(client):
+    """README: `/` redirects to `/docs`; a browser gets there, not a 401 (issue 17)."""
+    root = client.get("/")
+    assert root.status_code == 302 and root.headers["Location"].endswith("/docs/")
+    assert client.get("/docs/").status_code == 200
+    assert client.get("/info").status_code == 401  # what the docs page describes still needs the key
+
+
+def test_the_role_opens_the_same_paths_as_the_code():
+    import yaml
+
+    role = Path(__file__).resolve().parent.parent / "roles" / "inference_service"
+    defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text())
+    assert tuple(defaults["inference_service_auth_open_paths"]) == Settings().auth_open_paths
+    specs = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]["options"]
+    assert tuple(specs["inference_service_auth_open_paths"]["default"]) == Settings().auth_open_paths
+    assert "/" in Settings().auth_open_paths
+
+
+@pytest.mark.slow
+@pytest.mark.ansible
+def test_every_probe_of_verify_yml_sends_the_key(default_pack, tmp_path):
+    """verify.yml against a real service whose only open path is /livez: its /health and /info
+    probes both pass only if each presents the host's key (read from the keys file)."""
+    keys = tmp_path / "api-keys"
+    keys.write_text(f"# the role's file\n{KEY_A}\n")
+    svc = Service(
+        {
+            "FACEFLEET_MODELS_DIR": str(default_pack),
+            "FACEFLEET_AUTH": "on",
+            "FACEFLEET_API_KEYS_FILE": str(keys),
+            "FACEFLEET_AUTH_OPEN_PATHS": "/livez",
+            "FACEFLEET_METRICS_DIR": str(tmp_path / "metrics"),
+            "FACEFLEET_GALLERY_DB": str(tmp_path / "galleries.sqlite3"),
+        },
+        tmp_path / "service.log",
+    )
+    root = Path(__file__).resolve().parent.parent
+    try:
+        svc.wait_ready(key=KEY_A)
+        extra = [f"facefleet_service_port={svc.port}", f"verify_api_keys_file={keys}", f"verify_report_dir={tmp_path}"]
+        playbook = [str(Path(sys.executable).parent / "ansible-playbook"), "verify.yml"]
+        result = subprocess.run(
+            [*playbook, *(arg for e in extra for arg in ("-e", e))],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+            env={**os.environ, "ANSIBLE_FORCE_COLOR": "0"},
+        )
+    finally:
+        svc.stop()
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "yunet_2023mar_int8bq: cpu" in (tmp_path / "fleet-report.md").read_text()

@@ -57,3 +57,23 @@ def test_threads_are_derived_from_the_queue():
     assert Settings(max_concurrent=4, queue_size=16).gunicorn_threads == 24
     assert 1 <= Settings().engine_slots <= 4
     assert Settings(threads=6).gunicorn_threads == 6
+
+
+def test_gpu_memory_settings_take_onnxruntime_spellings_in_any_case():
+    """TensorRT workspace and CUDA arena knobs (docs/configuration.md); defaults for an 8 GB Jetson."""
+    defaults = Settings.from_env({})
+    assert defaults.trt_workspace_mb == 1024 and defaults.gpu_mem_limit_mb == 0
+    assert defaults.cudnn_conv_algo_search == "HEURISTIC" and defaults.gpu_arena_extend_strategy == "kSameAsRequested"
+    env = {
+        "FACEFLEET_TRT_WORKSPACE_MB": "512",
+        "FACEFLEET_CUDNN_CONV_ALGO_SEARCH": "exhaustive",
+        "FACEFLEET_GPU_MEM_LIMIT_MB": "2048",
+        "FACEFLEET_GPU_ARENA_EXTEND_STRATEGY": "KNEXTPOWEROFTWO",
+    }
+    settings = Settings.from_env(env)
+    assert settings.trt_workspace_mb == 512 and settings.gpu_mem_limit_mb == 2048
+    assert settings.cudnn_conv_algo_search == "EXHAUSTIVE" and settings.gpu_arena_extend_strategy == "kNextPowerOfTwo"
+    with pytest.raises(ConfigError, match=r"FACEFLEET_CUDNN_CONV_ALGO_SEARCH='fast': expected one of HEURISTIC"):
+        Settings.from_env({"FACEFLEET_CUDNN_CONV_ALGO_SEARCH": "fast"})
+    with pytest.raises(ConfigError, match=r"invalid FACEFLEET_GPU_MEM_LIMIT_MB='-1': expected a whole number >= 0"):
+        Settings.from_env({"FACEFLEET_GPU_MEM_LIMIT_MB": "-1"})

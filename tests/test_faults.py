@@ -146,7 +146,7 @@ FAULTS: dict[str, tuple[str, Path, Callable[[Path], None]]] = {
         Path("sys/bus/i2c/devices/1-0040/hwmon/hwmon1/in1_input"),
         _directory,
     ),
-    "memory activity holds garbage": ("jetson_emc", Path("sys/kernel/actmon_avg_activity/mc_all"), _garbage),
+    "memory activity holds garbage": ("jetson_emc", Path("sys/kernel/debug/cactmon/mc_all"), _garbage),
     "device-tree model is a directory": ("jetson_release", Path("proc/device-tree/model"), _directory),
     "a corrupt multiprocess file": ("service_metrics", Path("metrics/counter_999999.db"), _corrupt_db),
 }
@@ -172,7 +172,9 @@ def exporter(tmp_path_factory) -> tuple[Path, str]:
     fresh_tree(folder / "tree")
     port = free_port()
     argv = [sys.executable, "-m", "service", "exporter", "--port", str(port), "--root", str(folder / "tree")]
-    argv += ["--metrics-dir", str(folder / "tree" / "metrics"), "--service-url", f"http://127.0.0.1:{free_port()}"]
+    # a FAKE service that answers the probe: a failed probe fails its collector too (issue 17)
+    service = FakeAppliance(json.dumps(GOOD_INFO).encode(), json.dumps(GOOD_HEALTH).encode(), b"")
+    argv += ["--metrics-dir", str(folder / "tree" / "metrics"), "--service-url", f"http://{service.target}"]
     env = {"FACEFLEET_NVPMODEL": str(nvpmodel_script(folder, AGX_ORIN.power_mode))}
     process = Process(argv, folder / "exporter.log", env)
     url = f"http://127.0.0.1:{port}/metrics"
@@ -181,6 +183,7 @@ def exporter(tmp_path_factory) -> tuple[Path, str]:
         yield folder / "tree", url
     finally:
         process.stop()
+        service.close()
 
 
 def fresh_tree(root: Path) -> Path:

@@ -1,5 +1,7 @@
 """site.yml over real SSH across a fleet of three test hosts on this machine (tests/fleet.py):
-A fakes a Jetson AGX Orin on L4T R36.4.3 (container mode; no Docker daemon answers), B a Jetson on
+A fakes a Jetson AGX Orin on L4T R36.4.3 (container mode, rendered only: it has no Docker daemon and
+no route to an apt mirror, so inference_container_render_only and jetson_host_docker_install=false;
+the container really built and run is tests/test_container.py), B a Jetson on
 L4T R35.6 (must fail its JetPack 6 check while the others carry on), C a plain CPU appliance that
 also hosts the dashboard. A second run must change nothing."""
 
@@ -32,10 +34,15 @@ DAEMON_JSON = {"log-driver": "json-file", "log-opts": {"max-size": "10m"}, "data
 
 
 def wheelhouse() -> Path:
-    """Every wheel the hosts need, for their own Python (the test hosts have no route out)."""
+    """Every wheel the hosts need, for their own Python (the test hosts have no route out), resolved inside
+    the constraint sets the roles install with: the CPU set for the plain host, the JetPack 6 set for the
+    FAKE Jetsons (so their offline install finds the pinned versions). Rebuilt when a set changes."""
     house = ROOT / ".cache" / "fleet-wheelhouse"
-    if (house / ".complete").exists():
+    sets = [ROOT / "constraints" / "cpu.txt", ROOT / "constraints" / "jetpack6.txt"]
+    stamp = "".join(s.read_text() for s in sets)
+    if (house / ".complete").exists() and (house / ".complete").read_text() == stamp:
         return house
+    shutil.rmtree(house, ignore_errors=True)
     python = ROOT / ".cache" / "fleet-python"
     if not (python / "bin" / "pip").exists():
         subprocess.run(["/usr/bin/python3", "-m", "venv", str(python)], check=True)
@@ -43,12 +50,14 @@ def wheelhouse() -> Path:
     shutil.rmtree(build, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(build), str(ROOT)], check=True)
     wheel = next(build.glob("facefleet-*.whl"))
-    subprocess.run(
-        [str(python / "bin" / "pip"), "download", "-q", "-d", str(house), f"facefleet[cpu] @ {wheel.as_uri()}"],
-        check=True,
-        timeout=900,
-    )
-    (house / ".complete").write_text("ok")
+    for constraints in sets:
+        requirement = f"facefleet[cpu] @ {wheel.as_uri()}"
+        subprocess.run(
+            [str(python / "bin" / "pip"), "download", "-q", "-d", str(house), "-c", str(constraints), requirement],
+            check=True,
+            timeout=900,
+        )
+    (house / ".complete").write_text(stamp)
     return house
 
 
@@ -94,7 +103,8 @@ def fleet(tmp_path_factory, default_pack):
         inventory.write_text(
             f"[appliances]\norin-a ansible_host={a.address}\njp5-b ansible_host={b.address}\n"
             f"plain-c ansible_host={c.address}\n\n[jetson]\norin-a\njp5-b\n\n[dashboard]\nplain-c\n\n"
-            "[jetson:vars]\njetson_host_model_path=/etc/facefleet-fake/device-tree-model\njetson_host_nvpmodel_mode=0\n\n"
+            "[jetson:vars]\njetson_host_model_path=/etc/facefleet-fake/device-tree-model\njetson_host_nvpmodel_mode=0\n"
+            "jetson_host_docker_install=false\ninference_container_render_only=true\n\n"
             f"[all:vars]\nansible_user=root\nansible_ssh_private_key_file={made.key}\n"
             "ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'\n"
             "ansible_python_interpreter=/usr/bin/python3\nonnxruntime_python=/usr/bin/python3\n"
@@ -137,13 +147,28 @@ def test_fake_orin_gets_its_jetson_configuration(fleet):
     assert daemon["default-runtime"] == "nvidia"
     assert daemon["runtimes"]["nvidia"] == {"path": "nvidia-container-runtime", "runtimeArgs": []}
     params = json.loads((a.root / "etc" / "facefleet" / "container.json").read_text())
-    assert params["runtime"] == "nvidia" and params["published_ports"] == ["18081:18080"]
-    dockerfile = a.root / "opt_facefleet" / "build" / "Dockerfile"
+    assert params["runtime"] == "nvidia" and params["network_mode"] == "host" and "published_ports" not in params
+    assert params["env"]["FACEFLEET_PORT"] == "18081" and params["env"]["FACEFLEET_PROVIDERS"] == "tensorrt,cuda,cpu"
+    assert "/etc/nv_tegra_release:/etc/nv_tegra_release:ro" in params["volumes"]  # so /info there reports L4T
+    build = a.root / "opt_facefleet" / "build"
+    dockerfile = build / "Dockerfile"
     assert "FROM nvcr.io/nvidia/l4t-jetpack:r36.4.0" in dockerfile.read_text()
+    assert "-c /tmp/facefleet/constraints.txt" in dockerfile.read_text()
+    assert (build / "constraints.txt").read_text() == (ROOT / "constraints" / "jetpack6.txt").read_text()
+    assert list(build.glob("facefleet-*.whl")), "the wheel belongs in the build context"
     hadolint = shutil.which("hadolint") or str(BIN / "hadolint")
     lint = subprocess.run([hadolint, str(dockerfile)], capture_output=True, text=True, check=False)
     assert lint.returncode == 0, lint.stdout
-    assert "Build the image" in fleet["first"].stdout  # the Docker tasks were skipped, not absent
+    # render only: every Docker task skipped on the fake Orin (present, not absent), nothing installed with apt
+    for task in (
+        "jetson_host : Install Docker and the NVIDIA container toolkit where missing",
+        "inference_container : Ask Docker for its version",
+        "inference_container : Build the image",
+        "inference_container : Run the container",
+        "inference_container : Wait until /health answers 200",
+    ):
+        block = rf"TASK \[{re.escape(task)}\][^\n]*\n(?:(?!TASK ).*\n)*?skipping: \[orin-a\]"
+        assert re.search(block, fleet["first"].stdout), task
 
 
 def test_plain_host_serves_the_service_exporter_and_dashboard(fleet):

@@ -17,6 +17,9 @@ from .fakejetson import AGX_ORIN, build, nvpmodel_script
 from .monitoring.render import render
 from .server import Process, cpu_service, exporter_process, free_port, until
 
+KEY = "key-of-the-scraped-appliance-01"
+KEYED = {"X-API-Key": KEY}
+
 
 @pytest.fixture(scope="module")
 def stack(default_pack, cache_dir, tmp_path_factory):
@@ -26,12 +29,16 @@ def stack(default_pack, cache_dir, tmp_path_factory):
     assert prometheus, "prometheus not found: install Debian's prometheus package (scripts/test.sh does)"
     folder = tmp_path_factory.mktemp("prometheus")
     started: list = []
+    keys = folder / "api-keys"  # keys on, as on every appliance: Prometheus scrapes the open /metrics
+    keys.write_text(f"{KEY}\n")
     try:
-        svc = cpu_service(default_pack, cache_dir, folder)
+        svc = cpu_service(default_pack, cache_dir, folder, FACEFLEET_AUTH="on", FACEFLEET_API_KEYS_FILE=str(keys))
         started.append(svc)
         root = build(folder / "orin", AGX_ORIN)
         nvpmodel = str(nvpmodel_script(folder, AGX_ORIN.power_mode))
-        exporter, exporter_url = exporter_process(folder, svc, root, FACEFLEET_NVPMODEL=nvpmodel)
+        exporter, exporter_url = exporter_process(
+            folder, svc, root, FACEFLEET_NVPMODEL=nvpmodel, FACEFLEET_API_KEY_FILE=str(keys)
+        )
         started.append(exporter)
         exporter_port = int(exporter_url.rsplit(":", 1)[1])
         for job, port in (("service", svc.port), ("exporter", exporter_port)):
@@ -89,7 +96,9 @@ def test_request_counter_grows_and_quantiles_compute(stack, image_bytes):
     before = float((query(stack["api"], expr) or [{"value": [0, "0"]}])[0]["value"][1])
     photo = base64.b64encode(image_bytes("biden.jpg")).decode()
     for _ in range(3):
-        assert requests.post(f"{stack['service']}/extract", json={"images": {"data": [photo]}}, timeout=60).ok
+        assert requests.post(
+            f"{stack['service']}/extract", json={"images": {"data": [photo]}}, headers=KEYED, timeout=60
+        ).ok
     until("the counter to grow by 3", lambda: float(query(stack["api"], expr)[0]["value"][1]) >= before + 3)
     p95 = (
         "histogram_quantile(0.95, sum by (le) (rate(facefleet_http_request_duration_seconds_bucket"
@@ -98,7 +107,7 @@ def test_request_counter_grows_and_quantiles_compute(stack, image_bytes):
 
     def finite_p95() -> float | None:
         # rate() needs a change between two scrapes: keep traffic going while polling
-        requests.post(f"{stack['service']}/extract", json={"images": {"data": [photo]}}, timeout=60)
+        requests.post(f"{stack['service']}/extract", json={"images": {"data": [photo]}}, headers=KEYED, timeout=60)
         value = float(query(stack["api"], p95)[0]["value"][1])
         return None if math.isnan(value) else value
 
@@ -128,6 +137,8 @@ def test_exporter_process_serves_hardware_and_service_metrics(stack):
     text = requests.get(f"{stack['exporter']}/metrics", timeout=10).text
     assert 'facefleet_jetson_info{board="NVIDIA Jetson AGX Orin Developer Kit"' in text
     assert "facefleet_http_requests_total" in text and "facefleet_probe_healthy 1.0" in text
+    assert "facefleet_probe_success 1.0" in text  # the probe presents the appliance's key
+    assert 'facefleet_probe_model_provider{model="yunet_2023mar_int8bq",provider="cpu",task="detection"} 1.0' in text
     result = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -238,6 +238,19 @@ SCHEMAS: dict[str, Any] = {
             "warmup_ms": NUM,
             "model_path": {"type": "string"},
             "trt_engine_cache": {"type": ["object", "null"]},
+            "partial_fallback": {
+                "type": ["boolean", "null"],
+                "description": "true when the model runs on TensorRT or CUDA but some of its nodes ran on the CPU",
+            },
+            "node_placement": {
+                "type": ["object", "null"],
+                "description": "nodes of the profiled warm-up run per provider, and the CPU's operator types",
+                "properties": {
+                    "nodes": {"type": "object", "additionalProperties": {"type": "integer"}},
+                    "cpu_nodes": {"type": "integer"},
+                    "cpu_ops": {"type": "array", "items": {"type": "string"}},
+                },
+            },
         },
     },
     "Info": {

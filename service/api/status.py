@@ -30,6 +30,10 @@ SHOWN_DEFAULTS = (
     "batch_wait_ms",
     "allow_urls",
     "providers",
+    "trt_workspace_mb",
+    "cudnn_conv_algo_search",
+    "gpu_mem_limit_mb",
+    "gpu_arena_extend_strategy",
     "workers",
 )
 
