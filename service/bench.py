@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from . import gpuprobe
 from .config import PROVIDER_NAMES, Settings
 from .errors import FacefleetError
 from .loader import load_model
@@ -49,13 +50,30 @@ def _time_model(name: str, settings: Settings, provider: str, runs: int, warmup:
     }
 
 
+def why_not(provider: str, settings: Settings, offered: list[str]) -> str | None:
+    """Why `provider` cannot be timed here, or None. onnxruntime-gpu offers TensorRT and CUDA even
+    where their libraries or the driver are missing: the GPU probe says so before a session would
+    quietly fall back to the CPU and the table would show CPU times under a GPU's name."""
+    if PROVIDER_NAMES[provider] not in offered:
+        return "not offered by this onnxruntime"
+    return None if provider == "cpu" else gpuprobe.provider_problem(provider, settings.device_id)
+
+
 def bench_providers(settings: Settings, models: list[str], runs: int, warmup: int) -> dict[str, Any]:
-    """{model: [one row per available provider of the chain]}, rows with a CPU-relative speedup."""
+    """{model: [one row per provider of the chain that can run here]}, rows with a CPU-relative
+    speedup; the providers that cannot run, with the reason, under "skipped"."""
     offered = ort_module().get_available_providers()
-    chain = [p for p in settings.providers if PROVIDER_NAMES[p] in offered]
+    skipped = {p: reason for p in settings.providers if (reason := why_not(p, settings, offered))}
+    chain = [p for p in settings.providers if p not in skipped]
     if not chain:
-        raise FacefleetError(f"none of {', '.join(settings.providers)} is offered by this onnxruntime")
-    report: dict[str, Any] = {"onnxruntime": ort_module().__version__, "offered": offered, "models": {}}
+        reasons = "; ".join(f"{p}: {reason}" for p, reason in skipped.items())
+        raise FacefleetError(f"none of {', '.join(settings.providers)} can run here ({reasons})")
+    report: dict[str, Any] = {
+        "onnxruntime": ort_module().__version__,
+        "offered": offered,
+        "skipped": skipped,
+        "models": {},
+    }
     for name in models:
         rows = [_time_model(name, settings, provider, runs, warmup) for provider in chain]
         cpu = next((r["mean_ms"] for r in rows if r["provider"] == "cpu"), None)
@@ -75,6 +93,7 @@ def table(report: dict[str, Any]) -> str:
             speed = f"{r['speedup']:.2f}x" if r["speedup"] else "n/a (no CPU row)"
             lines.append(f"{r['provider']} | {r['mean_ms']:.1f} ms | {shown} | {speed}")
         lines.append("")
+    lines += [f"{provider}: not timed, {reason}" for provider, reason in report.get("skipped", {}).items()]
     return "\n".join(lines)
 
 

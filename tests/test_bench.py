@@ -46,10 +46,13 @@ def test_table_json_and_plot(shared_models, tmp_path):
     assert "Execution Provider | Average | Individual times | Speedup" in result.stdout
     report = json.loads(out.read_text())
     for model in ("scrfd_500m", "mobilefacenet"):
-        [row] = report["models"][model]  # cuda is not offered by this build: only the CPU row
+        [row] = report["models"][model]  # cuda cannot run on this machine: only the CPU row
         assert row["provider"] == "cpu" and len(row["times_ms"]) == 4 and row["speedup"] == 1.0
         assert row["mean_ms"] > 0 and row["first_open_s"] > 0
     assert report["models"]["scrfd_500m"][0]["input_shape"] == [1, 3, 640, 640]
+    # the CPU build does not offer CUDA; onnxruntime-gpu offers it without its libraries: both say why
+    assert list(report["skipped"]) == ["cuda"] and report["skipped"]["cuda"]
+    assert f"cuda: not timed, {report['skipped']['cuda']}" in result.stdout
     image = cv2.imread(str(png))
     assert image is not None and image.shape[0] > 100
 
@@ -57,7 +60,9 @@ def test_table_json_and_plot(shared_models, tmp_path):
 def test_a_chain_with_nothing_offered_is_one_line(shared_models, tmp_path):
     result = bench("scrfd_500m", "--models-dir", str(shared_models), "--providers", "tensorrt,cuda")
     assert result.returncode == 2
-    assert result.stderr.strip() == "facefleet: none of tensorrt, cuda is offered by this onnxruntime"
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("facefleet: none of tensorrt, cuda can run here (tensorrt: ")
+    assert "; cuda: " in line
 
 
 KEY = "key-of-the-loaded-appliance-0001"
