@@ -59,17 +59,25 @@ def build_wheel(out: Path) -> Path:
     return next(out.glob("facefleet-*.whl"))
 
 
-def interpreter(version: str) -> str:
-    """A Python of that version to run pip with: pip evaluates environment markers (`tomli; python_version <
-    "3.11"`) against the interpreter it runs on, whatever --python-version says, so each Python's set is
-    resolved by that Python itself (python3.X on PATH, else pyenv's)."""
+def with_pip(version: str) -> str | None:
+    """A Python of that version that has pip (python3.X on PATH, else pyenv's), or None. pip evaluates
+    environment markers (`tomli; python_version < "3.11"`) against the interpreter it runs on, whatever
+    --python-version says, so each Python's set is resolved by that Python itself."""
     found = shutil.which(f"python{version}")
     candidates = [found] if found else []
     candidates += [str(p) for p in sorted(Path.home().glob(f".pyenv/versions/{version}.*/bin/python{version}"))]
     for candidate in candidates:
         if subprocess.run([candidate, "-m", "pip", "--version"], check=False, capture_output=True).returncode == 0:
             return candidate
-    raise SystemExit(f"no Python {version} with pip (python{version} on PATH or pyenv's): its markers need it")
+    return None
+
+
+def interpreter(version: str) -> str:
+    """with_pip(version), or the reason to stop: that Python's markers are needed."""
+    found = with_pip(version)
+    if found is None:
+        raise SystemExit(f"no Python {version} with pip (python{version} on PATH or pyenv's): its markers need it")
+    return found
 
 
 def resolve(requirement: str, python: str, platforms: list[str], rules: list[str], work: Path) -> dict[str, str]:

@@ -5,11 +5,12 @@ machine's pip configuration."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -38,17 +39,20 @@ def pins_for(path: Path, environment: dict[str, str] | None = None) -> dict[str,
 
 def python_with_pip(version: str) -> str:
     """An interpreter of that version with pip: pip evaluates environment markers against the Python it runs
-    on, whatever --python-version says. This one if it matches, else python3.X on PATH or pyenv's; else
-    this one (its markers then stand in for the target's)."""
+    on, whatever --python-version says. This one if it matches, else the one constraints/regenerate.py
+    would use; else this one (its markers then stand in for the target's)."""
     if f"{sys.version_info[0]}.{sys.version_info[1]}" == version:
         return sys.executable
-    found = shutil.which(f"python{version}")
-    candidates = [found] if found else []
-    candidates += [str(p) for p in sorted(Path.home().glob(f".pyenv/versions/{version}.*/bin/python{version}"))]
-    for candidate in candidates:
-        if subprocess.run([candidate, "-m", "pip", "--version"], check=False, capture_output=True).returncode == 0:
-            return candidate
-    return sys.executable
+    return _regenerate().with_pip(version) or sys.executable
+
+
+def _regenerate() -> ModuleType:
+    """constraints/regenerate.py, a script rather than a package, loaded by path."""
+    spec = importlib.util.spec_from_file_location("constraints_regenerate", CONSTRAINTS / "regenerate.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def pip_env(machine_config: bool = True) -> dict[str, str]:
