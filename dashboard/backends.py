@@ -11,8 +11,8 @@ import urllib.parse
 from typing import Any, ClassVar, Protocol
 
 from .config import DashboardSettings
-from .poller import Poller, fetch
-from .status import ORDER, classify
+from .poller import FIGURES, Poller, fetch
+from .status import ORDER, classify, gpu_expected, provider_states
 from .store import Store
 
 SPARK_WINDOW_S = 3600
@@ -93,6 +93,16 @@ class PrometheusBackend:
             ' code=~"5.."}[5m])) / sum by (appliance, instance) (rate('
             'facefleet_http_requests_total{job="facefleet_service"}[5m]))'
         ),
+        "client_error_ratio": (
+            'sum by (appliance, instance) (rate(facefleet_http_requests_total{job="facefleet_service",'
+            ' code=~"4.."}[5m])) / sum by (appliance, instance) (rate('
+            'facefleet_http_requests_total{job="facefleet_service"}[5m]))'
+        ),
+        "auth_failure_ratio": (
+            'sum by (appliance, instance) (rate(facefleet_http_requests_total{job="facefleet_service",'
+            ' code=~"401|403"}[5m])) / sum by (appliance, instance) (rate('
+            'facefleet_http_requests_total{job="facefleet_service"}[5m]))'
+        ),
         "gpu_load": "facefleet_jetson_gpu_load_ratio",
         "temperature": (
             'max by (appliance, instance) (facefleet_jetson_temperature_celsius{zone=~"gpu-thermal|tj-thermal"})'
@@ -100,6 +110,7 @@ class PrometheusBackend:
         "power_watts": "sum by (appliance, instance) (facefleet_jetson_rail_power_watts)",
     }
     PROBE_FAILURE = "facefleet_probe_failure_reason == 1"
+    FALLBACKS = "max by (appliance, instance, model) (facefleet_model_fallback_providers)"
 
     def __init__(self, settings: DashboardSettings) -> None:
         self.url, self.timeout = settings.prometheus_url.rstrip("/"), settings.timeout_s
@@ -116,29 +127,36 @@ class PrometheusBackend:
 
     def _collect(self) -> dict[str, dict[str, Any]]:
         views: dict[str, dict[str, Any]] = {}
+
+        def new() -> dict[str, Any]:
+            return {"providers": {}, "jetson": None, "fallbacks": {}}
+
         for field, expr in self.QUERIES.items():
             for result in self._query(expr):
-                view = views.setdefault(self._key(result["metric"]), {"providers": {}, "jetson": None})
+                view = views.setdefault(self._key(result["metric"]), new())
                 view["group"] = view.get("group") or result["metric"].get("group", "")
                 value = float(result["value"][1])
                 view[field] = None if math.isnan(value) else value  # NaN: no traffic in the window
         for result in self._query("max by (appliance, instance, model, provider) (facefleet_model_provider) == 1"):
-            views.setdefault(self._key(result["metric"]), {"providers": {}, "jetson": None})["providers"][
-                result["metric"]["model"]
-            ] = result["metric"]["provider"]
+            views.setdefault(self._key(result["metric"]), new())["providers"][result["metric"]["model"]] = result[
+                "metric"
+            ]["provider"]
+        for result in self._query(self.FALLBACKS):
+            views.setdefault(self._key(result["metric"]), new())["fallbacks"][result["metric"].get("model", "?")] = (
+                float(result["value"][1])
+            )
         for result in self._query(self.PROBE_FAILURE):
-            views.setdefault(self._key(result["metric"]), {"providers": {}, "jetson": None})["probe_failure"] = result[
-                "metric"
-            ].get("reason", "unknown")
+            views.setdefault(self._key(result["metric"]), new())["probe_failure"] = result["metric"].get(
+                "reason", "unknown"
+            )
         for result in self._query("facefleet_jetson_info"):
-            views.setdefault(self._key(result["metric"]), {"providers": {}, "jetson": None})["jetson"] = result[
-                "metric"
-            ]
+            views.setdefault(self._key(result["metric"]), new())["jetson"] = result["metric"]
         return views
 
     def fleet(self) -> dict[str, Any]:
         views = []
         for name, raw in self._collect().items():
+            gpu = gpu_expected({}, [], raw["jetson"], raw.get("gpu_load"), raw["fallbacks"])
             snapshot = {
                 "health": {
                     "status": "ok" if raw.get("healthy", 1) == 1 else "failing",
@@ -147,6 +165,8 @@ class PrometheusBackend:
                 "providers": raw["providers"],
                 "jetson": raw["jetson"],
                 "error_ratio": raw.get("error_ratio"),
+                "auth_failure_ratio": raw.get("auth_failure_ratio"),
+                "gpu_expected": gpu,
             }
             if raw.get("up") == 0:
                 snapshot["unreachable"] = "Prometheus cannot scrape the service"
@@ -162,6 +182,8 @@ class PrometheusBackend:
                     "reason": reason,
                     "providers": raw["providers"],
                     "chains": {},
+                    "gpu_expected": gpu,
+                    "provider_states": provider_states(raw["providers"], gpu),
                     "last_seen": time.time() if raw.get("up") else None,
                     "versions": {
                         k: v for k, v in (("L4T", jetson.get("l4t")), ("JetPack", jetson.get("jetpack"))) if v
@@ -170,10 +192,7 @@ class PrometheusBackend:
                     "failures": [],
                     "info": None,
                     "power_mode": None,
-                    **{
-                        k: raw.get(k)
-                        for k in ("p50_s", "p95_s", "rate_rps", "error_ratio", "gpu_load", "temperature", "power_watts")
-                    },
+                    **{k: raw.get(k) for k in FIGURES},
                 }
             )
         return _summary(views, cycle_s=None, error="", backend="prometheus")

@@ -1,9 +1,11 @@
 """From two scrapes of an appliance's exporter to the figures an operator reads: request rate,
-error ratio, latency percentiles over the interval, hardware, versions, providers."""
+server and client error ratios, latency percentiles over the interval, hardware, versions,
+providers."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -99,7 +101,9 @@ class Figures:
     p50_s: float | None = None
     p95_s: float | None = None
     rate_rps: float | None = None
-    error_ratio: float | None = None
+    error_ratio: float | None = None  # server errors (5xx): the appliance failed
+    client_error_ratio: float | None = None  # client errors (4xx), auth failures included
+    auth_failure_ratio: float | None = None  # 401 and 403 alone: a flood of wrong or missing keys
 
 
 def between(previous: Scrape | None, current: Scrape) -> Figures:
@@ -115,10 +119,15 @@ def between(previous: Scrape | None, current: Scrape) -> Figures:
     extract = {k: delta(v, previous.requests.get(k, 0.0)) for k, v in current.requests.items() if k[0] == "extract"}
     every = {k: delta(v, previous.requests.get(k, 0.0)) for k, v in current.requests.items()}
     total = sum(every.values())
-    failed = sum(v for (_, code), v in every.items() if code.startswith("5"))
+
+    def share(matches: Callable[[str], bool]) -> float | None:
+        return sum(v for (_, code), v in every.items() if matches(code)) / total if total else None
+
     return Figures(
         p50_s=quantile(0.5, buckets),
         p95_s=quantile(0.95, buckets),
         rate_rps=sum(extract.values()) / dt,
-        error_ratio=(failed / total) if total else None,
+        error_ratio=share(lambda code: code.startswith("5")),
+        client_error_ratio=share(lambda code: code.startswith("4")),
+        auth_failure_ratio=share(lambda code: code in ("401", "403")),
     )

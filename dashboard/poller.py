@@ -18,11 +18,22 @@ from typing import Any
 
 from . import answers, figures, targets
 from .config import DashboardSettings
-from .status import classify
+from .status import classify, gpu_expected, provider_states
 from .store import Store
 
 log = logging.getLogger("facefleet.dashboard")
 FAILURES_KEPT = 20
+FIGURES = (
+    "p50_s",
+    "p95_s",
+    "rate_rps",
+    "error_ratio",
+    "client_error_ratio",
+    "auth_failure_ratio",
+    "gpu_load",
+    "temperature",
+    "power_watts",
+)
 
 
 class UnreachableError(Exception):
@@ -139,12 +150,27 @@ class Poller:
         found = figures.between(self._scrapes.get(appliance.name), scrape) if scrape else figures.Figures()
         if scrape:
             self._scrapes[appliance.name] = scrape
+        chains = {
+            str(m.get("name")): [a.get("provider") for a in m.get("attempts", [])]
+            for m in models.values()
+            if isinstance(m, dict)
+        }
+        configured = (info.get("defaults") or {}).get("providers")
+        gpu = gpu_expected(
+            chains,
+            configured if isinstance(configured, list) else [],
+            scrape.jetson if scrape else None,
+            scrape.gpu_load if scrape else None,
+            scrape.fallbacks if scrape else {},
+        )
         status, reason = classify(
             {
                 **snapshot,
                 "providers": providers,
                 "error_ratio": found.error_ratio,
+                "auth_failure_ratio": found.auth_failure_ratio,
                 "jetson": scrape.jetson if scrape else None,
+                "gpu_expected": gpu,
             }
         )
         if snapshot.get("exporter_error") and status == "ok":
@@ -163,11 +189,9 @@ class Poller:
             "polled": snapshot["at"],
             "last_seen": seen,
             "providers": providers,
-            "chains": {
-                str(m.get("name")): [a.get("provider") for a in m.get("attempts", [])]
-                for m in models.values()
-                if isinstance(m, dict)
-            },
+            "chains": chains,
+            "gpu_expected": gpu,  # why a GPU is expected; "" on a CPU appliance (its charts say "no GPU")
+            "provider_states": provider_states(providers, gpu),
             "versions": _versions(info, scrape),
             "galleries": _galleries(info or previous.get("info") or {}),
             "info": info or previous.get("info"),
@@ -179,6 +203,8 @@ class Poller:
             "p95_s": found.p95_s,
             "rate_rps": found.rate_rps,
             "error_ratio": found.error_ratio,
+            "client_error_ratio": found.client_error_ratio,
+            "auth_failure_ratio": found.auth_failure_ratio,
         }
         if status != "ok":
             self._failures.setdefault(appliance.name, deque(maxlen=FAILURES_KEPT)).append((snapshot["at"], reason))
@@ -189,10 +215,7 @@ class Poller:
             "status": status,
             "reason": reason,
             "providers": providers,
-            **{
-                k: view[k]
-                for k in ("p50_s", "p95_s", "rate_rps", "error_ratio", "gpu_load", "temperature", "power_watts")
-            },
+            **{k: view[k] for k in FIGURES},
         }
         return view, row
 

@@ -18,7 +18,8 @@ CREATE TABLE IF NOT EXISTS polls (
     reason TEXT NOT NULL,
     p50_s REAL, p95_s REAL, rate_rps REAL, error_ratio REAL,
     gpu_load REAL, temperature REAL, power_watts REAL,
-    providers TEXT NOT NULL DEFAULT '{}'
+    providers TEXT NOT NULL DEFAULT '{}',
+    client_error_ratio REAL, auth_failure_ratio REAL
 );
 CREATE INDEX IF NOT EXISTS polls_by_appliance ON polls (appliance, at);
 """
@@ -35,7 +36,10 @@ COLUMNS = (
     "temperature",
     "power_watts",
     "providers",
+    "client_error_ratio",
+    "auth_failure_ratio",
 )
+ADDED = ("client_error_ratio REAL", "auth_failure_ratio REAL")  # columns a database of an older dashboard lacks
 
 
 class Store:
@@ -43,13 +47,19 @@ class Store:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False)
         self._db.executescript(SCHEMA)
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(polls)")}
+        for column in ADDED:  # a restarted, upgraded dashboard keeps its history
+            if column.split()[0] not in present:
+                self._db.execute(f"ALTER TABLE polls ADD COLUMN {column}")
         self._lock = threading.Lock()
         self._retention_s = retention_h * 3600
 
     def add(self, rows: list[dict[str, Any]]) -> None:
         values = [tuple(json.dumps(r[c]) if c == "providers" else r[c] for c in COLUMNS) for r in rows]
         with self._lock, self._db:
-            self._db.executemany(f"INSERT INTO polls VALUES ({', '.join('?' * len(COLUMNS))})", values)
+            self._db.executemany(
+                f"INSERT INTO polls ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", values
+            )
             self._db.execute("DELETE FROM polls WHERE at < ?", (time.time() - self._retention_s,))
 
     def history(self, appliance: str, since_s: float) -> list[dict[str, Any]]:

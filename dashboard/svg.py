@@ -35,8 +35,16 @@ def sparkline(values: Sequence[float | None], width: int = 120, height: int = 24
     )
 
 
-def chart(series: dict[str, Sequence[float | None]], unit: str, width: int = 560, height: int = 140) -> Markup:
-    """Several series on one frame, with the range printed (the axis a reader needs)."""
+def chart(
+    series: dict[str, Sequence[float | None]],
+    unit: str,
+    width: int = 560,
+    height: int = 140,
+    empty: str = "no data yet",
+) -> Markup:
+    """Several series on one frame, with the range printed (the axis a reader needs); without
+    data, `empty` says why (a GPU chart of a host without a GPU says "no GPU", not "no data yet"
+    forever)."""
     known = [v for values in series.values() for v in values if v is not None]
     body = []
     for index, (name, values) in enumerate(series.items()):
@@ -46,7 +54,7 @@ def chart(series: dict[str, Sequence[float | None]], unit: str, width: int = 560
         body.append(
             f'<text class="legend s{index}" x="{8 + index * 110}" y="{height - 2}">{Markup.escape(name)}</text>'
         )
-    scale = f"{min(known):.3g} to {max(known):.3g} {unit}" if known else "no data yet"
+    scale = f"{min(known):.3g} to {max(known):.3g} {unit}" if known else empty
     return Markup(
         f'<svg class="chart" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">'
         f'<rect class="frame" x="0.5" y="0.5" width="{width - 1}" height="{height - 17}"/>'

@@ -8,25 +8,39 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
-
-import cv2
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .api.extract import face_json
-from .api.params import ExtractParams
+from .appliance import ApplianceEnv, merged_environ, read_appliance_env, source_of
 from .config import Settings, _parse_providers, _parse_size
-from .errors import FacefleetError
+from .errors import FacefleetError, ImageError
+from .humanize import fixed, human_size
 from .manifest import ModelSpec, load_manifest
-from .pipeline import FaceEngine, ImageResult
+
+if TYPE_CHECKING:  # numpy, cv2, onnx and onnxruntime load where a command needs them: --help stays fast
+    from .pipeline import ImageResult
 
 log = logging.getLogger("facefleet")
+# The daemons get their settings from their own units' environment files, never from the CLI's lookup.
+DAEMONS = ("serve", "exporter")
+
+
+def _appliance(args: argparse.Namespace) -> ApplianceEnv:
+    """The installed appliance's settings (service.env), read once per command; none for the daemons."""
+    if getattr(args, "command", None) in DAEMONS:
+        return ApplianceEnv(None, {})
+    if not hasattr(args, "_appliance"):
+        args._appliance = read_appliance_env()
+        if args._appliance.note:
+            print(f"facefleet: note: {args._appliance.note}", file=sys.stderr)
+    return args._appliance
 
 
 def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
-    """Environment settings with the command line's flags on top."""
+    """Environment settings with the command line's flags on top, and under both the installed
+    appliance's settings file when there is one (so the CLI sees the service's models folder)."""
     return Settings.from_env(
+        merged_environ(_appliance(args)),
         **extra,
         models_dir=args.models_dir,
         cache_dir=args.cache_dir,
@@ -52,8 +66,14 @@ def cmd_models_list(args: argparse.Namespace) -> int:
         here = "yes" if (Path(settings.models_dir) / spec.file).is_file() else "no"
         mark = "*" if spec.name in defaults else " "
         print(f"{spec.name + mark:24} {spec.task:11} {spec.family:7} {spec.file:44} {here:5} {spec.licence}")
-    print(f"\n* default pack; models folder: {settings.models_dir}; manifest: {manifest.path}")
+    print(f"\n* default pack; models folder: {_models_dir_said(args, settings)}; manifest: {manifest.path}")
     return 0
+
+
+def _models_dir_said(args: argparse.Namespace, settings: Settings) -> str:
+    """'/var/lib/facefleet/models (from /etc/facefleet/service.env)': the folder looked in and why that one."""
+    where = source_of("models_dir", args.models_dir, "--models-dir", _appliance(args))
+    return f"{settings.models_dir} ({'the default' if where == 'default' else 'from ' + where})"
 
 
 def cmd_models_verify(args: argparse.Namespace) -> int:
@@ -159,6 +179,7 @@ def cmd_providers(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {
         "environment": environment_report(settings.device_id),
         "chain": list(settings.providers),
+        "models_dir": _models_dir_said(args, settings),
         "models": {},
     }
     for name in (settings.det_name or manifest.default_detection, settings.rec_name or manifest.default_recognition):
@@ -171,6 +192,10 @@ def cmd_providers(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         print_providers(report)
+    failed = [name for name, info in report["models"].items() if "error" in info]
+    if failed:  # a model that does not load is a model problem (exit 2), whatever else the report shows
+        print(f"facefleet: {', '.join(failed)} failed to load (see above)", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -186,6 +211,8 @@ def print_providers(report: dict[str, Any]) -> None:
         if probe["library"] is not None:
             print(f"  {short:9} {probe['problem'] or 'libraries, driver and device present'}")
     print(f"chain: {' -> '.join(report['chain'])}")
+    if "models_dir" in report:
+        print(f"models folder: {report['models_dir']}")
     for name, info in report["models"].items():
         if "error" in info:
             print(f"{name}: FAILED: {info['error']}")
@@ -208,44 +235,55 @@ def _placement(info: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------- detect / compare
-# `facefleet detect --json` answers like /extract with landmarks asked for.
-JSON_FIELDS = ExtractParams(images=[], threshold=0.0, limit_faces=0, min_face_size=0, return_landmarks=True)
-
-
 def _print_result(path: str, result: ImageResult) -> None:
+    """One image's faces on stdout; a failed image is one line on stderr (the others still answered)."""
     if not result.ok:
-        print(f"{path}: failed: {result.error}")
+        print(f"facefleet: {path}: {result.error}", file=sys.stderr)
         return
     h, w = result.shape or (0, 0)
     print(f"{path}: {len(result.faces)} face(s) in {w}x{h}")
     for k, face in enumerate(result.faces, 1):
-        x1, y1, x2, y2 = face.bbox
-        line = f"  face {k}: box ({x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f}) score {face.score:.3f}"
+        x1, y1, x2, y2 = (fixed(v, 1) for v in face.bbox)
+        line = f"  face {k}: box ({x1}, {y1}, {x2}, {y2}) score {fixed(face.score, 3)}"
         if face.embedding is not None:
-            head = ", ".join(f"{v:+.3f}" for v in face.embedding[:4])
-            line += f"; embedding {face.embedding.size}-d, norm {face.norm:.2f}, [{head}, ...]"
+            head = ", ".join(fixed(v, 3, sign=True) for v in face.embedding[:4])
+            line += f"; embedding {face.embedding.size}-d, norm {fixed(face.norm or 0.0, 2)}, [{head}, ...]"
         print(line)
 
 
-def _draw(paths: list[str], results: list[ImageResult], images: list[bytes], out: str) -> None:
-    from .decode import decode_image
-    from .draw import draw_faces
-
+def _draw_target(paths: list[str], out: str) -> tuple[Path, bool]:
+    """OUT and whether it is a folder: it is, unless one image is drawn into a name with an image suffix."""
     target = Path(out)
-    # A folder unless OUT names a single image file (it has an image suffix).
     as_dir = (
         len(paths) > 1 or target.is_dir() or target.suffix.lower() not in (".jpg", ".jpeg", ".png", ".webp", ".bmp")
     )
     if as_dir:
-        target.mkdir(parents=True, exist_ok=True)
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FacefleetError(f"cannot create the --draw folder {target}: {exc.strerror}") from None
+    return target, as_dir
+
+
+def _draw(paths: list[str], results: list[ImageResult], images: list[bytes | ImageError], out: str) -> int:
+    """Write each answered image with its faces drawn; the number of images that could not be written."""
+    import cv2
+
+    from .decode import decode_image
+    from .draw import draw_faces
+
+    target, as_dir = _draw_target(paths, out)
+    failed = 0
     for path, result, data in zip(paths, results, images, strict=True):
-        if not result.ok:
+        if not result.ok or isinstance(data, ImageError):
             continue
-        drawn = draw_faces(decode_image(data), result.faces)
         file = target / f"{Path(path).stem}.faces.jpg" if as_dir else target
-        if not cv2.imwrite(str(file), drawn):
-            raise FacefleetError(f"cannot write {file}")
+        if not cv2.imwrite(str(file), draw_faces(decode_image(data), result.faces)):
+            print(f"facefleet: {path}: cannot write {file}", file=sys.stderr)
+            failed += 1
+            continue
         print(f"drew {len(result.faces)} face(s) into {file}", file=sys.stderr)
+    return failed
 
 
 def _read(paths: list[str]) -> list[bytes]:
@@ -258,60 +296,179 @@ def _read(paths: list[str]) -> list[bytes]:
     return data
 
 
+def _read_each(paths: list[str]) -> list[bytes | ImageError]:
+    """Each file's bytes, or the reason it cannot be read: that image alone fails, as in /extract."""
+    data: list[bytes | ImageError] = []
+    for path in paths:
+        try:
+            data.append(Path(path).read_bytes())
+        except OSError as exc:
+            data.append(ImageError(f"cannot read it ({exc.strerror or exc})"))
+    return data
+
+
+def _detect_json(paths: list[str], results: list[ImageResult]) -> str:
+    """`facefleet detect --json`: answers like /extract with landmarks asked for."""
+    from .api.extract import face_json
+    from .api.params import ExtractParams
+
+    fields = ExtractParams(images=[], threshold=0.0, limit_faces=0, min_face_size=0, return_landmarks=True)
+    payload = [
+        {
+            "image": path,
+            "status": "ok" if r.ok else "failed",
+            **(
+                {"faces": [face_json(f, i, fields) for i, f in enumerate(r.faces)]}
+                if r.ok
+                else {"error": {"code": r.error.code, "message": str(r.error)}}
+            ),
+        }
+        for path, r in zip(paths, results, strict=True)
+    ]
+    return json.dumps(payload)
+
+
+def _engine_line(engine: Any) -> str:
+    """'detector yunet_2023mar_int8bq on cpu, recognizer sface_2021dec_int8bq on cpu'."""
+    line = f"detector {engine.detector.spec.name} on {engine.detector.opened.provider}"
+    if engine.recognizer:
+        line += f", recognizer {engine.recognizer.spec.name} on {engine.recognizer.opened.provider}"
+    return line
+
+
 def cmd_detect(args: argparse.Namespace) -> int:
+    """Every image answered that can be: a bad or unreadable one is one line on stderr and exit 1."""
+    from .pipeline import FaceEngine, ImageResult
+
     settings = _settings(args)
-    images = _read(args.images)
-    engine = FaceEngine.from_settings(settings, with_recognizer=not args.no_embed)
-    results = engine.process(images, embed=not args.no_embed)
-    if args.json:
-        payload = [
-            {
-                "image": path,
-                "status": "ok" if r.ok else "failed",
-                **(
-                    {"faces": [face_json(f, i, JSON_FIELDS) for i, f in enumerate(r.faces)]}
-                    if r.ok
-                    else {"error": {"code": r.error.code, "message": str(r.error)}}
-                ),
-            }
-            for path, r in zip(args.images, results, strict=True)
-        ]
-        print(json.dumps(payload))
+    images = _read_each(args.images)
+    engine = None
+    if all(isinstance(item, ImageError) for item in images):  # nothing to run the models on
+        results = [ImageResult(error=item) for item in images if isinstance(item, ImageError)]
     else:
-        det = engine.detector
-        print(
-            f"detector {det.spec.name} on {det.opened.provider}"
-            + (
-                f", recognizer {engine.recognizer.spec.name} on {engine.recognizer.opened.provider}"
-                if engine.recognizer
-                else ""
-            )
-        )
+        engine = FaceEngine.from_settings(settings, with_recognizer=not args.no_embed)
+        results = engine.process(images, embed=not args.no_embed)
+    if args.json:
+        print(_detect_json(args.images, results))
+        for path, result in zip(args.images, results, strict=True):
+            if not result.ok:
+                print(f"facefleet: {path}: {result.error}", file=sys.stderr)
+    else:
+        if engine is not None:
+            print(_engine_line(engine))
         for path, result in zip(args.images, results, strict=True):
             _print_result(path, result)
-    if args.draw:
-        _draw(args.images, results, images, args.draw)
-    return 0 if all(r.ok for r in results) else 1
+    unwritten = _draw(args.images, results, images, args.draw) if args.draw else 0
+    return 0 if all(r.ok for r in results) and not unwritten else 1
+
+
+def _face_number(text: str) -> int:
+    """argparse type for --face-a/--face-b: faces are numbered from 1, as `facefleet detect` prints them."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a face number (1, 2, ...)") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("faces are numbered from 1, as `facefleet detect` prints them")
+    return value
+
+
+def _box(face: Any) -> list[float]:
+    return [round(float(v), 1) + 0.0 for v in face.bbox]  # + 0.0: never -0.0
+
+
+def _compare_sides(args: argparse.Namespace, engine: Any) -> list[Any]:
+    """Each image's faces and the ones compared; a face number out of range is one line."""
+    from .compare import choose, find_faces
+
+    sides = []
+    results = find_faces(engine, _read([args.a, args.b]))
+    for path, result, number, flag in zip(
+        (args.a, args.b), results, (args.face_a, args.face_b), ("--face-a", "--face-b"), strict=True
+    ):
+        if not result.ok or not result.faces:
+            raise FacefleetError(f"{path}: {result.error or 'no face found'}")
+        found = len(result.faces)
+        if number is not None and number > found:
+            raise FacefleetError(f"{path} has {found} face(s): {flag} must be from 1 to {found}")
+        side = choose(result.faces, None if number is None else number - 1, args.all_pairs)
+        if side.ambiguous:
+            print(
+                f"facefleet: warning: {path} has {found} faces; compared face {side.used[0] + 1}, the largest "
+                f"(choose with {flag} N, or --all-pairs)",
+                file=sys.stderr,
+            )
+        sides.append(side)
+    return sides
+
+
+def _side_json(path: str, side: Any) -> dict[str, Any]:
+    compared = [{"face": k + 1, "bbox": _box(side.faces[k])} for k in side.used]
+    return {"image": path, "faces_found": len(side.faces), "chosen": side.chosen, "compared": compared}
+
+
+def _print_side(path: str, side: Any) -> None:
+    why = {"largest": ", the largest", "requested": ", as asked", "all": ""}[side.chosen] if len(side.faces) > 1 else ""
+    for k in side.used:
+        x1, y1, x2, y2 = _box(side.faces[k])
+        print(f"{path}: face {k + 1} of {len(side.faces)}{why}, box ({x1}, {y1}, {x2}, {y2})")
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    engine = FaceEngine.from_settings(settings)
-    results = engine.process(_read([args.a, args.b]))
-    for path, result in zip((args.a, args.b), results, strict=True):
-        if not result.ok or not result.faces:
-            raise FacefleetError(f"{path}: {result.error or 'no face found'}")
-    first, second = (max(r.faces, key=lambda f: f.size) for r in results)
-    similarity = float(np.dot(first.embedding, second.embedding))
+    from .compare import best_pair, similarities
+    from .pipeline import FaceEngine
+
+    engine = FaceEngine.from_settings(_settings(args))
     assert engine.recognizer is not None
-    threshold = engine.recognizer.spec.verify_threshold or 0.4
-    same = similarity >= threshold
+    first, second = _compare_sides(args, engine)
+    scores = similarities(engine, first, second)
+    threshold = engine.recognizer.threshold
+    row, column = best_pair(scores)
+    same = bool(scores[row, column] >= threshold)
+    similarity = round(float(scores[row, column]), 4) + 0.0
     if args.json:
-        print(json.dumps({"similarity": round(similarity, 4), "threshold": threshold, "same_person": same}))
-    else:
-        verdict = "same person" if same else "different people"
-        print(f"similarity {similarity:.4f} ({verdict}; threshold {threshold} for {engine.recognizer.spec.name})")
+        payload = {
+            "similarity": similarity,
+            "threshold": threshold,
+            "same_person": same,
+            "recognizer": engine.recognizer.spec.name,
+            "a": _side_json(args.a, first),
+            "b": _side_json(args.b, second),
+        }
+        if args.all_pairs:
+            payload["pairs"] = [
+                {
+                    "face_a": i + 1,
+                    "face_b": j + 1,
+                    "similarity": round(float(scores[r, c]), 4) + 0.0,
+                    "same_person": bool(scores[r, c] >= threshold),
+                }
+                for r, i in enumerate(first.used)
+                for c, j in enumerate(second.used)
+            ]
+        print(json.dumps(payload))
+        return 0
+    _print_side(args.a, first)
+    _print_side(args.b, second)
+    rec = f"threshold {threshold} for {engine.recognizer.spec.name}"
+    if args.all_pairs:
+        _print_matrix(args, first, second, scores, threshold)
+        rec = f"the most similar pair: face {first.used[row] + 1} of A, face {second.used[column] + 1} of B; {rec}"
+    verdict = "same person" if same else "different people"
+    print(f"similarity {similarity:.4f} ({verdict}; {rec})")
     return 0
+
+
+def _print_matrix(args: argparse.Namespace, first: Any, second: Any, scores: Any, threshold: float) -> None:
+    """Rows: the faces of A; columns: the faces of B; * marks a pair at or above the threshold."""
+    print(f"similarity of every pair (rows: {args.a}, columns: {args.b}; * same person):")
+    print(" " * 8 + "".join(f"{'face ' + str(j + 1):>10}" for j in second.used))
+    for r, i in enumerate(first.used):
+        cells = "".join(
+            f"{round(float(scores[r, c]), 4) + 0.0:>9.4f}{'*' if scores[r, c] >= threshold else ' '}"
+            for c in range(len(second.used))
+        )
+        print(f"{'face ' + str(i + 1):8}{cells}")
 
 
 # ---------------------------------------------------------------- serve
@@ -326,6 +483,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     manifest = load_manifest()
     for name in (settings.det_name or manifest.default_detection, settings.rec_name or manifest.default_recognition):
         require_model_file(manifest.get(name), settings.models_dir, settings.verify_models)
+    from .ports import require_free
+
+    # Before "serving on": gunicorn would retry a taken port for seconds, then fail in its own words.
+    require_free(settings.host, settings.port, "--port or FACEFLEET_PORT")
     env = dict(os.environ)
     env.update(_as_environment(settings))
     env["PROMETHEUS_MULTIPROC_DIR"] = settings.metrics_path
@@ -349,6 +510,8 @@ def _as_environment(settings: Settings) -> dict[str, str]:
     env = {}
     for name, spec in OPTIONS.items():
         value = getattr(settings, name)
+        if value is None:  # unset (a threshold left to the model): the workers leave it unset too
+            continue
         if isinstance(value, tuple):
             value = ",".join(map(str, value))
         elif isinstance(value, bool):
@@ -479,7 +642,7 @@ def cmd_gallery_build(args: argparse.Namespace) -> int:
     _write_bundle(out, data)
     for line in skipped:
         print(f"skipped {line}", file=sys.stderr)
-    print(f"{out}: {len(data) / 1e6:.2f} MB")
+    print(f"{out}: {human_size(len(data))}")
     return 0
 
 
@@ -514,8 +677,14 @@ def cmd_gallery_list(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- parser
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    group = common.add_argument_group("engine (each also an environment variable, see docs/configuration.md)")
-    group.add_argument("--models-dir", help="model files folder [FACEFLEET_MODELS_DIR, default ./models]")
+    group = common.add_argument_group(
+        "engine (each also an environment variable, see docs/configuration.md)",
+        "On an installed appliance, every command but serve and exporter starts from its "
+        "/etc/facefleet/service.env (FACEFLEET_APPLIANCE_ENV=none ignores it); variables and flags win over it.",
+    )
+    group.add_argument(
+        "--models-dir", help="model files folder [FACEFLEET_MODELS_DIR, default ./models or the appliance's]"
+    )
     group.add_argument("--cache-dir", help="prepared models and engine caches [FACEFLEET_CACHE_DIR]")
     group.add_argument("--providers", type=_parse_providers, help="chain, e.g. tensorrt,cuda,cpu [FACEFLEET_PROVIDERS]")
     group.add_argument("--det", help="detector manifest name [FACEFLEET_DET_NAME]")
@@ -598,7 +767,7 @@ def _run_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="InsightFace-REST style JSON, embeddings included")
     p.add_argument("--draw", metavar="OUT", help="write annotated images: OUT.jpg for one image, else into folder OUT")
     p.add_argument("--no-embed", action="store_true", help="detection only")
-    p.add_argument("--threshold", type=float, help="face score threshold [FACEFLEET_DET_THRESH, default 0.5]")
+    p.add_argument("--threshold", type=float, help="face score threshold [FACEFLEET_DET_THRESH, else the detector's]")
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("serve", parents=[common], help="the InsightFace-REST compatible HTTP service (gunicorn)")
@@ -633,10 +802,26 @@ def _run_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
     _bench_commands(sub, common)
 
-    p = sub.add_parser("compare", parents=[common], help="similarity of the largest faces of two images")
-    p.add_argument("a")
-    p.add_argument("b")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser(
+        "compare",
+        parents=[common],
+        help="same person? one face of each of two images (the largest unless chosen), or every pair",
+        description="Similarity of a face of image A and a face of image B, same/different by the recognizer's "
+        "threshold. Each line names the face used and its box. Faces are numbered from 1 in detection order, "
+        "as `facefleet detect` prints them; by default the largest face of each image is used, with a warning "
+        "on stderr when an image has more than one.",
+    )
+    p.add_argument("a", help="first image")
+    p.add_argument("b", help="second image")
+    p.add_argument("--face-a", type=_face_number, metavar="N", help="use face N of A (numbered as `detect` prints)")
+    p.add_argument("--face-b", type=_face_number, metavar="N", help="use face N of B (numbered as `detect` prints)")
+    p.add_argument(
+        "--all-pairs",
+        action="store_true",
+        help="compare every face of A with every face of B (a chosen --face-a/--face-b stays fixed): "
+        "a similarity matrix, and the verdict of the most similar pair",
+    )
+    p.add_argument("--json", action="store_true", help="the faces used, their boxes and the similarity as JSON")
     p.set_defaults(func=cmd_compare)
 
 

@@ -98,6 +98,13 @@ def _unit_float(text: str) -> float:
     return value
 
 
+def _cosine(text: str) -> float:
+    value = float(text)
+    if not -1.0 <= value <= 1.0:
+        raise ValueError("expected a number from -1 to 1")
+    return value
+
+
 def _non_negative_float(text: str) -> float:
     value = float(text)
     if value < 0:
@@ -154,7 +161,8 @@ class Settings:
     providers: tuple[str, ...] = ("tensorrt", "cuda", "cpu")
     det_name: str = ""
     rec_name: str = ""
-    det_threshold: float = 0.5
+    det_threshold: float | None = None  # None: the detector's manifest value (service/thresholds.py)
+    verify_threshold: float | None = None  # None: the recognizer's manifest value
     nms_iou: float = 0.4
     det_size: tuple[int, int] = (640, 640)
     shape_policy: str = "fixed"
@@ -250,7 +258,12 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "providers": _opt("FACEFLEET_PROVIDERS", _parse_providers, doc="provider chain, tried in order"),
     "det_name": _opt("FACEFLEET_DET_NAME", str, "DET_NAME", doc="detector (manifest name)"),
     "rec_name": _opt("FACEFLEET_REC_NAME", str, "REC_NAME", doc="recognizer (manifest name)"),
-    "det_threshold": _opt("FACEFLEET_DET_THRESH", _unit_float, "DEF_DET_THRESH", doc="face score threshold"),
+    "det_threshold": _opt(
+        "FACEFLEET_DET_THRESH", _unit_float, "DEF_DET_THRESH", doc="face score threshold (unset: the detector's own)"
+    ),
+    "verify_threshold": _opt(
+        "FACEFLEET_VERIFY_THRESH", _cosine, doc="same-person cosine similarity (unset: the recognizer's own)"
+    ),
     "nms_iou": _opt("FACEFLEET_NMS_IOU", _unit_float, doc="IoU above which overlapping boxes merge"),
     "det_size": _opt("FACEFLEET_DET_SIZE", _parse_size, "MAX_SIZE", doc="detector input WIDTH,HEIGHT"),
     "shape_policy": _opt("FACEFLEET_SHAPE_POLICY", _parse_policy, doc="fixed (W x H) or fit (image aspect)"),

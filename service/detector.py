@@ -13,6 +13,7 @@ from .manifest import ModelSpec
 from .nms import nms
 from .runtime import OpenedSession
 from .shapes import Placement, letterbox, plan, to_blob
+from .thresholds import det_threshold
 from .timing import Timings, maybe
 
 # Candidates per face kept for NMS (a face has about 6 above 0.5 with SCRFD): the cap bounds NMS's
@@ -56,11 +57,16 @@ class Detector:
         """One model run; the engine may swap `run` for a cross-request batcher."""
         return self.opened.session.run(None, {self.opened.input_name: blob})
 
+    @property
+    def threshold(self) -> float:
+        """The score threshold a call without its own uses: FACEFLEET_DET_THRESH, else this model's."""
+        return det_threshold(self.spec, self.settings.det_threshold)
+
     def detect(
         self, images: list[np.ndarray], threshold: float | None = None, timings: Timings | None = None
     ) -> list[Detections]:
         """Detect faces in every image; images whose inputs share a shape share model runs."""
-        threshold = self.settings.det_threshold if threshold is None else threshold
+        threshold = self.threshold if threshold is None else threshold
         with maybe(timings, "det_prep"):
             placements = [plan(img.shape[:2], self.det_size, self.policy) for img in images]
         by_shape: dict[tuple[int, int], list[int]] = {}

@@ -62,6 +62,7 @@ class ModelSpec:
     embedding_size: int | None = None
     batch: bool = False
     prepare: tuple[str, ...] = ()
+    det_threshold: float | None = None
     verify_threshold: float | None = None
 
     @property
@@ -75,6 +76,19 @@ def _require(entry: dict, key: str, name: str) -> Any:
     if key not in entry:
         raise ManifestError(f"manifest: model {name!r} lacks the key {key!r}")
     return entry[key]
+
+
+def _threshold(entry: dict, key: str, name: str, task: str, owner: str, low: float) -> float | None:
+    """A model's own threshold: only on the task it belongs to, and a number in [low, 1], so a
+    typo in the manifest stops loading instead of silently accepting every face or pair."""
+    value = entry.get(key)
+    if value is None:
+        return None
+    if task != owner:
+        raise ManifestError(f"manifest: model {name!r} is a {task} model; {key} belongs to {owner} models")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= 1:
+        raise ManifestError(f"manifest: model {name!r} has {key} {value!r}; expected a number from {low:g} to 1")
+    return float(value)
 
 
 def _parse_model(name: str, entry: dict) -> ModelSpec:
@@ -120,7 +134,8 @@ def _parse_model(name: str, entry: dict) -> ModelSpec:
         embedding_size=out.get("embedding_size"),
         batch=bool(entry.get("batch", False)),
         prepare=steps,
-        verify_threshold=entry.get("verify_threshold"),
+        det_threshold=_threshold(entry, "det_threshold", name, task, "detection", 0.0),
+        verify_threshold=_threshold(entry, "verify_threshold", name, task, "recognition", -1.0),
     )
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
+from .config import Settings
 from .errors import ModelError
 from .manifest import ModelSpec
 
@@ -53,13 +55,22 @@ def file_sha256(path: Path) -> str:
     return _cached_sha256(str(path), stat.st_size, stat.st_mtime_ns)
 
 
+def _models_dir_flag(models_dir: str) -> str:
+    """` --models-dir DIR` unless DIR is the default one: the fix offered must act on the folder
+    that was looked in, not on ./models."""
+    if Path(models_dir) == Path(Settings.models_dir):
+        return ""
+    return f" --models-dir {shlex.quote(models_dir)}"
+
+
 def require_model_file(spec: ModelSpec, models_dir: str, check_sha256: bool = True) -> tuple[Path, str]:
     """The model's path and sha256, or one clear error naming the file and the fix."""
     path = model_path(spec, models_dir)
     if not path.is_file():
         base, _, variant = spec.name.partition("@")
-        fix = f"`facefleet models quantize {base}`" if variant else f"`facefleet models pull {spec.name}`"
-        raise ModelError(f"model {spec.name}: file {path} is missing; run {fix} or put {spec.file} into {models_dir}")
+        fix = f"facefleet models quantize {base}" if variant else f"facefleet models pull {spec.name}"
+        fix += _models_dir_flag(models_dir)
+        raise ModelError(f"model {spec.name}: file {path} is missing; run `{fix}` or put {spec.file} into {models_dir}")
     digest = file_sha256(path)
     if check_sha256 and spec.sha256 and digest != spec.sha256:
         raise ModelError(

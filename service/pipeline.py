@@ -194,6 +194,19 @@ class FaceEngine:
                     face.crop = None
         return results
 
+    def embed_faces(self, faces: Sequence[Face], timings: Timings | None = None) -> None:
+        """Embed faces that process(embed=False, keep_crops=True) found, in place: a caller that
+        picks which faces count (a 1:1 comparison) pays the recognizer only for those."""
+        if self.recognizer is None:
+            raise FacefleetError("no recognizer is loaded")
+        todo = list({id(f): f for f in faces if f.embedding is None}.values())
+        if any(f.crop is None for f in todo):
+            raise FacefleetError("embed_faces needs the faces' aligned crops (process(keep_crops=True))")
+        with self._tracked():
+            vectors, norms = self.recognizer.embed([f.crop for f in todo if f.crop is not None], timings)
+        for face, vector, norm in zip(todo, vectors, norms, strict=True):
+            face.embedding, face.norm = vector, float(norm)
+
     def embed_crops(
         self, inputs: Sequence[bytes | np.ndarray | ImageError], timings: Timings | None = None
     ) -> list[ImageResult]:

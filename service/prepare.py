@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
-from onnx import numpy_helper
 
 from .errors import ModelError
 from .manifest import ModelSpec
 from .modelfiles import atomic_target
+
+if TYPE_CHECKING:  # onnx takes about a second to import: only a copy not yet in the cache needs it
+    import onnx
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,9 @@ def fold_blocked_dequantize(model: onnx.ModelProto) -> int:
     onnxruntime 1.32 loads OpenCV Zoo's block-quantized YuNet but refuses it at the first run
     ("block_size must be 0 for per-tensor quantization"); folded weights run everywhere,
     TensorRT included."""
+    import onnx
+    from onnx import numpy_helper
+
     graph = model.graph
     inits = {init.name: init for init in graph.initializer}
     folded, keep_nodes = 0, []
@@ -92,6 +97,9 @@ def _constant_values(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
 
 def _batch_from_input(node: onnx.NodeProto, rest: np.ndarray) -> tuple[list[onnx.NodeProto], onnx.TensorProto]:
     """Nodes computing [batch of node's data input, *rest]: a shape that follows the batch."""
+    import onnx
+    from onnx import numpy_helper
+
     base = f"{node.output[0]}_ffbatch"
     starts = numpy_helper.from_array(np.array([0], np.int64), f"{base}_start")
     ends = numpy_helper.from_array(np.array([1], np.int64), f"{base}_end")
@@ -110,6 +118,8 @@ def dynamic_batch(model: onnx.ModelProto) -> int:
     Activation Reshapes to a constant [1, -1] turn a batch of 8 into one row of 8x values, and a
     Resize to constant sizes [1, C, H, W] silently broadcasts the first image's features onto
     every other image of the batch (seen in the InsightFace-REST SCRFD re-exports)."""
+    from onnx import numpy_helper
+
     graph = model.graph
     inits = {init.name for init in graph.initializer}
     for value in [*[i for i in graph.input if i.name not in inits], *graph.output]:
@@ -180,6 +190,8 @@ def prepare_model(
     target = prepared_path(spec, source_sha256, cache_dir, fixed_hw)
     if target.is_file():
         return target
+    import onnx
+
     try:
         model = onnx.load(str(source))
     except Exception as exc:

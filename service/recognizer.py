@@ -9,6 +9,7 @@ from .config import Settings
 from .manifest import ModelSpec
 from .runtime import OpenedSession
 from .shapes import to_blob
+from .thresholds import verify_threshold
 from .timing import Timings, maybe
 
 
@@ -16,10 +17,16 @@ class Recognizer:
     def __init__(self, spec: ModelSpec, opened: OpenedSession, settings: Settings) -> None:
         self.spec = spec
         self.opened = opened
+        self.settings = settings
         self.batchable = opened.input_shape[0] is None
         self.max_batch = settings.rec_batch_size if self.batchable else 1
         self.size = spec.embedding_size or int(opened.session.get_outputs()[0].shape[-1])
         self.run: RunFn = self.session_run
+
+    @property
+    def threshold(self) -> float:
+        """Same-person cosine similarity a call without its own uses: FACEFLEET_VERIFY_THRESH, else this model's."""
+        return verify_threshold(self.spec, self.settings.verify_threshold)
 
     def session_run(self, blob: np.ndarray) -> list[np.ndarray]:
         """One model run; the engine may swap `run` for a cross-request batcher."""

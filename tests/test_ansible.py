@@ -1,6 +1,8 @@
 """Ansible: syntax, ansible-lint's production profile, every variable documented and prefixed,
 and the default inventory really run against this machine, twice (the second run changes
-nothing)."""
+nothing), then stopped, restarted and uninstalled (facefleet_state). Every run passes
+tests/appliance.py's extra vars: a prefix, ports, keys, pid folder and process names of the test's
+own, so an appliance `run.sh` installed here is never touched (conftest.py checks it is not)."""
 
 from __future__ import annotations
 
@@ -11,11 +13,14 @@ import re
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
 import yaml
+
+from .appliance import TEST_PORTS, default_values, isolated_vars, names_the_installed_appliance
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -28,14 +33,14 @@ def run(*argv: str, timeout: int = 900) -> subprocess.CompletedProcess:
     return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env, check=False)
 
 
-@pytest.mark.parametrize("playbook", ["site.yml", "verify.yml"])
+@pytest.mark.parametrize("playbook", ["site.yml", "verify.yml", "status.yml"])
 def test_syntax_check(playbook):
     result = run(str(BIN / "ansible-playbook"), "--syntax-check", playbook)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_ansible_lint_production_profile():
-    result = run(str(BIN / "ansible-lint"), "--profile", "production", "site.yml", "verify.yml", "roles")
+    result = run(str(BIN / "ansible-lint"), "--profile", "production", "site.yml", "verify.yml", "status.yml", "roles")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
@@ -63,62 +68,111 @@ def test_role_layout_and_documented_prefixed_variables(role):
             assert module.count(".") == 2, module  # fully qualified collection names
 
 
-def stop(name: str) -> None:
-    """Stop a process the playbook started with start-stop-daemon (this machine has no systemd)."""
-    subprocess.run(
-        [
-            "start-stop-daemon",
-            "--stop",
-            "--quiet",
-            "--retry",
-            "TERM/20/KILL/5",
-            "--remove-pidfile",
-            "--pidfile",
-            f"/run/facefleet/{name}.pid",
-        ],
-        check=False,
-    )
+def test_the_tests_vars_move_every_path_port_and_process_off_the_installed_appliance(tmp_path):
+    """Each role default naming the installed appliance's paths, ports or processes is overridden by
+    the tests' extra vars, with a value that is none of the installed appliance's."""
+    chosen = isolated_vars(tmp_path / "appliance", tmp_path / "models")
+    defaults = default_values()
+    assert {"inference_service_port", "facefleet_process_run_dir", "inference_service_api_keys_file"} <= set(defaults)
+    assert set(defaults) - set(chosen) == set()
+    assert {name: value for name, value in chosen.items() if names_the_installed_appliance(value)} == {}
+
+
+def playbook(*argv: str, vars_file: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    """ansible-playbook with the test appliance's extra vars (highest precedence: they beat every default)."""
+    return run(str(BIN / "ansible-playbook"), *argv, "-e", f"@{vars_file}", timeout=timeout)
+
+
+def changed(result: subprocess.CompletedProcess) -> int:
+    recap = re.search(r"localhost\s+: ok=\d+\s+changed=(\d+)", result.stdout)
+    assert recap, result.stdout[-3000:]
+    return int(recap.group(1))
+
+
+def stop_leftovers(run_dir: Path) -> None:
+    """After the test: stop whatever of the test appliance still runs (pidfiles in its own run folder)."""
+    for pidfile in run_dir.glob("*.pid"):
+        subprocess.run(
+            [
+                "start-stop-daemon",
+                "--stop",
+                "--quiet",
+                "--retry",
+                "TERM/20/KILL/5",
+                "--remove-pidfile",
+                "--pidfile",
+                str(pidfile),
+            ],
+            check=False,
+        )
+
+
+@dataclass
+class Appliance:
+    """The appliance the tests install: its folder, extra vars file, keys and URLs."""
+
+    prefix: Path
+    vars_file: Path
+    first: subprocess.CompletedProcess
+
+    @property
+    def values(self) -> dict:
+        return json.loads(self.vars_file.read_text())
+
+    @property
+    def key(self) -> dict[str, str]:
+        return {"X-API-Key": Path(self.values["inference_service_api_keys_file"]).read_text().split()[0]}
+
+
+SERVICE = f"http://127.0.0.1:{TEST_PORTS['service']}"
+EXPORTER = f"http://127.0.0.1:{TEST_PORTS['exporter']}"
+DASHBOARD = f"http://127.0.0.1:{TEST_PORTS['dashboard']}"
 
 
 @pytest.fixture(scope="module")
-def default_run():
-    """The README's provisioning: site.yml on the default inventory (this machine, cpu mode)."""
-    first = run(str(BIN / "ansible-playbook"), "site.yml")
+def default_run(tmp_path_factory, default_pack):
+    """The README's provisioning: site.yml on the default inventory (this machine, cpu mode), with the
+    test's own prefix, ports, keys and pid folder; uninstalled (purged) afterwards."""
+    prefix = tmp_path_factory.mktemp("appliance")
+    vars_file = prefix / "vars.json"
+    vars_file.write_text(json.dumps(isolated_vars(prefix / "root", default_pack)))
+    first = playbook("site.yml", vars_file=vars_file)
     try:
-        yield first
+        yield Appliance(prefix / "root", vars_file, first)
     finally:
-        for name in ("facefleet-dashboard", "facefleet-exporter", "facefleet-service"):
-            stop(name)
+        playbook("site.yml", "-e", "facefleet_state=absent", "-e", "facefleet_purge=true", vars_file=vars_file)
+        stop_leftovers(prefix / "root" / "run")
 
 
 def test_default_inventory_brings_up_the_appliance_and_a_second_run_changes_nothing(default_run):
-    assert default_run.returncode == 0, default_run.stdout[-4000:]
-    health = requests.get("http://127.0.0.1:18080/health", timeout=30)
+    assert default_run.first.returncode == 0, default_run.first.stdout[-4000:]
+    health = requests.get(f"{SERVICE}/health", timeout=30)
     assert health.status_code == 200 and health.json()["status"] == "ok"
-    metrics = requests.get("http://127.0.0.1:18090/metrics", timeout=10).text
+    metrics = requests.get(f"{EXPORTER}/metrics", timeout=10).text
     assert "facefleet_build_info" in metrics and "facefleet_exporter_collector_success" in metrics
-    assert requests.get("http://127.0.0.1:18100/healthz", timeout=10).json() == {"status": "ok"}
-    keys = Path("/etc/facefleet/api-keys")
-    assert keys.stat().st_mode & 0o777 == 0o600
-    key = keys.read_text().split()[0]
-    assert requests.get("http://127.0.0.1:18080/info", timeout=30).status_code == 401
-    assert requests.get("http://127.0.0.1:18080/info", headers={"X-API-Key": key}, timeout=30).status_code == 200
-    second = run(str(BIN / "ansible-playbook"), "site.yml")
+    assert requests.get(f"{DASHBOARD}/healthz", timeout=10).json() == {"status": "ok"}
+    keys = Path(default_run.values["inference_service_api_keys_file"])
+    assert keys.is_relative_to(default_run.prefix) and keys.stat().st_mode & 0o777 == 0o600
+    assert requests.get(f"{SERVICE}/info", timeout=30).status_code == 401
+    assert requests.get(f"{SERVICE}/info", headers=default_run.key, timeout=30).status_code == 200
+    pidfiles = sorted(p.name for p in (default_run.prefix / "run").glob("*.pid"))
+    assert pidfiles == ["facefleet-test-dashboard.pid", "facefleet-test-exporter.pid", "facefleet-test-service.pid"]
+    second = playbook("site.yml", vars_file=default_run.vars_file)
     assert second.returncode == 0, second.stdout[-4000:]
-    recap = re.search(r"localhost\s+: ok=\d+\s+changed=(\d+)", second.stdout)
-    assert recap and recap.group(1) == "0", second.stdout[-3000:]
+    assert changed(second) == 0, second.stdout[-3000:]
 
 
 def test_monitoring_role_runs_prometheus_on_the_fleet(default_run, tmp_path):
-    assert default_run.returncode == 0
+    assert default_run.first.returncode == 0
     extra = tmp_path / "monitoring.ini"
     extra.write_text(f"[monitoring]\nlocalhost ansible_connection=local ansible_python_interpreter={sys.executable}\n")
+    monitored = ["-i", "inventory.ini", "-i", str(extra), "site.yml"]
     try:
-        first = run(str(BIN / "ansible-playbook"), "-i", "inventory.ini", "-i", str(extra), "site.yml")
+        first = playbook(*monitored, vars_file=default_run.vars_file)
         assert first.returncode == 0, first.stdout[-4000:]
-        api = "http://127.0.0.1:9090/api/v1"
+        api = f"http://127.0.0.1:{TEST_PORTS['prometheus']}/api/v1"
         groups = requests.get(f"{api}/rules", timeout=10).json()["data"]["groups"]
-        assert [g["name"] for g in groups] == ["facefleet"] and len(groups[0]["rules"]) == 7
+        assert [g["name"] for g in groups] == ["facefleet"] and len(groups[0]["rules"]) == 8
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             targets = requests.get(f"{api}/targets", timeout=10).json()["data"]["activeTargets"]
@@ -129,47 +183,49 @@ def test_monitoring_role_runs_prometheus_on_the_fleet(default_run, tmp_path):
             "facefleet_service": "up",
             "facefleet_exporter": "up",
         }
-        assert Path("/var/lib/grafana/dashboards/facefleet/facefleet.json").is_file()
-        second = run(str(BIN / "ansible-playbook"), "-i", "inventory.ini", "-i", str(extra), "site.yml")
-        recap = re.search(r"localhost\s+: ok=\d+\s+changed=(\d+)", second.stdout)
-        assert recap and recap.group(1) == "0", second.stdout[-3000:]
+        assert Path(default_run.values["monitoring_grafana_dashboards_dir"], "facefleet.json").is_file()
+        second = playbook(*monitored, vars_file=default_run.vars_file)
+        assert changed(second) == 0, second.stdout[-3000:]
     finally:
-        stop("facefleet-prometheus")
+        removed = playbook(*monitored, "-e", "monitoring_state=absent", vars_file=default_run.vars_file)
+        assert removed.returncode == 0, removed.stdout[-3000:]
+    assert not (default_run.prefix / "run" / "facefleet-test-prometheus.pid").exists()
+    assert not Path(default_run.values["monitoring_prometheus_config_dir"], "facefleet").exists()
 
 
 def test_verify_checks_health_and_providers_and_writes_the_fleet_report(default_run, tmp_path):
-    assert default_run.returncode == 0
-    result = run(str(BIN / "ansible-playbook"), "verify.yml", "-e", f"verify_report_dir={tmp_path}")
+    assert default_run.first.returncode == 0
+    result = playbook("verify.yml", "-e", f"verify_report_dir={tmp_path}", vars_file=default_run.vars_file)
     assert result.returncode == 0, result.stdout[-3000:]
     report = (tmp_path / "fleet-report.md").read_text()
     assert "| localhost | True |" in report and "yunet_2023mar_int8bq: cpu" in report
     assert "Provider benchmarks: run" in report
-    benched = run(
-        str(BIN / "ansible-playbook"),
+    benched = playbook(
         "verify.yml",
         "-e",
         f"verify_report_dir={tmp_path}",
         "-e",
         '{"verify_bench": true, "verify_bench_runs": 3}',
+        vars_file=default_run.vars_file,
     )
     assert benched.returncode == 0, benched.stdout[-3000:]
     rows = [line for line in (tmp_path / "fleet-report.md").read_text().splitlines() if "| 1.00x |" in line]
     assert {row.split(" | ")[2] for row in rows} == {"yunet_2023mar_int8bq", "sface_2021dec_int8bq"}, rows
     assert all(row.startswith("| localhost |") and " | cpu | " in row for row in rows), rows
-    wrong = run(
-        str(BIN / "ansible-playbook"),
+    wrong = playbook(
         "verify.yml",
         "-e",
         f"verify_report_dir={tmp_path}",
         "-e",
         '{"verify_expected_providers": ["tensorrt", "cuda"]}',
+        vars_file=default_run.vars_file,
     )
     assert wrong.returncode != 0
     assert "yunet_2023mar_int8bq runs on cpu, expected tensorrt or cuda" in wrong.stdout
 
 
 def test_models_role_ships_a_gallery_bundle_and_the_service_searches_it(default_run, tmp_path):
-    assert default_run.returncode == 0
+    assert default_run.first.returncode == 0
     photos = ROOT.parent / "shared" / "images"
     folder = tmp_path / "staff" / "obama"
     folder.mkdir(parents=True)
@@ -183,24 +239,80 @@ def test_models_role_ships_a_gallery_bundle_and_the_service_searches_it(default_
         "--out",
         str(bundle),
         "--models-dir",
-        "/var/lib/facefleet/models",
+        default_run.values["models_dir"],
         "--cache-dir",
         str(tmp_path / "cache"),
     )
     assert built.returncode == 0, built.stderr
     ship = ["site.yml", "--tags", "models", "-e", json.dumps({"models_galleries": [str(bundle)]})]
-    first = run(str(BIN / "ansible-playbook"), *ship)
+    first = playbook(*ship, vars_file=default_run.vars_file)
     assert first.returncode == 0, first.stdout[-3000:]
-    recap = re.search(r"localhost\s+: ok=\d+\s+changed=(\d+)", first.stdout)
-    assert recap and int(recap.group(1)) >= 1, first.stdout[-3000:]
-    second = run(str(BIN / "ansible-playbook"), *ship)
-    recap = re.search(r"localhost\s+: ok=\d+\s+changed=(\d+)", second.stdout)
-    assert recap and recap.group(1) == "0", second.stdout[-3000:]
-    key = {"X-API-Key": Path("/etc/facefleet/api-keys").read_text().split()[0]}
-    galleries = requests.get("http://127.0.0.1:18080/galleries", headers=key, timeout=30).json()["galleries"]
+    assert changed(first) >= 1, first.stdout[-3000:]
+    second = playbook(*ship, vars_file=default_run.vars_file)
+    assert changed(second) == 0, second.stdout[-3000:]
+    key = default_run.key
+    galleries = requests.get(f"{SERVICE}/galleries", headers=key, timeout=30).json()["galleries"]
     assert [g["name"] for g in galleries] == ["staff"] and galleries[0]["checksum"]
     probe = base64.b64encode((photos / "obama2.jpg").read_bytes()).decode()
     found = requests.post(
-        "http://127.0.0.1:18080/galleries/staff/search", json={"images": {"data": [probe]}}, headers=key, timeout=60
+        f"{SERVICE}/galleries/staff/search", json={"images": {"data": [probe]}}, headers=key, timeout=60
     ).json()
     assert found["data"][0]["faces"][0]["matches"][0]["subject"] == "obama"
+
+
+def listening(port: int) -> bool:
+    return bool(
+        subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=False).stdout.strip()
+    )
+
+
+def test_stop_status_start_and_uninstall_keep_data_and_keys_unless_purged(default_run):
+    """The operator's way back (facefleet_state): stopped stops every process and keeps every file; a
+    plain run starts them again; absent removes processes, scripts, environment and configuration but
+    keeps models, galleries and keys; each state twice changes nothing; purge removes the rest.
+    Runs last in this module: it takes the test appliance down."""
+    assert default_run.first.returncode == 0
+    values, prefix = default_run.values, default_run.prefix
+    ports = [TEST_PORTS["service"], TEST_PORTS["exporter"], TEST_PORTS["dashboard"]]
+    status = playbook("status.yml", vars_file=default_run.vars_file)
+    assert status.returncode == 0 and "facefleet-test-service: running (pid " in status.stdout, status.stdout[-3000:]
+
+    stopped = playbook("site.yml", "-e", "facefleet_state=stopped", vars_file=default_run.vars_file)
+    assert stopped.returncode == 0 and changed(stopped) == 3, stopped.stdout[-3000:]
+    assert not list((prefix / "run").glob("*.pid")) and not any(listening(port) for port in ports)
+    assert Path(values["inference_service_venv"], "bin", "facefleet").is_file()
+    status = playbook("status.yml", vars_file=default_run.vars_file)
+    assert status.returncode != 0
+    assert (
+        "not running on localhost: facefleet-test-service, facefleet-test-exporter, facefleet-test-dashboard"
+        in status.stdout
+    )
+    again = playbook("site.yml", "-e", "facefleet_state=stopped", vars_file=default_run.vars_file)
+    assert again.returncode == 0 and changed(again) == 0, again.stdout[-3000:]
+
+    started = playbook("site.yml", vars_file=default_run.vars_file)
+    assert started.returncode == 0 and changed(started) == 3, started.stdout[-3000:]
+    assert requests.get(f"{SERVICE}/info", headers=default_run.key, timeout=30).status_code == 200
+
+    keys = Path(values["inference_service_api_keys_file"])
+    key_before = keys.read_bytes()
+    absent = playbook("site.yml", "-e", "facefleet_state=absent", vars_file=default_run.vars_file)
+    assert absent.returncode == 0, absent.stdout[-3000:]
+    assert not list((prefix / "run").glob("*.pid")) and not any(listening(port) for port in ports)
+    assert not (prefix / "opt").exists()  # environment, wheels, supervisor scripts
+    config = prefix / "etc"
+    assert sorted(p.name for p in config.rglob("*") if p.is_file()) == ["api-keys", "dashboard-password"]
+    assert keys.read_bytes() == key_before
+    assert sorted(p.name for p in Path(values["models_dir"]).iterdir()) == sorted(
+        p.name for p in Path(values["models_source_dir"]).glob("*.onnx")
+    )
+    assert Path(values["inference_service_gallery_db"]).is_file()
+    again = playbook("site.yml", "-e", "facefleet_state=absent", vars_file=default_run.vars_file)
+    assert again.returncode == 0 and changed(again) == 0, again.stdout[-3000:]
+
+    purged = playbook(
+        "site.yml", "-e", "facefleet_state=absent", "-e", "facefleet_purge=true", vars_file=default_run.vars_file
+    )
+    assert purged.returncode == 0, purged.stdout[-3000:]
+    assert not config.exists() and not Path(values["models_dir"]).exists()
+    assert not Path(values["models_gallery_dir"]).exists() and not Path(values["dashboard_database"]).exists()

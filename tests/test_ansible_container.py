@@ -40,6 +40,8 @@ def values(**overrides: object) -> dict[str, object]:
             "inference_container_wheel": "facefleet-0.1.0-py3-none-any.whl",
             "inference_container_tag": "0123456789ab",
             "inference_container_tegra_release_found": False,  # facts the role's tasks record
+            "facefleet_state": "present",  # the play-level lifecycle of ansible/group_vars/all.yml
+            "facefleet_purge": False,
         },
         **overrides,
     )

@@ -21,6 +21,7 @@ from referencing.jsonschema import DRAFT202012
 
 from service.api import create_app
 from service.api.openapi import spec as openapi_spec
+from service.manifest import load_manifest
 
 from .test_decode import _png_header_declaring
 
@@ -242,7 +243,7 @@ def test_verify_images_and_embeddings(client, photos):
         assert response.status_code == 200
         conforms(response.get_json(), "VerifyResponse")
     assert same.get_json()["same_person"] is True and other.get_json()["same_person"] is False
-    assert same.get_json()["threshold"] == 0.363
+    assert same.get_json()["threshold"] == load_manifest().get("sface_2021dec_int8bq").verify_threshold
     vec = client.post("/extract", json={"images": {"data": [b64(photos["obama.jpg"])]}}).get_json()
     v = vec["data"][0]["faces"][0]["vec"]
     by_vectors = client.post("/verify", json={"embeddings": [v, v], "threshold": 0.99}).get_json()
@@ -255,6 +256,41 @@ def test_verify_images_and_embeddings(client, photos):
     blank = b64(cv2.imencode(".png", np.full((200, 200, 3), 128, np.uint8))[1].tobytes())
     no_face = client.post("/verify", json={"images": {"data": [blank, b64(photos["obama.jpg"])]}})
     assert no_face.status_code == 422 and no_face.get_json()["error"]["message"] == "image 1: no face found"
+
+
+def test_verify_says_which_face_it_compared_and_lets_the_client_choose(client, photos):
+    """two_people.jpg: num_det 0 is Obama, num_det 1 (the largest) is Biden."""
+    images = {"data": [b64(photos["two_people.jpg"]), b64(photos["obama.jpg"])]}
+    default = client.post("/verify", json={"images": images}).get_json()
+    conforms(default, "VerifyResponse")
+    assert default["same_person"] is False
+    group, single = default["faces"]
+    assert (group["faces_found"], group["chosen"], [c["num_det"] for c in group["compared"]]) == (2, "largest", [1])
+    assert group["compared"][0]["bbox"] == pytest.approx([786.5, 48.4, 936.5, 255.5], abs=0.1)
+    assert single["faces_found"] == 1 and single["compared"][0]["num_det"] == 0
+    assert default["warnings"] == [
+        "image 1 has 2 faces; compared the largest (num_det 1): choose one with face_indices, "
+        "or compare every pair with all_pairs"
+    ]
+
+    chosen = client.post("/verify", json={"images": images, "face_indices": [0.0, None]}).get_json()  # 0.0 is 0
+    conforms(chosen, "VerifyResponse")
+    assert chosen["same_person"] is True and "warnings" not in chosen
+    assert chosen["faces"][0]["chosen"] == "requested" and chosen["faces"][0]["compared"][0]["num_det"] == 0
+
+    every = client.post("/verify", json={"images": images, "all_pairs": True}).get_json()
+    conforms(every, "VerifyResponse")
+    assert [(p["a"], p["b"], p["same_person"]) for p in every["pairs"]] == [(0, 0, True), (1, 0, False)]
+    assert every["same_person"] is True and every["similarity"] == chosen["similarity"]
+
+    past = client.post("/verify", json={"images": images, "face_indices": [2, None]})
+    assert past.status_code == 422 and past.get_json()["error"] == {
+        "code": "no_such_face",
+        "message": "image 1 has 2 face(s): face_indices[0] must be from 0 to 1",
+    }
+    for bad_indices in ([0], [-1, 0], ["0", None], 1):
+        refused = client.post("/verify", json={"images": images, "face_indices": bad_indices})
+        assert refused.status_code == 400 and "face_indices" in refused.get_json()["error"]["message"], bad_indices
 
 
 def test_draw_detections_json_and_multipart(client, photos):

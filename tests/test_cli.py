@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -46,8 +47,8 @@ def test_detect_keeps_answering_the_good_images_when_one_is_bad(pack_env, images
     proc = run("detect", str(images_dir / "biden.jpg"), str(text), str(empty), env_extra=pack_env)
     assert proc.returncode == 1
     assert "biden.jpg: 1 face(s)" in proc.stdout
-    assert f"{text}: failed: not a recognised image" in proc.stdout
-    assert f"{empty}: failed: empty input" in proc.stdout
+    assert f"facefleet: {text}: not a recognised image" in proc.stderr  # one line each on stderr
+    assert f"facefleet: {empty}: empty input" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
@@ -83,6 +84,62 @@ def test_compare_same_and_different_people(pack_env, images_dir):
     assert json.loads(other.stdout)["same_person"] is False
 
 
+@pytest.mark.parametrize("by", ["flag", "environment"])
+def test_a_service_port_in_use_is_one_line_before_serving(pack_env, tmp_path, by):
+    """`facefleet serve` on a taken port: one line naming the port and its setting, a non-zero
+    exit, and no "serving on" (it used to print that, then gunicorn's retries and errors)."""
+    env = {**pack_env, "FACEFLEET_API_KEYS": "k" * 20, "FACEFLEET_METRICS_DIR": str(tmp_path / "metrics")}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        if by == "flag":
+            proc = run("serve", "--host", "127.0.0.1", "--port", str(port), env_extra=env)
+        else:
+            proc = run("serve", env_extra={**env, "FACEFLEET_HOST": "127.0.0.1", "FACEFLEET_PORT": str(port)})
+    assert proc.returncode != 0 and proc.stdout == ""
+    assert proc.stderr == (
+        f"facefleet: port {port} on 127.0.0.1 is already in use: choose another with --port or FACEFLEET_PORT\n"
+    )
+
+
+@pytest.mark.slow  # six runs of the command, about 12 s
+def test_compare_says_which_face_it_used_warns_and_lets_the_user_choose(pack_env, images_dir):
+    """two_people.jpg: face 1 is Obama, face 2 (the largest) is Biden. The default compares
+    Biden with obama.jpg and must say so; --face-a 1 and --all-pairs find Obama."""
+    group, obama = str(images_dir / "two_people.jpg"), str(images_dir / "obama.jpg")
+    default = run("compare", group, obama, env_extra=pack_env, check=True)
+    [warning] = default.stderr.splitlines()
+    assert warning == (
+        f"facefleet: warning: {group} has 2 faces; compared face 2, the largest "
+        "(choose with --face-a N, or --all-pairs)"
+    )
+    assert f"{group}: face 2 of 2, the largest, box (786.5, 48.4, 936.5, 255.5)" in default.stdout
+    assert f"{obama}: face 1 of 1, box (" in default.stdout and "different people" in default.stdout
+
+    chosen = run("compare", group, obama, "--face-a", "1", "--json", env_extra=pack_env, check=True)
+    answer = json.loads(chosen.stdout)
+    assert chosen.stderr == "" and answer["same_person"] is True
+    assert answer["a"] == {
+        "image": group,
+        "faces_found": 2,
+        "chosen": "requested",
+        "compared": [{"face": 1, "bbox": [240.9, 31.3, 383.9, 227.7]}],
+    }
+
+    pairs = json.loads(run("compare", group, obama, "--all-pairs", "--json", env_extra=pack_env, check=True).stdout)
+    assert [(p["face_a"], p["face_b"], p["same_person"]) for p in pairs["pairs"]] == [(1, 1, True), (2, 1, False)]
+    assert pairs["same_person"] is True and pairs["similarity"] == answer["similarity"]  # the best pair's verdict
+    table = run("compare", group, obama, "--all-pairs", env_extra=pack_env, check=True).stdout
+    assert "the most similar pair: face 1 of A, face 1 of B" in table and "*" in table
+
+    wrong = run("compare", group, obama, "--face-a", "3", env_extra=pack_env)
+    assert wrong.returncode == 2
+    assert wrong.stderr == f"facefleet: {group} has 2 face(s): --face-a must be from 1 to 2\n"
+    zero = run("compare", group, obama, "--face-b", "0", env_extra=pack_env)
+    assert zero.returncode == 2 and "faces are numbered from 1" in zero.stderr
+
+
 def test_providers_report_tells_where_each_model_runs_and_why(pack_env):
     proc = run("providers", "--json", env_extra=pack_env, check=True)
     report = json.loads(proc.stdout)
@@ -113,7 +170,7 @@ def test_missing_model_is_one_line_not_a_traceback(tmp_path):
     proc = run("detect", str(SHARED_IMAGES / "biden.jpg"), "--models-dir", str(tmp_path))
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0
-    assert "is missing; run `facefleet models pull yunet_2023mar_int8bq`" in proc.stderr
+    assert f"is missing; run `facefleet models pull yunet_2023mar_int8bq --models-dir {tmp_path}`" in proc.stderr
 
 
 def test_invalid_environment_value_fails_with_one_line(pack_env, images_dir):

@@ -18,9 +18,11 @@ import pytest
 import requests
 from prometheus_client import generate_latest
 
-from dashboard import create_app
+from dashboard import create_app, figures
 from dashboard.backends import PollerBackend
 from dashboard.config import DashboardSettings
+from dashboard.status import classify, gpu_expected, provider_states
+from dashboard.store import COLUMNS, Store
 from service.client import KeySource
 from service.errors import ConfigError
 from service.exporter import build_registry
@@ -72,8 +74,9 @@ def fleet(default_pack, cache_dir, tmp_path_factory, image_bytes):
             FakeAppliance(info, health, jetson_metrics, delay_s=5),
             FakeAppliance(info, health, jetson_metrics),
             FakeAppliance(info, health, b"", api_key=LOCKED_KEY),  # keys of another fleet
+            FakeAppliance(cuda_fell_back(info), health, b""),  # a GPU host (not a Jetson) whose CUDA failed
         ]
-        orin_cpu, slow, hostile, locked = fakes
+        orin_cpu, slow, hostile, locked, cuda = fakes
         down = f"127.0.0.1:{free_port()}"  # nothing listens there
         sd = [
             {
@@ -94,6 +97,7 @@ def fleet(default_pack, cache_dir, tmp_path_factory, image_bytes):
                 "targets": [locked.target],
                 "labels": {"appliance": "locked-01", "group": "line-2", "exporter": locked.target},
             },
+            {"targets": [cuda.target], "labels": {"appliance": "cuda-01", "group": "line-3", "exporter": cuda.target}},
         ]
         (folder / "targets.json").write_text(json.dumps(sd))
         port = free_port()
@@ -110,7 +114,7 @@ def fleet(default_pack, cache_dir, tmp_path_factory, image_bytes):
 
         def polled() -> bool:
             rows = {a["name"]: a for a in requests.get(f"{url}/api/fleet", timeout=5).json()["appliances"]}
-            return len(rows) == 6 and rows["lab-cpu-01"]["status"] == "ok" and len(rows["lab-cpu-01"]["spark"]) >= 3
+            return len(rows) == 7 and rows["lab-cpu-01"]["status"] == "ok" and len(rows["lab-cpu-01"]["spark"]) >= 3
 
         until("three polls of the fleet", polled, timeout=90)
         yield url
@@ -122,6 +126,17 @@ def fleet(default_pack, cache_dir, tmp_path_factory, image_bytes):
             process.stop()
 
 
+def cuda_fell_back(info: bytes) -> bytes:
+    """The real service's /info as a CUDA host's whose CUDA failed for every model: its chain
+    starts with cuda (what `inference_service_providers` sets on a GPU host)."""
+    answer = json.loads(info)
+    for model in answer["models"].values():
+        model["attempts"] = [{"provider": "cuda", "ok": False, "reason": "libcudart.so.12: cannot open"}]
+        model["attempts"].append({"provider": "cpu", "ok": True, "reason": ""})
+    answer["defaults"]["providers"] = ["cuda", "cpu"]
+    return json.dumps(answer).encode()
+
+
 def test_statuses_and_reasons_through_the_json_api(fleet):
     rows = {a["name"]: a for a in requests.get(f"{fleet}/api/fleet", timeout=5).json()["appliances"]}
     assert rows["lab-cpu-01"]["status"] == "ok"
@@ -130,6 +145,17 @@ def test_statuses_and_reasons_through_the_json_api(fleet):
     assert rows["orin-01"]["status"] == "degraded"
     assert rows["orin-01"]["reason"].startswith("Jetson running sface_2021dec_int8bq, yunet_2023mar_int8bq on CPU")
     assert rows["orin-01"]["versions"]["JetPack"] == "6.2" and rows["orin-01"]["gpu_load"] == pytest.approx(0.372)
+    # the CPU is the alarm only where a GPU is expected: a CPU appliance on its CPU is healthy
+    assert rows["lab-cpu-01"]["gpu_expected"] == "" and set(rows["lab-cpu-01"]["provider_states"].values()) == {
+        "expected"
+    }
+    assert rows["orin-01"]["gpu_expected"] == "a Jetson"
+    assert set(rows["orin-01"]["provider_states"].values()) == {"fallback"}
+    assert rows["cuda-01"]["status"] == "degraded" and rows["cuda-01"]["reason"] == (
+        "GPU host running sface_2021dec_int8bq, yunet_2023mar_int8bq on CPU "
+        "(its provider chain starts with cuda; TensorRT/CUDA fell back)"
+    )
+    assert rows["lab-cpu-01"]["error_ratio"] == 0 and rows["lab-cpu-01"]["client_error_ratio"] == 0
     assert rows["slow-01"]["status"] == "stale" and "no answer within 2 s" in rows["slow-01"]["reason"]
     assert rows["down-01"]["status"] == "down" and "unreachable" in rows["down-01"]["reason"]
     assert rows[HOSTILE]["status"] == "degraded"
@@ -178,6 +204,7 @@ def test_overview_and_appliance_page_in_chromium(fleet):
             assert page.locator('tr.appliance[data-name="down-01"] .badge').inner_text() == "down"
             assert page.locator('tr.appliance[data-name="slow-01"] .badge').inner_text() == "stale"
             assert page.locator('tr.appliance[data-name="locked-01"] .badge').inner_text() == "unauthorized"
+            check_cpu_appliance_row(page)
             hostile = page.locator("tr.appliance", has_text="alert(1)")
             assert hostile.locator("td.name").inner_text() == HOSTILE  # shown as text, not run
             points = int(page.locator('tr.appliance[data-name="lab-cpu-01"] svg.spark').get_attribute("data-points"))
@@ -191,9 +218,9 @@ def test_overview_and_appliance_page_in_chromium(fleet):
             page.click("form.filters button")
             page.wait_for_load_state("load")
             names = page.locator("tr.appliance").evaluate_all("rows => rows.map(r => r.dataset.name)")
-            assert sorted(names) == sorted(["orin-01", HOSTILE])
+            assert sorted(names) == sorted(["orin-01", HOSTILE, "cuda-01"])
             page.goto(fleet + "/appliances/lab-cpu-01", wait_until="load")
-            assert page.locator("svg.chart").count() == 4
+            check_cpu_appliance_page(page)
             assert "yunet_2023mar_int8bq" in page.locator("section", has_text="/info").inner_text()
             page.screenshot(path=str(ARTIFACTS / "dashboard-appliance.png"), full_page=True)
         finally:
@@ -201,6 +228,30 @@ def test_overview_and_appliance_page_in_chromium(fleet):
     assert console_errors == []
     assert outside == []
     assert dialogs == []
+
+
+def check_cpu_appliance_row(page) -> None:
+    """The CPU appliance's providers in the healthy colour (the Jetson's on CPU in the alarm's),
+    "no GPU" rather than a dash, server and client errors in their own columns."""
+    lab, orin = (page.locator(f'tr.appliance[data-name="{name}"]') for name in ("lab-cpu-01", "orin-01"))
+    colours = "all => all.map(e => getComputedStyle(e).color)"
+    green, red = "rgb(10, 107, 45)", "rgb(164, 22, 26)"
+    assert lab.locator(".provider").evaluate_all(colours) == [green, green]
+    assert orin.locator(".provider").evaluate_all(colours) == [red, red]
+    assert lab.locator("td.gpu").inner_text() == "no GPU" and orin.locator("td.gpu").inner_text() == "37%"
+    assert lab.locator("td.server-errors").inner_text() == "0%"
+    assert lab.locator("td.client-errors").inner_text() == "0%"
+
+
+def check_cpu_appliance_page(page) -> None:
+    """Its GPU chart says "no GPU" (not "no data yet" forever) while its own sensors (the FAKE plain
+    host's x86_pkg_temp) are drawn; errors split 5xx / 4xx / auth."""
+    assert page.locator("svg.chart").count() == 5
+    assert page.locator("figure.gpu svg.chart text.scale").text_content() == "no GPU"  # SVG: no innerText
+    assert page.locator("figure.sensors svg.chart text.scale").text_content().startswith("38 to 38")
+    legends = page.locator("figure.errors text.legend").evaluate_all("all => all.map(e => e.textContent)")
+    assert legends == ["5xx", "4xx", "401/403"]
+    assert page.locator("td.provider.expected").count() == 2
 
 
 def test_security_headers(fleet):
@@ -319,3 +370,69 @@ def test_the_readme_recipe_stays_off_the_appliance_ports():
     port = int(dashboard.split("--port", 1)[1].split()[0])
     assert port not in (18080, 18081, 18090, 18100)
     assert "FACEFLEET_DASHBOARD_APPLIANCE_API_KEY_FILE=/etc/facefleet/api-keys" in dashboard
+
+
+def test_the_cpu_is_an_alarm_only_where_a_gpu_is_expected():
+    """What colours a provider and degrades a row: the appliance's expected provider, from its
+    chain (/info), its exporter (a Jetson, a GPU's load) or, through Prometheus without /info,
+    a model whose chain had providers before the CPU that failed."""
+    on_cpu = {"yunet": "cpu", "sface": "cpu"}
+    healthy = {"health": {"status": "ok"}, "providers": on_cpu}
+    cases = [  # (chains, configured, jetson, gpu_load, fallbacks) -> why a GPU is expected
+        (({"yunet": ["cpu"]}, ["cpu"], None, None, {"yunet": 0.0}), ""),
+        (({}, [], None, None, {}), ""),
+        (({"yunet": ["tensorrt", "cuda", "cpu"]}, ["cpu"], None, None, {}), "its provider chain starts with tensorrt"),
+        (({}, ["cuda", "cpu"], None, None, {}), "its provider chain starts with cuda"),
+        (({}, [], {"jetpack": "6.2"}, None, {}), "a Jetson"),
+        (({}, [], None, 0.2, {}), "its exporter reads a GPU"),
+        (({}, [], None, None, {"yunet": 2.0}), "GPU providers of its chain failed"),
+    ]
+    for args, why in cases:
+        assert gpu_expected(*args) == why, args
+    assert provider_states(on_cpu, "") == {"yunet": "expected", "sface": "expected"}
+    assert provider_states({**on_cpu, "scrfd": "tensorrt"}, "a Jetson") == {
+        "yunet": "fallback",
+        "sface": "fallback",
+        "scrfd": "expected",
+    }
+    assert classify({**healthy, "gpu_expected": ""}) == ("ok", "healthy")
+    assert classify({**healthy, "gpu_expected": "its provider chain starts with cuda"})[0] == "degraded"
+    assert classify({**healthy, "jetson": {"l4t": "36.4.3"}})[1].startswith("Jetson running sface, yunet on CPU")
+
+
+def test_a_401_flood_is_client_errors_apart_from_server_errors(make_settings, default_pack, image_bytes):
+    """Requests the real service refuses for a wrong key are client errors (4xx, auth), shown
+    apart from server errors (5xx); the row stays healthy and its reason says what happens."""
+    from service.api import create_app as create_service
+
+    key = "key-of-the-flooded-appliance-01"
+    app = create_service(make_settings(models_dir=str(default_pack), auth="on", api_keys=(key,), log_level="WARNING"))
+    client = app.test_client()
+    body = {"images": {"data": [base64.b64encode(image_bytes("biden.jpg")).decode()]}}
+    before = figures.parse(client.get("/metrics").text, 100.0)
+    for _ in range(9):
+        assert client.post("/extract", json=body, headers={"X-API-Key": "a-wrong-key-000000001"}).status_code == 401
+    assert client.post("/extract", json=body, headers={"X-API-Key": key}).status_code == 200
+    found = figures.between(before, figures.parse(client.get("/metrics").text, 110.0))
+    assert found.error_ratio == 0 and found.rate_rps == pytest.approx(1.0)
+    assert found.client_error_ratio == pytest.approx(0.9) and found.auth_failure_ratio == pytest.approx(0.9)
+    snapshot = {"health": {"status": "ok"}, "providers": {}, **vars(found)}
+    assert classify(snapshot) == ("ok", "healthy; 90% of requests refused (401/403: a missing or wrong API key)")
+
+
+def test_an_older_dashboard_database_gains_the_new_columns(tmp_path):
+    """A restarted dashboard keeps the history an older version wrote (no client error columns)."""
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            "CREATE TABLE polls (appliance TEXT NOT NULL, at REAL NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL,"
+            " p50_s REAL, p95_s REAL, rate_rps REAL, error_ratio REAL, gpu_load REAL, temperature REAL,"
+            " power_watts REAL, providers TEXT NOT NULL DEFAULT '{}');"
+        )
+        db.execute("INSERT INTO polls (appliance, at, status, reason) VALUES ('a', ?, 'ok', 'healthy')", (time.time(),))
+    store = Store(str(path), 24)
+    row = dict.fromkeys(COLUMNS) | {"appliance": "a", "at": time.time(), "status": "ok", "reason": "", "providers": {}}
+    store.add([{**row, "auth_failure_ratio": 0.5}])
+    assert [r["auth_failure_ratio"] for r in store.history("a", 60)] == [None, 0.5]

@@ -30,6 +30,7 @@ CONTENT_REFUSALS = {
     "image_too_large",
     "url_refused",
     "no_face",
+    "no_such_face",
     "bad_embedding",
     "too_many_images",
     "too_large",

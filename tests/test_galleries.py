@@ -18,6 +18,7 @@ import pytest
 from service import bundle
 from service.api import create_app
 from service.gallery import GalleryStore, Recognizer
+from service.manifest import load_manifest
 
 from .conftest import IDENTITIES
 
@@ -71,7 +72,7 @@ def test_every_other_photo_finds_its_own_subject_first(staff, image_bytes):
 def test_strangers_match_nobody_above_the_threshold(staff, image_bytes):
     body = {"images": {"data": [b64(image_bytes(p)) for p in STRANGERS]}, "top_k": 3}
     answer = staff.post("/galleries/staff/search", json=body).get_json()
-    assert answer["threshold"] == 0.4  # mobilefacenet's verify_threshold from the manifest
+    assert answer["threshold"] == load_manifest().get("mobilefacenet").verify_threshold
     assert [face["matches"] for image in answer["data"] for face in image["faces"]] == [[], []]
 
 
@@ -84,6 +85,21 @@ def test_extract_with_a_gallery_names_each_face(staff, image_bytes):
     assert biden is None
     plain = staff.post("/extract", json={"images": body["images"]}).get_json()
     assert "gallery" not in plain and "match" not in plain["data"][0]["faces"][0]
+
+
+def test_extract_with_a_gallery_matches_even_without_embeddings_in_the_answer(staff, image_bytes):
+    """extract_embedding false: the faces are still embedded for the search, and the answer
+    carries the matches but no vectors (it used to answer no match at all)."""
+    images = {"data": [b64(image_bytes("obama2.jpg")), b64(image_bytes("biden.jpg"))]}
+    answer = staff.post("/extract", json={"images": images, "gallery": "staff", "extract_embedding": False})
+    assert answer.status_code == 200
+    faces = [image["faces"][0] for image in answer.get_json()["data"]]
+    assert faces[0]["match"]["subject"] == "obama" and faces[0]["match"]["score"] > 0.4
+    assert faces[1]["match"] is None
+    assert all("vec" not in face and "norm" not in face for face in faces)
+    with_vectors = staff.post("/extract", json={"images": images, "gallery": "staff"}).get_json()
+    assert with_vectors["data"][0]["faces"][0]["match"] == faces[0]["match"]
+    assert len(with_vectors["data"][0]["faces"][0]["vec"]) == 128
 
 
 def test_info_lists_the_galleries(staff):

@@ -68,7 +68,7 @@ def test_rules_pass_promtool_check_and_unit_tests(tmp_path):
     rules = render("facefleet-alerts.yml.j2", tmp_path / "facefleet-alerts.yml")
     check = subprocess.run([promtool(), "check", "rules", str(rules)], capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 7 rules found" in check.stdout
+    assert "SUCCESS: 8 rules found" in check.stdout
     shutil.copy(TESTS / "alerts_test.yml", tmp_path)
     unit = subprocess.run(
         [promtool(), "test", "rules", str(tmp_path / "alerts_test.yml")], capture_output=True, text=True, check=False
@@ -133,6 +133,33 @@ def test_grafana_provisioning_files(tmp_path):
 
 
 # ----------------------------------------------------------------- naming
+def test_endpoint_labels_are_readable_route_names(make_settings, default_pack):
+    """Every route's `endpoint` label is a plain name (`docs`, not `docs_<path:path>`, the raw
+    Flask rule a Grafana legend used to show), and the real /metrics with it passes promtool."""
+    from service.api import create_app
+    from service.api.logs import endpoint_label
+
+    app = create_app(make_settings(models_dir=str(default_pack), log_level="WARNING"))
+    adapter = app.url_map.bind("localhost")
+    labels = {}
+    for rule in app.url_map.iter_rules():
+        method = sorted(rule.methods - {"HEAD", "OPTIONS"})[0]
+        path = adapter.build(rule.endpoint, dict.fromkeys(rule.arguments, "x"), method=method)
+        with app.test_request_context(path, method=method):
+            labels[rule.rule] = endpoint_label()
+    assert all(re.fullmatch(r"[a-z][a-z0-9_]*", label) for label in labels.values()), labels
+    assert labels["/docs/<path:path>"] == labels["/docs/"] == "docs"
+    assert labels["/static/<path:filename>"] == "static" and labels["/openapi.json"] == "openapi_json"
+    assert labels["/galleries/<name>/search"] == "galleries_name_search" and labels["/"] == "root"
+    assert labels["/extract"] == "extract"  # plain routes keep their names (alert rules and dashboards use it)
+    client = app.test_client()
+    assert client.get("/docs/swagger-ui.css").status_code == 200
+    text = client.get("/metrics").text
+    assert 'endpoint="docs"' in text and "<path" not in text
+    result = subprocess.run([promtool(), "check", "metrics"], input=text, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_promtool_accepts_the_exporter_output(live):
     result = subprocess.run(
         [promtool(), "check", "metrics"], input=live["exporter"], capture_output=True, text=True, check=False

@@ -121,6 +121,7 @@ def test_rules_load_and_the_cpu_fallback_alert_fires(stack):
         "FacefleetModelOnCPU",
         "FacefleetLatencyHigh",
         "FacefleetGPUTemperatureHigh",
+        "FacefleetProbeFailing",
     }
 
     def firing() -> list[dict]:
@@ -130,7 +131,8 @@ def test_rules_load_and_the_cpu_fallback_alert_fires(stack):
     alerts = until("FacefleetModelOnCPU to fire", firing)
     assert {a["labels"]["model"] for a in alerts} == {"yunet_2023mar_int8bq", "sface_2021dec_int8bq"}
     others = requests.get(f"{stack['api']}/alerts", timeout=10).json()["data"]["alerts"]
-    assert not [a for a in others if a["labels"]["alertname"] in ("FacefleetApplianceDown", "FacefleetHealthFailing")]
+    quiet = ("FacefleetApplianceDown", "FacefleetHealthFailing", "FacefleetProbeFailing")  # not even pending
+    assert not [a for a in others if a["labels"]["alertname"] in quiet]
 
 
 def test_exporter_process_serves_hardware_and_service_metrics(stack):
@@ -160,3 +162,14 @@ def test_dashboard_reads_the_same_fleet_through_prometheus(stack, tmp_path):
     assert "on CPU" in row["reason"] and row["group"] == "lab"
     assert row["providers"] == {"yunet_2023mar_int8bq": "cpu", "sface_2021dec_int8bq": "cpu"}
     assert row["versions"]["JetPack"] == "6.2"
+    assert row["gpu_expected"] == "a Jetson" and set(row["provider_states"].values()) == {"fallback"}
+
+    def refused() -> dict | None:
+        """Requests without a key (401) through PromQL: client errors, apart from server errors."""
+        requests.post(f"{stack['service']}/extract", json={}, timeout=10)
+        row = {a["name"]: a for a in backend.fleet()["appliances"]}["orin-01"]
+        return row if row["auth_failure_ratio"] else None
+
+    row = until("401s counted as client errors through Prometheus", refused)
+    # every 4xx here is a 401 (the two queries are evaluated a moment apart)
+    assert row["client_error_ratio"] == pytest.approx(row["auth_failure_ratio"], abs=0.05) and not row["error_ratio"]

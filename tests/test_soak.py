@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # Half the run is warm-up here (20 % in the 600 s soak), and memory at the end is held against
@@ -19,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WARMUP = ["--warmup", "0.5", "--rss-baseline", "peak"]
 
 
+@pytest.mark.slow
 def test_sixty_seconds_of_sixteen_clients_leak_nothing(default_pack, images_dir, tmp_path):
     out = tmp_path / "soak.json"
     argv = [sys.executable, str(ROOT / "bench" / "soak.py"), "--seconds", "60", "--clients", "16"]

@@ -34,7 +34,7 @@ def engine() -> FaceEngine:
 def default_threshold() -> float:
     recognizer = engine().recognizer
     assert recognizer is not None
-    return recognizer.spec.verify_threshold or 0.4
+    return recognizer.threshold
 
 
 def _created(payload: dict[str, Any]) -> Response:
@@ -91,7 +91,10 @@ def _enrolment_vectors(body: dict[str, Any]) -> tuple[np.ndarray, list[dict[str,
             raise APIError(400, "bad_embedding", "embeddings must be lists of numbers of one length") from None
     settings = engine().settings
     params = ExtractParams(
-        images=image_refs(body, settings.max_images), threshold=settings.det_threshold, limit_faces=1, min_face_size=0
+        images=image_refs(body, settings.max_images),
+        threshold=engine().detector.threshold,
+        limit_faces=1,
+        min_face_size=0,
     )
     results, _ = extract_results(params)
     vectors, statuses = [], []
@@ -109,7 +112,7 @@ def _enrolment_vectors(body: dict[str, Any]) -> tuple[np.ndarray, list[dict[str,
 
 
 @bp.post("/galleries/<name>/subjects")
-@queued("galleries_enrol")
+@queued
 def enrol(name: str) -> Response:
     body = read_body(request)
     store().describe(name)  # an unknown gallery fails before any model runs
@@ -123,12 +126,12 @@ def _match_json(matches: list[tuple[str, float]]) -> list[dict[str, Any]]:
 
 
 @bp.post("/galleries/<name>/search")
-@queued("galleries_search")
+@queued
 def search(name: str) -> Response:
     body = read_body(request)
     store().index(name)  # unknown gallery or another recognizer's: refused before any model runs
     settings = engine().settings
-    params = extract_params(body, settings.det_threshold, settings.max_images)
+    params = extract_params(body, engine().detector.threshold, settings.max_images)
     top_k = int(number(body, "top_k", 1, 1, MAX_TOP_K))
     threshold = number(body, "gallery_threshold", default_threshold(), -1, 1)
     params = ExtractParams(**{**params.__dict__, "extract_embedding": True})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 import uuid
@@ -43,7 +44,20 @@ def configure(log_format: str, level: str) -> None:
 def endpoint_label() -> str:
     """A bounded label: the matched route, never the raw path."""
     rule = request.url_rule
-    return rule.rule.strip("/").replace("/", "_") or "root" if rule else "unmatched"
+    return route_name(rule.rule) if rule else "unmatched"
+
+
+def route_name(rule: str) -> str:
+    """A route rule as a person and PromQL read it: `/galleries/<name>/search` is
+    `galleries_name_search`, a catch-all (`/docs/<path:path>`, the Swagger UI's files) is the
+    folder it serves (`docs`), `/openapi.json` is `openapi_json`, `/` is `root`. Plain routes
+    keep their names (`extract`, `info`), so queries on them stay as they are."""
+    parts = []
+    for segment in rule.strip("/").split("/"):
+        if segment.startswith("<path:"):
+            break  # everything under a folder is that folder
+        parts.append(segment.strip("<>").rpartition(":")[2] if segment.startswith("<") else segment)
+    return re.sub(r"[^a-z0-9_]+", "_", "_".join(parts).lower()).strip("_") or "root"
 
 
 def register(app: Flask) -> None:

@@ -122,7 +122,24 @@ SCHEMAS: dict[str, Any] = {
     "ExtractRequest": {
         "type": "object",
         "required": ["images"],
-        "properties": {"images": _ref("Images"), **IMAGE_REQUEST_FLAGS},
+        "properties": {
+            "images": _ref("Images"),
+            **IMAGE_REQUEST_FLAGS,
+            "gallery": {
+                "type": ["string", "null"],
+                "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+                "description": "facefleet's addition: each face gets `match`, its best subject in this gallery "
+                "(/galleries) at or above gallery_threshold, or null. The match needs each face's embedding, so "
+                "faces are embedded even with extract_embedding false; vec and norm are then left out of the "
+                "answer, the matches are not. An unknown gallery is 404, another recognizer's 409.",
+            },
+            "gallery_threshold": {
+                **NULL_NUM,
+                "minimum": -1,
+                "maximum": 1,
+                "description": "with gallery: the lowest similarity that is a match (default: the recognizer's)",
+            },
+        },
     },
     "DrawRequest": {
         "type": "object",
@@ -156,6 +173,13 @@ SCHEMAS: dict[str, Any] = {
             "gender": {"type": "null"},
             "age": {"type": "null"},
             "ga_error": {"type": "string"},
+            "match": {
+                "type": ["object", "null"],
+                "description": "only with the request's gallery: the best subject, or null when none reaches the "
+                "threshold",
+                "required": ["subject", "score"],
+                "properties": {"subject": {"type": "string"}, "score": NUM},
+            },
         },
     },
     "ImageResult": {
@@ -184,11 +208,19 @@ SCHEMAS: dict[str, Any] = {
                 },
             },
             "data": {"type": "array", "items": _ref("ImageResult")},
+            "gallery": {
+                "type": "object",
+                "description": "only with the request's gallery: the gallery searched, its version and threshold",
+                "required": ["name", "version", "threshold"],
+                "properties": {"name": {"type": "string"}, "version": {"type": "integer"}, "threshold": NUM},
+            },
         },
     },
     "VerifyRequest": {
         "type": "object",
-        "description": "two images (the largest face of each) or two embeddings; embeddings win when both are sent",
+        "description": "two images or two embeddings; embeddings win when both are sent. Of an image with several "
+        "faces, the largest is compared unless face_indices names one, or all_pairs asks for every pair; the answer "
+        "says which face of each image was compared (faces) and warns when the largest was taken from several.",
         "properties": {
             "images": _ref("VerifyImages"),
             "embeddings": {
@@ -203,6 +235,21 @@ SCHEMAS: dict[str, Any] = {
             },
             "threshold": {**NULL_NUM, "minimum": -1, "maximum": 1},
             "msgpack": NULL_BOOL,
+            "face_indices": {
+                "type": ["array", "null"],
+                "items": {"type": ["integer", "null"], "minimum": 0},
+                "minItems": 2,
+                "maxItems": 2,
+                "description": "the face of each image to compare: its num_det as /extract numbers it (from 0, "
+                "detection order), or null for the largest; a number past the image's faces is 422 no_such_face. "
+                "Ignored with embeddings.",
+            },
+            "all_pairs": {
+                **NULL_BOOL,
+                "description": "compare every face of the first image with every face of the second (an image "
+                "named in face_indices keeps its one face): `pairs` has each, and similarity and same_person are "
+                "the most similar pair's. Ignored with embeddings.",
+            },
         },
         "anyOf": [{"required": ["images"]}, {"required": ["embeddings"]}],
     },
@@ -215,6 +262,51 @@ SCHEMAS: dict[str, Any] = {
             "same_person": BOOL,
             "recognizer": {"type": "string"},
             "took_ms": NUM,
+            "faces": {
+                "type": "array",
+                "minItems": 2,
+                "maxItems": 2,
+                "description": "with images: for each image, how many faces were found, how the compared one(s) "
+                "were chosen, and their num_det and bbox",
+                "items": {
+                    "type": "object",
+                    "required": ["faces_found", "chosen", "compared"],
+                    "properties": {
+                        "faces_found": {"type": "integer"},
+                        "chosen": {"enum": ["largest", "requested", "all"]},
+                        "compared": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["num_det", "bbox"],
+                                "properties": {
+                                    "num_det": {"type": "integer"},
+                                    "bbox": {"type": "array", "items": NUM, "minItems": 4, "maxItems": 4},
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+            "pairs": {
+                "type": "array",
+                "description": "with all_pairs: every pair compared (num_det of each image's face)",
+                "items": {
+                    "type": "object",
+                    "required": ["a", "b", "similarity", "same_person"],
+                    "properties": {
+                        "a": {"type": "integer"},
+                        "b": {"type": "integer"},
+                        "similarity": NUM,
+                        "same_person": BOOL,
+                    },
+                },
+            },
+            "warnings": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "one per image whose largest face was compared by default while it had several",
+            },
         },
     },
     "Attempt": {
@@ -377,6 +469,10 @@ def _core() -> dict[str, Any]:
                 "Detect faces and extract embeddings",
                 "ExtractRequest",
                 _json_or_msgpack(_ref("ExtractResponse"), "one entry per image, failed ones included"),
+                {
+                    404: _error("with gallery: no such gallery (not_found)"),
+                    409: _error("with gallery: made with another recognizer (wrong_recognizer)"),
+                },
             ),
             "/draw_detections": _post("Draw the detected faces of the first image", "DrawRequest", JPEG),
             "/multipart/draw_detections": _multipart_draw(),
@@ -384,7 +480,7 @@ def _core() -> dict[str, Any]:
                 "Same person? Two images or two embeddings",
                 "VerifyRequest",
                 _json_or_msgpack(_ref("VerifyResponse"), "similarity and decision"),
-                {422: _error("an image has no face")},
+                {422: _error("an image has no face (no_face), or not the face face_indices names (no_such_face)")},
             ),
             "/info": _get(
                 "Versions, models, providers and fallbacks, defaults",

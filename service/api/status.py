@@ -63,6 +63,10 @@ def info() -> Response:
     defaults = {name: getattr(settings, name) for name in SHOWN_DEFAULTS}
     detector = engine.detector
     defaults["effective_shape_policy"] = detector.policy
+    # What a request without its own threshold gets (setting > model's manifest value > default).
+    defaults["det_threshold"] = detector.threshold
+    if engine.recognizer is not None:
+        defaults["verify_threshold"] = engine.recognizer.threshold
     defaults["engine_slots"] = settings.engine_slots
     return jsonify(
         {
