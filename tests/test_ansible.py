@@ -299,7 +299,8 @@ def test_stop_status_start_and_uninstall_keep_data_and_keys_unless_purged(defaul
     absent = playbook("site.yml", "-e", "facefleet_state=absent", vars_file=default_run.vars_file)
     assert absent.returncode == 0, absent.stdout[-3000:]
     assert not list((prefix / "run").glob("*.pid")) and not any(listening(port) for port in ports)
-    assert not (prefix / "opt").exists()  # environment, wheels, supervisor scripts
+    left = sorted(str(p.relative_to(prefix)) for p in (prefix / "opt").rglob("*")) if (prefix / "opt").exists() else []
+    assert not (prefix / "opt").exists(), left  # environment, wheels, supervisor scripts
     config = prefix / "etc"
     assert sorted(p.name for p in config.rglob("*") if p.is_file()) == ["api-keys", "dashboard-password"]
     assert keys.read_bytes() == key_before
