@@ -101,9 +101,10 @@ def isolated_vars(prefix: Path, models_source: Path) -> dict[str, Any]:
         "monitoring_exporter_port": exporter,
         "monitoring_prometheus_url": f"http://{prometheus}",
         "monitoring_prometheus_listen": prometheus,
-        "monitoring_prometheus_config_dir": str(etc / "prometheus"),
+        # Prometheus' and Grafana's folders are their packages' (/etc/prometheus, /etc/grafana), not facefleet's
+        "monitoring_prometheus_config_dir": str(prefix / "packages" / "prometheus"),
         "monitoring_prometheus_data_dir": str(var / "prometheus"),
-        "monitoring_grafana_provisioning_dir": str(etc / "grafana" / "provisioning"),
+        "monitoring_grafana_provisioning_dir": str(prefix / "packages" / "grafana" / "provisioning"),
         "monitoring_grafana_dashboards_dir": str(var / "grafana" / "dashboards"),
         "monitoring_process_name": "facefleet-test-prometheus",
         # the container role is not run in cpu mode; its paths move too, so nothing can reach the defaults
