@@ -302,11 +302,10 @@ def test_readme_recipes_write_nothing_into_the_checkout():
 
 
 # ---------------------------------------------------------------- item 10: start-up
-def _imported(code: str) -> set[str]:
-    """Top-level modules a fresh interpreter has loaded after running `code`."""
-    probe = f"{code}\nimport sys\nprint(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
-    proc = subprocess.run(
-        [sys.executable, "-c", probe],
+def _python(*argv: str) -> subprocess.CompletedProcess:
+    """This interpreter in a fresh process, without the installed appliance's settings."""
+    return subprocess.run(
+        [sys.executable, *argv],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -314,21 +313,18 @@ def _imported(code: str) -> set[str]:
         check=True,
         timeout=120,
     )
-    return set(proc.stdout.splitlines()[-1].split())
+
+
+def _imported(code: str) -> set[str]:
+    """Top-level modules a fresh interpreter has loaded after running `code`."""
+    probe = f"{code}\nimport sys\nprint(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    return set(_python("-c", probe).stdout.splitlines()[-1].split())
 
 
 def test_help_imports_no_heavy_module():
     """`facefleet --help` and every command's argument parsing load none of onnx, onnxruntime,
     cv2, numpy, matplotlib, requests or flask (onnx alone took 0.95 s here)."""
-    proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "service", "--help"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, OVERRIDE: "none"},
-        check=True,
-        timeout=120,
-    )
+    proc = _python("-X", "importtime", "-m", "service", "--help")
     loaded = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines() if "|" in line}
     assert "service" in loaded and not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
     code = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -47,6 +48,7 @@ def endpoint_label() -> str:
     return route_name(rule.rule) if rule else "unmatched"
 
 
+@functools.cache  # a handful of routes; asked twice per request (request and refusal metrics)
 def route_name(rule: str) -> str:
     """A route rule as a person and PromQL read it: `/galleries/<name>/search` is
     `galleries_name_search`, a catch-all (`/docs/<path:path>`, the Swagger UI's files) is the
