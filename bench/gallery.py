@@ -94,8 +94,9 @@ def measure_enrolment(args: argparse.Namespace, work: Path) -> dict:
     for round_ in range(args.enrol_rounds):
         for photo in photos:
             result = engine.process([photo.read_bytes()], limit_faces=1)[0]
-            if result.faces:
-                store.add_faces("enrol", f"{photo.stem}-{round_}", result.faces[0].embedding[None, :])
+            embedding = result.faces[0].embedding if result.faces else None
+            if embedding is not None:
+                store.add_faces("enrol", f"{photo.stem}-{round_}", embedding[None, :])
     seconds = time.perf_counter() - start
     enrolled = len(photos) * args.enrol_rounds
     rate = round(enrolled / seconds, 2)

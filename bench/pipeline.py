@@ -74,7 +74,10 @@ def main() -> int:
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}",
         "detector": args.det,
         "recognizer": args.rec,
-        "providers": [engine.detector.opened.provider, engine.recognizer.opened.provider],
+        "providers": [
+            engine.detector.opened.provider,
+            engine.recognizer.opened.provider if engine.recognizer else None,
+        ],
         "image": Path(args.image).name,
         "faces": faces,
         "runs": args.runs,

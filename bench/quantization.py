@@ -65,7 +65,8 @@ def open_pair(name: str, settings: Settings) -> tuple:
 
 
 def separation(embeddings: dict[str, np.ndarray]) -> dict[str, float | bool]:
-    same, different = [], []
+    same: list[float] = []
+    different: list[float] = []
     for (a, ea), (b, eb) in itertools.combinations(embeddings.items(), 2):
         (same if IDENTITIES[a] == IDENTITIES[b] else different).append(float(ea @ eb))
     return {

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import requests
@@ -35,21 +36,25 @@ sys.path.insert(0, str(ROOT))
 
 from service.config import Settings  # noqa: E402
 from service.pipeline import FaceEngine  # noqa: E402
+from service.runner import RecordingRunner  # noqa: E402
 from tests.server import Service  # noqa: E402
 
 
 def raw_runner(settings: Settings, image: bytes) -> Callable[[], dict[str, float]]:
     """A function timing one detector and one recognizer session.run() on exactly the inputs
     the service builds for `image` (captured from a real pass through the engine)."""
-    engine = FaceEngine.from_settings(settings)
     captured: dict[str, list[np.ndarray]] = {"det": [], "rec": []}
-    for key, model in (("det", engine.detector), ("rec", engine.recognizer)):
-        model.run = lambda blob, key=key, model=model: captured[key].append(blob) or model.session_run(blob)
+    recorders = {
+        "detection": [RecordingRunner.into(captured["det"])],
+        "recognition": [RecordingRunner.into(captured["rec"])],
+    }
+    engine = FaceEngine.from_settings(settings, extra=recorders)
     engine.process([image])
 
     def run() -> dict[str, float]:
         out = {}
         for key, model in (("det", engine.detector), ("rec", engine.recognizer)):
+            assert model is not None  # both tasks were loaded above
             start = time.perf_counter()
             for blob in captured[key]:
                 model.opened.session.run(None, {model.opened.input_name: blob})
@@ -81,7 +86,7 @@ def one_client(url: str, body: bytes, count: int, raw: Callable[[], dict[str, fl
     return out
 
 
-def load(url: str, body: bytes, clients: int, seconds: float) -> dict[str, float]:
+def load(url: str, body: bytes, clients: int, seconds: float) -> dict[str, Any]:
     """`clients` closed-loop clients for `seconds`: throughput, latency percentiles, status counts.
     A client told 503 waits its Retry-After, as a well-behaved client does."""
     latencies: list[float] = []
@@ -172,7 +177,7 @@ def measure_concurrency(env: dict[str, str], body: bytes, args: argparse.Namespa
 
 def measure_batching(env: dict[str, str], body: bytes, args: argparse.Namespace) -> dict:
     """8 clients with cross-request batching on, then off: images/s and the batch sizes formed."""
-    out = {}
+    out: dict[str, Any] = {}
     for state in ("on", "off"):
         batch_env = {**env, "FACEFLEET_BATCHING": "1" if state == "on" else "0"}
         with started(batch_env, f"batching-{state}") as svc:

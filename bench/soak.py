@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -217,7 +218,8 @@ class Sampler:
             return None
         self.pids.update(pids)
         try:
-            found = {"t": round(time.monotonic() - self._start, 1), "pid": pids[0], **process_figures(pids[0])}
+            found: dict[str, Any] = {"t": round(time.monotonic() - self._start, 1), "pid": pids[0]}
+            found.update(process_figures(pids[0]))
         except (OSError, KeyError):
             return None
         found["requests"], found["phase"] = self.tally.total(), self.phase
@@ -267,7 +269,8 @@ def warm_up(url: str, mix: list[Kind]) -> None:
     plan per input shape, caches, lazily opened files) are not leaks."""
     with requests.Session() as session:
         for kind in mix:
-            for body in kind.bodies or [None]:
+            bodies: list[bytes | None] = [*kind.bodies] or [None]  # a request without a body once
+            for body in bodies:
                 headers = {"Content-Type": "application/json"} if body else {}
                 session.request(kind.method, url + kind.path, data=body, headers=headers, timeout=120)
 

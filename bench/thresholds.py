@@ -145,13 +145,19 @@ def measure_detector(spec: ModelSpec, engine: FaceEngine, images: dict[str, np.n
 def largest_crops(engine: FaceEngine, images: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     one_face = {n: img for n, img in images.items() if n == ASTRONAUT or n in IDENTITIES}
     results = engine.process(list(one_face.values()), embed=False, keep_crops=True)
-    return {n: max(r.faces, key=lambda f: f.size).crop for n, r in zip(one_face, results, strict=True) if r.faces}
+    crops = {}
+    for name, result in zip(one_face, results, strict=True):
+        crop = max(result.faces, key=lambda f: f.size).crop if result.faces else None
+        if crop is not None:
+            crops[name] = crop
+    return crops
 
 
 def measure_recognizer(spec: ModelSpec, recognizer: Recognizer, crops_by_detector: dict[str, dict]) -> Row:
     """Genuine and impostor cosine scores over the crops of every detector."""
     identity = {**IDENTITIES, ASTRONAUT: "collins"}
-    genuine, impostor = [], []
+    genuine: list[float] = []
+    impostor: list[float] = []
     for crops in crops_by_detector.values():
         vectors = dict(zip(crops, recognizer.embed(list(crops.values()))[0], strict=True))
         for a, b in itertools.combinations(sorted(vectors), 2):

@@ -12,6 +12,10 @@ def _dicts(value: Any) -> list[dict[str, Any]]:
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _model(model: dict[str, Any]) -> dict[str, Any]:
     sha = model.get("sha256")
     return {**model, "attempts": _dicts(model.get("attempts")), "sha256": sha if isinstance(sha, str) else ""}
@@ -22,9 +26,9 @@ def clean_info(info: dict[str, Any]) -> dict[str, Any]:
     types the poller and the templates walk; anything else in the wrong place is dropped."""
     if not info:
         return {}
-    ort = info.get("onnxruntime") if isinstance(info.get("onnxruntime"), dict) else {}
+    ort = _dict(info.get("onnxruntime"))
     providers = ort.get("available_providers")
-    models = info.get("models") if isinstance(info.get("models"), dict) else {}
+    models = _dict(info.get("models"))
     return {
         **info,
         "onnxruntime": {
@@ -32,5 +36,5 @@ def clean_info(info: dict[str, Any]) -> dict[str, Any]:
             "available_providers": [str(p) for p in providers] if isinstance(providers, list) else [],
         },
         "models": {str(task): _model(m) for task, m in models.items() if isinstance(m, dict)},
-        "defaults": info.get("defaults") if isinstance(info.get("defaults"), dict) else {},
+        "defaults": _dict(info.get("defaults")),
     }

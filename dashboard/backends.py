@@ -60,7 +60,8 @@ class PollerBackend:
 
 def provider_changes(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """When each model's provider changed, from the stored polls."""
-    changes, last = [], {}
+    changes: list[dict[str, Any]] = []
+    last: dict[str, Any] = {}
     for row in history:
         for model, provider in row["providers"].items():
             if model in last and last[model] != provider:

@@ -31,7 +31,9 @@ class Scrape:
     probe_failure: str | None = None  # why the exporter's own probe of the service fails
 
 
-def _add_sample(scrape: Scrape, name: str, labels: dict[str, str], value: float, temps: dict, rails: dict) -> None:
+def _add_sample(
+    scrape: Scrape, name: str, labels: dict[str, str], value: float, temps: dict[str, float], rails: dict[str, float]
+) -> None:
     """Fold one sample in; a sample without the labels its family must have is left out (an
     appliance's garbage must not take the whole poll cycle down)."""
     if name == "facefleet_http_requests_total":
@@ -63,7 +65,9 @@ def _add_sample(scrape: Scrape, name: str, labels: dict[str, str], value: float,
 
 
 def parse(text: str, at: float) -> Scrape:
-    scrape, temps, rails = Scrape(at), {}, {}
+    scrape = Scrape(at)
+    temps: dict[str, float] = {}
+    rails: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             _add_sample(scrape, sample.name, sample.labels, sample.value, temps, rails)

@@ -1,16 +1,45 @@
-"""gunicorn configuration of the dashboard (`facefleet dashboard` passes it with -c): one
-worker, since the worker runs the poller, with threads for concurrent page views."""
+"""gunicorn under `facefleet dashboard`: one worker, since the worker runs the poller, with
+threads for concurrent page views; the worker builds its app from the settings object it is given."""
 
-from dashboard.config import DashboardSettings
+from __future__ import annotations
 
-_settings = DashboardSettings.from_env()
+from typing import TYPE_CHECKING, Any
 
-bind = f"{_settings.host}:{_settings.port}"
-workers = 1
-worker_class = "gthread"
-threads = 8
-timeout = 60
-accesslog = "-"
-errorlog = "-"
-proc_name = "facefleet-dashboard"
-control_socket_disable = True  # several gunicorn services on one host must not fight over one socket
+from gunicorn.app.base import BaseApplication
+
+from .config import DashboardSettings
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+
+def options(settings: DashboardSettings) -> dict[str, Any]:
+    """gunicorn's settings for the dashboard."""
+    return {
+        "bind": f"{settings.host}:{settings.port}",
+        "workers": 1,
+        "worker_class": "gthread",
+        "threads": 8,
+        "timeout": 60,
+        "accesslog": "-",
+        "errorlog": "-",
+        "proc_name": "facefleet-dashboard",
+        "control_socket_disable": True,  # several gunicorn services on one host must not fight over one socket
+    }
+
+
+class DashboardApplication(BaseApplication):
+    """gunicorn running the dashboard's app, built in its worker from the settings it was given."""
+
+    def __init__(self, settings: DashboardSettings) -> None:
+        self.settings = settings
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in options(self.settings).items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        from . import create_app
+
+        return create_app(self.settings)

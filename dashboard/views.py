@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import Any, ParamSpec
 
 from flask import (
     Blueprint,
@@ -19,6 +20,7 @@ from flask import (
     session,
     url_for,
 )
+from werkzeug.wrappers import Response as BaseResponse
 
 from .backends import Backend
 from .status import ORDER
@@ -36,15 +38,18 @@ SORTS = {
 }
 
 
+P = ParamSpec("P")
+
+
 def backend() -> Backend:
     return current_app.extensions["facefleet.backend"]
 
 
-def login_required(view):
+def login_required(view: Callable[P, Any]) -> Callable[P, Any]:
     """Every page and API needs the login once a password is configured (the Ansible role sets one)."""
 
     @wraps(view)
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
+    def wrapped(*args: P.args, **kwargs: P.kwargs) -> Any:
         if current_app.config["FACEFLEET_PASSWORD"] and not session.get("user"):
             if request.blueprint == "api" or request.path.startswith("/fragment"):
                 response = jsonify({"error": {"code": "unauthorized", "message": "log in first"}})
@@ -128,6 +133,6 @@ def login() -> Any:
 
 
 @auth.post("/logout")
-def logout() -> Response:
+def logout() -> BaseResponse:
     session.clear()
     return redirect(url_for("auth.login"))

@@ -1,4 +1,5 @@
-"""The WSGI entry point gunicorn loads: `dashboard.wsgi:app` (one worker: it owns the poller)."""
+"""A WSGI entry point for a gunicorn command line of your own (`dashboard.wsgi:app`, one worker: it
+owns the poller); settings from the environment, read once here. `facefleet dashboard` does not use it."""
 
 from . import create_app
 

@@ -2,9 +2,10 @@
 # The whole test suite, set-up included: the Debian packages the tests use (prometheus for a
 # real Prometheus server and promtool, chromium for the browser tests, which Playwright drives
 # without ever downloading a browser, openssh-server and iproute2 for the Ansible fleet test),
-# facefleet with its test extras in .venv, then ruff and pytest on the real models and photos
-# of ../shared. Extra arguments go to pytest. Runs as root: the Ansible tests provision this
-# machine (the default inventory) and make network namespaces.
+# facefleet with its test extras in .venv, then ruff, mypy and pytest on the real models and photos
+# of ../shared. Extra arguments go to pytest (`-m "not slow"`: the everyday loop, CONTRIBUTING.md).
+# Runs as root: the Ansible tests provision this machine (the default inventory) and make network
+# namespaces.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 missing=()
@@ -32,4 +33,5 @@ FACEFLEET_EXTRAS=test,cpu bash "$root/scripts/bootstrap.sh"
 cd "$root"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/python scripts/typecheck.py  # mypy with pyproject's [tool.mypy], on the package as installed
 .venv/bin/python -m pytest "$@"

@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import OPTIONS
 from .errors import ConfigError
+from .settings import flat_knobs
 
 DEFAULT_ENV_FILE = "/etc/facefleet/service.env"
 OVERRIDE = "FACEFLEET_APPLIANCE_ENV"
@@ -88,8 +88,8 @@ def merged_environ(appliance: ApplianceEnv, environ: Mapping[str, str] | None = 
     environ = os.environ if environ is None else environ
     given = {k: v for k, v in environ.items() if v != ""}
     merged = dict(appliance.values)
-    for spec in OPTIONS.values():
-        names = (spec["env"], *spec["aliases"])
+    for spec in flat_knobs().values():
+        names = spec.variables
         if any(name in given for name in names):
             for name in names:
                 merged.pop(name, None)
@@ -101,11 +101,11 @@ def source_of(name: str, flag_value: object, flag: str, appliance: ApplianceEnv)
     """Where a setting's value came from, in the words an operator can act on."""
     if flag_value is not None:
         return flag
-    spec = OPTIONS[name]
-    for var in (spec["env"], *spec["aliases"]):
+    spec = flat_knobs()[name]
+    for var in spec.variables:
         if os.environ.get(var):
             return var
-    if appliance.path and any(var in appliance.values for var in (spec["env"], *spec["aliases"])):
+    if appliance.path and any(var in appliance.values for var in spec.variables):
         return appliance.path
     if os.environ.get("FACEFLEET_CONFIG"):
         return os.environ["FACEFLEET_CONFIG"]

@@ -75,7 +75,9 @@ class Batcher:
                 if rows >= self._max_batch or remaining <= 0 or len(self._pending) >= self._active():
                     break
                 self._cv.wait(remaining)
-            batch, rest, rows = [], [], 0
+            batch: list[_Job] = []
+            rest: list[_Job] = []
+            rows = 0
             for job in self._pending:
                 fits = job.blob.shape[1:] == shape and (not batch or rows + len(job.blob) <= self._max_batch)
                 (batch if fits else rest).append(job)

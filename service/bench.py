@@ -7,7 +7,6 @@ depend on the pixel values."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import statistics
 import time
@@ -18,20 +17,21 @@ import numpy as np
 from tqdm import tqdm
 
 from . import gpuprobe
-from .config import PROVIDER_NAMES, Settings
 from .errors import FacefleetError
 from .loader import load_model
 from .manifest import load_manifest
-from .runtime import ort_module, warmup_input
+from .ort import ort_module
+from .runtime import warmup_input
+from .settings import PROVIDER_NAMES, Settings
 
 
 def _time_model(name: str, settings: Settings, provider: str, runs: int, warmup: int) -> dict[str, Any]:
-    pinned = dataclasses.replace(settings, providers=(provider,))
+    pinned = settings.replace(providers=(provider,))
     start = time.perf_counter()
     opened, _ = load_model(load_manifest().get(name), pinned)
     first_s = time.perf_counter() - start  # includes a TensorRT engine build on its first run
-    hw = (settings.det_size[1], settings.det_size[0])
-    input_name, blob = warmup_input(opened.session, opened.input_shape[2:] if all(opened.input_shape[2:]) else hw)
+    width, height = settings.engine.det_size
+    input_name, blob = warmup_input(opened.session, _fixed_hw(opened.input_shape, (height, width)))
     blob[...] = np.linspace(-1, 1, blob.size, dtype=np.float32).reshape(blob.shape)
     for _ in range(warmup):
         opened.session.run(None, {input_name: blob})
@@ -48,6 +48,13 @@ def _time_model(name: str, settings: Settings, provider: str, runs: int, warmup:
         "median_ms": round(statistics.median(times), 2),
         "times_ms": [round(t, 2) for t in times],
     }
+
+
+def _fixed_hw(shape: tuple[int | None, ...], fallback: tuple[int, int]) -> tuple[int, int]:
+    """The model's own input height and width where it fixes them, else the configured detection size."""
+    if len(shape) == 4 and shape[2] and shape[3]:
+        return shape[2], shape[3]
+    return fallback
 
 
 def why_not(provider: str, settings: Settings, offered: list[str]) -> str | None:

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .appliance import ApplianceEnv, merged_environ, read_appliance_env, source_of
-from .config import Settings, _parse_providers, _parse_size
 from .errors import FacefleetError, ImageError
 from .humanize import fixed, human_size
 from .manifest import ModelSpec, load_manifest
+from .settings import Settings, parse_providers, parse_size
 
 if TYPE_CHECKING:  # numpy, cv2, onnx and onnxruntime load where a command needs them: --help stays fast
     from .pipeline import ImageResult
@@ -310,17 +310,15 @@ def _read_each(paths: list[str]) -> list[bytes | ImageError]:
 def _detect_json(paths: list[str], results: list[ImageResult]) -> str:
     """`facefleet detect --json`: answers like /extract with landmarks asked for."""
     from .api.extract import face_json
-    from .api.params import ExtractParams
 
-    fields = ExtractParams(images=[], threshold=0.0, limit_faces=0, min_face_size=0, return_landmarks=True)
     payload = [
         {
             "image": path,
             "status": "ok" if r.ok else "failed",
             **(
-                {"faces": [face_json(f, i, fields) for i, f in enumerate(r.faces)]}
+                {"faces": [face_json(f, i, landmarks=True) for i, f in enumerate(r.faces)]}
                 if r.ok
-                else {"error": {"code": r.error.code, "message": str(r.error)}}
+                else {"error": {"code": r.error.code if r.error else "failed", "message": str(r.error)}}
             ),
         }
         for path, r in zip(paths, results, strict=True)
@@ -474,11 +472,20 @@ def _print_matrix(args: argparse.Namespace, first: Any, second: Any, scores: Any
 # ---------------------------------------------------------------- serve
 def cmd_serve(args: argparse.Namespace) -> int:
     """Check what can be checked before gunicorn starts (settings, model files), so a bad
-    configuration is one line and a non-zero exit rather than workers failing to boot."""
-    from .api.auth import load_keys
+    configuration is one line and a non-zero exit rather than workers failing to boot; then run
+    gunicorn in this process with the settings object (each worker builds its app from it)."""
     from .modelfiles import require_model_file
 
     settings = _settings(args, host=args.host, port=args.port, workers=args.workers, threads=args.threads)
+    # prometheus_client reads its folder from the environment when it is first imported (by the app's modules,
+    # here already: their metrics write their files there at once; gunicorn's on_starting empties it after).
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = settings.metrics_path
+    try:
+        Path(settings.metrics_path).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FacefleetError(f"cannot create the metrics folder {settings.metrics_path}: {exc.strerror}") from None
+    from .api.auth import load_keys
+
     load_keys(settings)
     manifest = load_manifest()
     for name in (settings.det_name or manifest.default_detection, settings.rec_name or manifest.default_recognition):
@@ -487,37 +494,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     # Before "serving on": gunicorn would retry a taken port for seconds, then fail in its own words.
     require_free(settings.host, settings.port, "--port or FACEFLEET_PORT")
-    env = dict(os.environ)
-    env.update(_as_environment(settings))
-    env["PROMETHEUS_MULTIPROC_DIR"] = settings.metrics_path
-    # One malloc arena per thread would keep each thread's freed image buffers: cap them.
-    env.setdefault("MALLOC_ARENA_MAX", "2")
+    _cap_malloc_arenas()
     url_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     print(
         f"facefleet serving on http://{url_host}:{settings.port}  (API docs: http://{url_host}:{settings.port}/docs)",
         flush=True,
     )
-    conf = Path(__file__).with_name("gunicorn_conf.py")
-    argv = [sys.executable, "-m", "gunicorn", "-c", str(conf), "service.api.wsgi:app"]
-    os.execve(sys.executable, argv, env)
-    return 0  # not reached
+    from .gunicorn_conf import ServiceApplication
+
+    ServiceApplication(settings).run()
+    return 0  # not reached: gunicorn's master exits itself
 
 
-def _as_environment(settings: Settings) -> dict[str, str]:
-    """Settings as FACEFLEET_* variables, so gunicorn's workers rebuild exactly these."""
-    from .config import OPTIONS
+def _cap_malloc_arenas() -> None:
+    """One malloc arena per thread would keep each thread's freed image buffers: cap them at 2,
+    what MALLOC_ARENA_MAX=2 does (glibc reads that variable only when a process starts, so this
+    process asks with mallopt). An operator's own MALLOC_ARENA_MAX wins."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return
+    import contextlib
+    import ctypes
 
-    env = {}
-    for name, spec in OPTIONS.items():
-        value = getattr(settings, name)
-        if value is None:  # unset (a threshold left to the model): the workers leave it unset too
-            continue
-        if isinstance(value, tuple):
-            value = ",".join(map(str, value))
-        elif isinstance(value, bool):
-            value = "true" if value else "false"
-        env[spec["env"]] = str(value)
-    return env
+    m_arena_max = -8  # glibc's malloc.h
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to cap
+        ctypes.CDLL(None).mallopt(m_arena_max, 2)
 
 
 # ---------------------------------------------------------------- exporter
@@ -545,7 +545,7 @@ def cmd_exporter(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- dashboard
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    """Validate the dashboard's settings here (one line on error), then exec gunicorn."""
+    """Validate the dashboard's settings here (one line on error), then run gunicorn with them."""
     from dashboard.config import DashboardSettings
 
     flags = {
@@ -564,12 +564,11 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     from .ports import require_free
 
     require_free(settings.host, settings.port, "--port or FACEFLEET_DASHBOARD_PORT")
-    env = dict(os.environ)
-    env.update({f"FACEFLEET_DASHBOARD_{k.upper()}": str(v) for k, v in flags.items() if v is not None})
     print(f"facefleet dashboard on http://{settings.host}:{settings.port}/", flush=True)
-    conf = Path(__file__).resolve().parent.parent / "dashboard" / "gunicorn_conf.py"
-    os.execve(sys.executable, [sys.executable, "-m", "gunicorn", "-c", str(conf), "dashboard.wsgi:app"], env)
-    return 0  # not reached
+    from dashboard.gunicorn_conf import DashboardApplication
+
+    DashboardApplication(settings).run()
+    return 0  # not reached: gunicorn's master exits itself
 
 
 # ---------------------------------------------------------------- bench
@@ -686,7 +685,7 @@ def _common() -> argparse.ArgumentParser:
         "--models-dir", help="model files folder [FACEFLEET_MODELS_DIR, default ./models or the appliance's]"
     )
     group.add_argument("--cache-dir", help="prepared models and engine caches [FACEFLEET_CACHE_DIR]")
-    group.add_argument("--providers", type=_parse_providers, help="chain, e.g. tensorrt,cuda,cpu [FACEFLEET_PROVIDERS]")
+    group.add_argument("--providers", type=parse_providers, help="chain, e.g. tensorrt,cuda,cpu [FACEFLEET_PROVIDERS]")
     group.add_argument("--det", help="detector manifest name [FACEFLEET_DET_NAME]")
     group.add_argument("--rec", help="recognizer manifest name [FACEFLEET_REC_NAME]")
     group.add_argument("--shape-policy", choices=("fixed", "fit"), help="detector input shape [FACEFLEET_SHAPE_POLICY]")
@@ -738,7 +737,7 @@ def _model_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_models_verify)
     p = models.add_parser("prepare", parents=[common], help="write the prepared (fixed) copies into the cache")
     p.add_argument("names", nargs="*", help="default: the configured or default pack")
-    p.add_argument("--size", type=_parse_size, help="fix a dynamic detector's input to WIDTH,HEIGHT (TensorRT)")
+    p.add_argument("--size", type=parse_size, help="fix a dynamic detector's input to WIDTH,HEIGHT (TensorRT)")
     p.set_defaults(func=cmd_models_prepare)
     p = models.add_parser("synth", parents=[common], help="an architecture-faithful model with random weights")
     p.add_argument("name", help="glintr100, scrfd_10g_gnkps (alias scrfd_10g_kps), scrfd_10g_bnkps or scrfd_2.5g")

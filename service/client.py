@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import key_lines
 from .errors import ConfigError
+from .settings import key_lines
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ def _session(codes: np.ndarray) -> Any:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from .runtime import ort_module
+    from .ort import ort_module
 
     graph = helper.make_graph(
         [helper.make_node("MatMulInteger", ["a", "codes", "a_zero"], ["y"])],

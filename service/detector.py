@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import scrfd, yunet
-from .batcher import RunFn
 from .config import Settings
 from .manifest import ModelSpec
 from .nms import nms
-from .runtime import OpenedSession
+from .runner import Chain, build_runner
+from .runtime import OpenedSession, SessionSlot
 from .shapes import Placement, letterbox, plan, to_blob
 from .thresholds import det_threshold
 from .timing import Timings, maybe
@@ -33,29 +33,53 @@ class Detections:
         return len(self.scores)
 
 
+def batch_limit(spec: ModelSpec, opened: OpenedSession, settings: Settings) -> int:
+    """Images per detector run: FACEFLEET_DET_BATCH_SIZE when the file takes a batch (a dynamic
+    batch axis and a batched output layout), else 1."""
+    batchable = opened.input_shape[0] is None and spec.layout != "scrfd_flat"
+    return settings.det_batch_size if batchable else 1
+
+
 class Detector:
-    def __init__(self, spec: ModelSpec, opened: OpenedSession, settings: Settings) -> None:
+    """One detection model. Its runs go through `chain` (service/runner.py), built before the
+    model and never replaced; without one, the bare session."""
+
+    def __init__(
+        self, spec: ModelSpec, opened: OpenedSession | SessionSlot, settings: Settings, chain: Chain | None = None
+    ) -> None:
         self.spec = spec
-        self.opened = opened
+        self.slot = opened if isinstance(opened, SessionSlot) else SessionSlot(opened)
         self.settings = settings
+        self.chain = chain or build_runner(spec, self.slot)
+        opened = self.slot.opened
         names = [o.name for o in opened.session.get_outputs()]
         family = yunet if spec.family == "yunet" else scrfd
         self._decode = family.decode
         self._groups = family.group_outputs(names, spec.strides)
-        fixed = opened.input_shape[2:]
-        if all(fixed):
+        fixed_h, fixed_w = opened.input_shape[2:4]
+        self.policy: str
+        self.det_size: tuple[int, int]
+        if fixed_h and fixed_w:
             # A fixed-input file (or TensorRT copy) dictates geometry whatever the policy says.
-            self.policy, self.det_size = "fixed", (fixed[1], fixed[0])
+            self.policy, self.det_size = "fixed", (fixed_w, fixed_h)
         else:
             self.policy, self.det_size = settings.shape_policy, settings.det_size
         self.batched_output = spec.layout != "scrfd_flat"
         self.batchable = opened.input_shape[0] is None and self.batched_output
-        self.max_batch = settings.det_batch_size if self.batchable else 1
-        self.run: RunFn = self.session_run
+        self.max_batch = batch_limit(spec, opened, settings)
+
+    @property
+    def opened(self) -> OpenedSession:
+        """The session the model runs on now (a failover may have replaced the first one)."""
+        return self.slot.opened
+
+    def run(self, blob: np.ndarray) -> list[np.ndarray]:
+        """One call through the whole chain (failover, batching, observer)."""
+        return self.chain.run(blob)
 
     def session_run(self, blob: np.ndarray) -> list[np.ndarray]:
-        """One model run; the engine may swap `run` for a cross-request batcher."""
-        return self.opened.session.run(None, {self.opened.input_name: blob})
+        """One unbatched, unobserved run (session, failover and extra links): what /health uses."""
+        return self.chain.direct(blob)
 
     @property
     def threshold(self) -> float:
@@ -84,7 +108,8 @@ class Detector:
         makes every anchor a candidate, and each face kept costs an alignment and an embedding."""
         limit = self.settings.max_faces
         top = np.argsort(-scores, kind="stable")[: limit * CANDIDATES_PER_FACE]
-        return top[nms(boxes[top], scores[top], self.settings.nms_iou)][:limit]
+        kept: np.ndarray = top[nms(boxes[top], scores[top], self.settings.nms_iou)][:limit]
+        return kept
 
     def _run_chunk(
         self,

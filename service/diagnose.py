@@ -27,7 +27,7 @@ def tegra_release(root: Path = Path("/")) -> dict[str, str] | None:
 
 
 def environment_report(device_id: int = 0) -> dict[str, Any]:
-    from .runtime import ort_module
+    from .ort import ort_module
 
     ort = ort_module()
     return {

@@ -10,17 +10,18 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 from . import bundle
-from .config import Settings
 from .errors import FacefleetError
 from .gallery import Recognizer, check_name, check_subject
 from .manifest import load_manifest
 from .modelfiles import require_model_file
 from .pipeline import FaceEngine, first_face
+from .settings import Settings
 
 log = logging.getLogger("facefleet.gallery")
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -57,7 +58,9 @@ def build(settings: Settings, folder: Path, name: str, version: int | None = Non
     subjects = photos_by_subject(folder)
     engine = FaceEngine.from_settings(settings)
     identity = recognizer_identity(settings)
-    rows, kept, skipped = [], [], []
+    rows: list[np.ndarray] = []
+    kept: list[tuple[str, dict[str, Any], int]] = []
+    skipped: list[str] = []
     total = sum(len(p) for p in subjects.values())
     with tqdm(total=total, desc=f"enrolling {name}", unit="photo") as progress:
         for subject, photos in subjects.items():
@@ -82,10 +85,10 @@ def build(settings: Settings, folder: Path, name: str, version: int | None = Non
 def _embed(engine: FaceEngine, photos: list[Path], skipped: list[str]) -> list[np.ndarray]:
     """The largest face of each photo; a photo without one is noted, not fatal."""
     results = engine.process([p.read_bytes() for p in photos], limit_faces=1)
-    vectors = []
+    vectors: list[np.ndarray] = []
     for photo, result in zip(photos, results, strict=True):
         vector, why = first_face(result)
-        if why is not None:
+        if vector is None:
             skipped.append(f"{photo}: {why}")
         else:
             vectors.append(vector)

@@ -3,9 +3,10 @@
 A CUDA or TensorRT session that warmed up fine can still fail later on a Jetson (CUDA failure
 700, an illegal memory access; cudaErrorLaunchFailure; a TensorRT enqueue failure), and a
 broken CUDA context stays broken: every later run fails too. Every run of a model goes through
-its Failover: an error of the provider (not of the input) reopens the model's file on the rest
-of the chain, the failed run is retried on the new session so the client sees no error, and
-the story is kept for /info, /health and the metrics. The last provider of the chain (the CPU)
+the Failover link of its chain (service/runner.py): an error of the provider (not of the input)
+reopens the model's file on the rest of the chain and swaps it into the model's SessionSlot, the
+failed run is retried on the new session so the client sees no error, and the story is kept for
+/info and /health and reported to the engine's observer (the metrics). The last provider of the chain (the CPU)
 has nowhere to go: its errors go up unchanged.
 """
 
@@ -17,16 +18,18 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from . import metrics
 from .config import Settings
 from .manifest import ModelSpec
-from .runtime import Attempt, OpenedSession, RuntimeFailure, first_line, open_session
+from .observer import EngineObserver, ModelReport, NullObserver
+from .runtime import Attempt, OpenedSession, RuntimeFailure, SessionSlot, first_line, open_session
 
 log = logging.getLogger(__name__)
+
+RunFn = Callable[[np.ndarray], list[np.ndarray]]
 
 # Text of errors raised by the GPU stack, whatever exception type onnxruntime wraps them in.
 GPU_ERROR = re.compile(r"CUDA|cuDNN|cuBLAS|cuFFT|TensorRT|\bTRT\b|\bGPU\b|NVRTC|illegal memory access", re.IGNORECASE)
@@ -36,13 +39,6 @@ BAD_INPUT = re.compile(
 )
 
 Reopen = Callable[[OpenedSession, tuple[str, ...]], OpenedSession]
-
-
-class Guarded(Protocol):
-    """What a Failover needs of a model (Detector and Recognizer both are one)."""
-
-    spec: ModelSpec
-    opened: OpenedSession
 
 
 def is_bad_input(exc: BaseException) -> bool:
@@ -72,7 +68,7 @@ def reopener(
     (tests inject a fake one), warmed up on the same input size."""
 
     def reopen(failed: OpenedSession, chain: tuple[str, ...]) -> OpenedSession:
-        rest = dataclasses.replace(settings, providers=chain)
+        rest = settings.replace(providers=chain)
         return open_session(
             failed.model_path,
             failed.sha256,
@@ -99,25 +95,40 @@ def degraded_story(failed: OpenedSession, fresh: OpenedSession, failure: Runtime
 
 
 class Failover:
-    """Callable like a model run. Threads run concurrently on the current session; a provider
-    failure takes the lock, and only the first thread that saw the failed session reopens: the
-    others find the model already moved on and retry on the new session."""
+    """The failover link of a model's chain (service/runner.py): callable like a model run.
+    Threads run concurrently on the current session; a provider failure takes the lock, and only
+    the first thread that saw the failed session reopens: the others find the model already
+    moved on and retry on the new session."""
 
-    def __init__(self, model: Guarded, chain: Sequence[str], reopen: Reopen) -> None:
-        self.model = model
+    name = "failover"
+
+    def __init__(
+        self,
+        inner: RunFn,
+        slot: SessionSlot,
+        spec: ModelSpec,
+        chain: Sequence[str],
+        reopen: Reopen,
+        observer: EngineObserver | None = None,
+    ) -> None:
+        self._inner = inner
+        self._slot = slot
+        self._spec = spec
         self.chain = tuple(chain)
         self._reopen = reopen
+        self._observer = observer or NullObserver()
         self._lock = threading.Lock()
         self._stuck: OpenedSession | None = None  # failed, and no provider left could take over
         self.reopens = 0
 
     def __call__(self, blob: np.ndarray) -> list[np.ndarray]:
         """Run on the current session; after a provider failure, again on its successor. Ends:
-        each retry runs further down the finite chain."""
+        each retry runs further down the finite chain. The session is read before the run: if
+        another thread swapped it meanwhile, the failure is retried on the newer one."""
         while True:
-            opened = self.model.opened
+            opened = self._slot.opened
             try:
-                return opened.session.run(None, {opened.input_name: blob})
+                return self._inner(blob)
             except Exception as exc:
                 if not self._moved_on(opened, exc):
                     raise
@@ -127,7 +138,7 @@ class Failover:
         if not is_provider_failure(exc, failed.provider) or not rest_of_chain(self.chain, failed.provider):
             return False
         with self._lock:
-            if self.model.opened is not failed:
+            if self._slot.opened is not failed:
                 return True
             if self._stuck is failed:
                 return False
@@ -135,8 +146,8 @@ class Failover:
 
     def _replace(self, failed: OpenedSession, exc: Exception) -> bool:
         """Reopen on the rest of the chain (under the lock); False when no provider can take over."""
-        name, error = self.model.spec.name, first_line(exc)
-        metrics.record_provider_failure(self.model, failed.provider)
+        name, error = self._spec.name, first_line(exc)
+        self._observer.provider_failed(name, failed.provider)
         log.error(
             "%s: provider %s failed at run time, reopening on the rest of the chain: %s", name, failed.provider, error
         )
@@ -147,17 +158,8 @@ class Failover:
             log.error("%s: no provider left after the %s failure: %s", name, failed.provider, first_line(reopen_error))
             return False
         failure = RuntimeFailure(failed.provider, fresh.provider, error, time.time())
-        self.model.opened = degraded_story(failed, fresh, failure)
+        self._slot.swap(failed, degraded_story(failed, fresh, failure))
         self.reopens += 1
-        metrics.record_failover(self.model, failed.provider)
+        self._observer.failed_over(ModelReport.of(self._spec, self._slot.opened), failed.provider)
         log.warning("%s: now runs on %s after %s failed at run time", name, fresh.provider, failed.provider)
         return True
-
-
-def guard(model: Any, chain: Sequence[str], reopen: Reopen) -> Failover:
-    """Route every run of `model` through a Failover: `session_run` (what the batcher and /health
-    call) and `run` (the default path) both become it."""
-    failover = Failover(model, chain, reopen)
-    model.session_run = failover
-    model.run = failover
-    return failover

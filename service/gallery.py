@@ -13,6 +13,7 @@ with embeddings of the model that made it.
 
 from __future__ import annotations
 
+import builtins
 import json
 import re
 import sqlite3
@@ -198,7 +199,7 @@ class GalleryStore:
         db.execute("COMMIT")
 
     # ------------------------------------------------------------------ galleries
-    def _row(self, db: sqlite3.Connection, name: str) -> sqlite3.Row | tuple:
+    def _row(self, db: sqlite3.Connection, name: str) -> tuple[Any, ...]:
         row = db.execute(
             "SELECT name, version, recognizer, recognizer_sha256, dim, metadata, checksum, updated "
             "FROM galleries WHERE name = ?",
@@ -223,7 +224,7 @@ class GalleryStore:
         row = self._row(db, name)
         return self._describe(db, row)
 
-    def _describe(self, db: sqlite3.Connection, row: tuple) -> dict[str, Any]:
+    def _describe(self, db: sqlite3.Connection, row: tuple[Any, ...]) -> dict[str, Any]:
         subjects, faces = db.execute(
             "SELECT (SELECT count(*) FROM subjects WHERE gallery = ?), (SELECT count(*) FROM faces WHERE gallery = ?)",
             (row[0], row[0]),
@@ -307,7 +308,7 @@ class GalleryStore:
             db.execute("DELETE FROM faces WHERE gallery = ? AND subject = ?", (name, subject))
             self._bump(db, name)
 
-    def subjects(self, name: str) -> list[dict[str, Any]]:
+    def subjects(self, name: str) -> builtins.list[dict[str, Any]]:
         db = self._db()
         self._row(db, name)
         rows = db.execute(
@@ -344,7 +345,8 @@ class GalleryStore:
                 (name, name),
             ).fetchone()
             matrix = np.empty((count, self.recognizer.dim), np.float32)
-            subjects, starts = [], []
+            subjects: builtins.list[str] = []
+            starts: builtins.list[int] = []
             rows = db.execute("SELECT subject, embedding FROM faces WHERE gallery = ? ORDER BY subject, id", (name,))
             for i, (subject, blob) in enumerate(rows):
                 matrix[i] = np.frombuffer(blob, np.float32)
@@ -358,7 +360,7 @@ class GalleryStore:
 
     def search(
         self, name: str, embeddings: np.ndarray, top_k: int, threshold: float
-    ) -> tuple[int, list[list[tuple[str, float]]]]:
+    ) -> tuple[int, builtins.list[builtins.list[tuple[str, float]]]]:
         """(the version searched, per embedding its matches)."""
         index = self.index(name)
         if len(embeddings) == 0:
@@ -367,19 +369,20 @@ class GalleryStore:
 
     def search_groups(
         self, name: str, groups: Sequence[Sequence[np.ndarray]], top_k: int, threshold: float
-    ) -> tuple[int, list[list[list[tuple[str, float]]]]]:
+    ) -> tuple[int, builtins.list[builtins.list[builtins.list[tuple[str, float]]]]]:
         """Matches for groups of embeddings (an image's faces), all searched in one product."""
         flat = [e for group in groups for e in group]
         queries = np.stack(flat) if flat else np.zeros((0, self.recognizer.dim), np.float32)
         version, found = self.search(name, queries, top_k, threshold)
-        out, i = [], 0
+        out: builtins.list[builtins.list[builtins.list[tuple[str, float]]]] = []
+        i = 0
         for group in groups:
             out.append(found[i : i + len(group)])
             i += len(group)
         return version, out
 
     # ------------------------------------------------------------------ bundles
-    def dump(self, name: str) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any], int]], np.ndarray]:
+    def dump(self, name: str) -> tuple[dict[str, Any], builtins.list[tuple[str, dict[str, Any], int]], np.ndarray]:
         """(gallery row, [(subject, metadata, faces)], embeddings in subject order) for a bundle."""
         db = self._db()
         db.execute("BEGIN")
@@ -395,7 +398,7 @@ class GalleryStore:
     def replace(
         self,
         header: dict[str, Any],
-        subjects: list[tuple[str, dict[str, Any], int]],
+        subjects: builtins.list[tuple[str, dict[str, Any], int]],
         matrix: np.ndarray,
     ) -> dict[str, Any]:
         """Install a verified bundle as one transaction: searches see the old gallery until it commits."""

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .ort import ort_module
+
 DRIVER = "libcuda.so.1"  # the NVIDIA driver's user-space library (a Jetson: /usr/lib/aarch64-linux-gnu/tegra)
 PT_LOAD, PT_DYNAMIC = 1, 2
 DT_NULL, DT_NEEDED, DT_STRTAB, DT_RPATH, DT_RUNPATH = 0, 1, 5, 15, 29
@@ -26,7 +28,8 @@ DT_NULL, DT_NEEDED, DT_STRTAB, DT_RPATH, DT_RUNPATH = 0, 1, 5, 15, 29
 
 def _read_cstring(handle: Any, offset: int) -> str:
     handle.seek(offset)
-    return handle.read(256).split(b"\0", 1)[0].decode(errors="replace")
+    raw: bytes = handle.read(256)
+    return raw.split(b"\0", 1)[0].decode(errors="replace")
 
 
 def _segments(handle: Any, header: bytes) -> tuple[list[tuple[int, int, int]], tuple[int, int] | None]:
@@ -92,16 +95,12 @@ def _dlopen(name: str, mode: int = ctypes.DEFAULT_MODE) -> str | None:
 
 
 def capi_dir() -> Path:
-    from .runtime import ort_module
-
     return Path(ort_module().__file__).parent / "capi"
 
 
 def built_for() -> str:
     """What this onnxruntime build expects, from its own build info, e.g. 'onnxruntime-gpu 1.23.2,
     built for CUDA 12.2'."""
-    from .runtime import ort_module
-
     ort = ort_module()
     try:
         from onnxruntime.capi import build_and_package_info as info

@@ -26,9 +26,10 @@ def largest_batch(spec: ModelSpec, settings: Settings) -> int:
     """The largest batch the engine runs the model with, where TensorRT's optimisation profile
     ends: the recognizer's batch size; the detector's, unless its outputs have no batch axis
     (the flat SCRFD layout, run one image at a time; service/detector.py decides the same)."""
+    size: int = settings.rec_batch_size
     if spec.task == "detection":
-        return settings.det_batch_size if spec.layout != "scrfd_flat" else 1
-    return settings.rec_batch_size
+        size = settings.det_batch_size if spec.layout != "scrfd_flat" else 1
+    return size
 
 
 def load_model(

@@ -30,7 +30,7 @@ def require_loopback(url: str, allow_remote: bool) -> None:
     """A load test hits only this machine unless the operator says otherwise."""
     host = urllib.parse.urlsplit(url).hostname or ""
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
     except socket.gaierror:
         raise FacefleetError(f"cannot resolve {host!r}") from None
     remote = [a for a in addresses if not ipaddress.ip_address(a.split("%")[0]).is_loopback]
@@ -156,10 +156,10 @@ def plot(report: dict[str, Any], path: Path) -> None:
     figure, axis = plt.subplots(figsize=(7, 3.5))
     ok = [(at, ms) for at, outcome, ms in report["timeline"] if outcome == "ok"]
     bad = [(at, ms) for at, outcome, ms in report["timeline"] if outcome != "ok"]
-    if ok:
-        axis.scatter(*zip(*ok, strict=True), s=6, label="ok")
-    if bad:
-        axis.scatter(*zip(*bad, strict=True), s=10, marker="x", label="error")
+    for points, size, marker, label in ((ok, 6, "o", "ok"), (bad, 10, "x", "error")):
+        if points:
+            seconds, latencies = zip(*points, strict=True)
+            axis.scatter(seconds, latencies, s=size, marker=marker, label=label)
     axis.set_xlabel("seconds since start")
     axis.set_ylabel("latency (ms)")
     axis.set_title(f"{report['clients']} clients: {report['requests_per_s']} req/s, p95 {report['p95_ms']} ms")

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import os
 import platform
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess as prom_multiprocess
 from prometheus_client.registry import REGISTRY
 
-if TYPE_CHECKING:
-    from .pipeline import FaceEngine
+from .observer import ModelReport
 
 # Inference on a CPU takes tens of ms to seconds; on a Jetson with TensorRT a few ms.
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
@@ -88,19 +87,42 @@ BUILD_INFO = Gauge(
 )
 
 
-def record_models(engine: FaceEngine) -> None:
-    """Provider, fallback count and warm-up time of the engine's models, and the build info."""
-    from . import __version__
-    from .runtime import ort_module
+class PrometheusObserver:
+    """The engine's observer (service/observer.py) as Prometheus metrics: what the engine reports
+    becomes the provider, fallback, node, warm-up, failure and batch-size series above."""
 
-    BUILD_INFO.labels(__version__, ort_module().__version__, platform.python_version()).set(1)
-    for model in engine.models():
-        opened = model.opened
-        MODEL_PROVIDER.labels(model.spec.name, model.spec.task, opened.provider).set(1)
-        MODEL_FALLBACKS.labels(model.spec.name, model.spec.task).set(sum(not a.ok for a in opened.attempts))
-        MODEL_WARMUP.labels(model.spec.name).set(opened.warmup_ms / 1000)
-        PROVIDER_FAILURES.labels(model.spec.name, opened.provider)  # exported as 0 until it happens
-        record_placement(model)
+    def models_loaded(self, reports: Sequence[ModelReport]) -> None:
+        """Provider, fallback count and warm-up time of the engine's models, and the build info."""
+        from . import __version__
+        from .ort import ort_module
+
+        BUILD_INFO.labels(__version__, ort_module().__version__, platform.python_version()).set(1)
+        for report in reports:
+            MODEL_PROVIDER.labels(report.name, report.task, report.provider).set(1)
+            _record_standing(report)
+            PROVIDER_FAILURES.labels(report.name, report.provider)  # exported as 0 until it happens
+            _record_placement(report)
+
+    def model_ran(self, model: str, batch: int) -> None:
+        BATCH_SIZE.labels(model).observe(batch)
+
+    def provider_failed(self, model: str, provider: str) -> None:
+        """Count a provider's run-time failure (once per failed session)."""
+        PROVIDER_FAILURES.labels(model, provider).inc()
+
+    def failed_over(self, report: ModelReport, left: str) -> None:
+        """The model now runs on the next provider: move the provider gauge, recount the fallbacks."""
+        MODEL_PROVIDER.labels(report.name, report.task, left).set(0)
+        MODEL_PROVIDER.labels(report.name, report.task, report.provider).set(1)
+        _record_standing(report)
+        _record_placement(report, left=left)
+
+    def stage(self, name: str, seconds: float) -> None:
+        STAGE_SECONDS.labels(name).observe(seconds)
+
+    def image_done(self, ok: bool, faces: int) -> None:
+        IMAGES.labels("ok" if ok else "failed").inc()
+        FACES.inc(faces)
 
 
 def short_provider(name: str) -> str:
@@ -110,32 +132,21 @@ def short_provider(name: str) -> str:
     return next((short for short, full in PROVIDER_NAMES.items() if full == name), name.lower())
 
 
-def record_placement(model: Any, left: str | None = None) -> None:
+def _record_standing(report: ModelReport) -> None:
+    MODEL_FALLBACKS.labels(report.name, report.task).set(report.fallbacks)
+    MODEL_WARMUP.labels(report.name).set(report.warmup_s)
+
+
+def _record_placement(report: ModelReport, left: str | None = None) -> None:
     """Nodes per provider and the partial-fallback flag of the model's session; absent when its
     placement is unknown. `left`, the provider a failover left, drops to 0 nodes."""
-    spec, opened = model.spec, model.opened
     if left is not None:
-        MODEL_NODES.labels(spec.name, spec.task, left).set(0)
-    if opened.placement is None:
+        MODEL_NODES.labels(report.name, report.task, left).set(0)
+    if report.nodes is None:
         return
-    for provider, count in opened.placement.nodes.items():
-        MODEL_NODES.labels(spec.name, spec.task, short_provider(provider)).set(count)
-    MODEL_PARTIAL_FALLBACK.labels(spec.name, spec.task).set(int(bool(opened.partial_fallback)))
-
-
-def record_provider_failure(model: Any, provider: str) -> None:
-    """Count a provider's run-time failure (service/failover.py calls this once per failed session)."""
-    PROVIDER_FAILURES.labels(model.spec.name, provider).inc()
-
-
-def record_failover(model: Any, failed: str) -> None:
-    """The model now runs on the next provider: move the provider gauge, recount the fallbacks."""
-    spec, opened = model.spec, model.opened
-    MODEL_PROVIDER.labels(spec.name, spec.task, failed).set(0)
-    MODEL_PROVIDER.labels(spec.name, spec.task, opened.provider).set(1)
-    MODEL_FALLBACKS.labels(spec.name, spec.task).set(sum(not a.ok for a in opened.attempts))
-    MODEL_WARMUP.labels(spec.name).set(opened.warmup_ms / 1000)
-    record_placement(model, left=failed)
+    for provider, count in report.nodes.items():
+        MODEL_NODES.labels(report.name, report.task, short_provider(provider)).set(count)
+    MODEL_PARTIAL_FALLBACK.labels(report.name, report.task).set(int(bool(report.partial_fallback)))
 
 
 def exposition() -> bytes:

@@ -11,9 +11,9 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
-from .config import Settings
 from .errors import ModelError
 from .manifest import ModelSpec
+from .settings import ModelsSettings
 
 
 @contextmanager
@@ -58,7 +58,7 @@ def file_sha256(path: Path) -> str:
 def _models_dir_flag(models_dir: str) -> str:
     """` --models-dir DIR` unless DIR is the default one: the fix offered must act on the folder
     that was looked in, not on ./models."""
-    if Path(models_dir) == Path(Settings.models_dir):
+    if Path(models_dir) == Path(ModelsSettings.models_dir):
         return ""
     return f" --models-dir {shlex.quote(models_dir)}"
 

@@ -11,7 +11,8 @@ def iou_matrix(boxes: np.ndarray) -> np.ndarray:
     w = np.clip(np.minimum(x2[:, None], x2) - np.maximum(x1[:, None], x1), 0, None)
     h = np.clip(np.minimum(y2[:, None], y2) - np.maximum(y1[:, None], y1), 0, None)
     inter = w * h
-    return inter / np.maximum(area[:, None] + area - inter, 1e-9)
+    ratio: np.ndarray = inter / np.maximum(area[:, None] + area - inter, 1e-9)
+    return ratio
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
@@ -25,10 +26,11 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
         return np.zeros(0, dtype=np.int64)
     order = np.argsort(-scores, kind="stable")
     overlap = np.triu(iou_matrix(boxes[order]) > iou_threshold, k=1)
-    keep = np.ones(len(order), dtype=bool)
+    keep: np.ndarray = np.ones(len(order), dtype=bool)
     for _ in range(len(order)):
         new_keep = ~(overlap & keep[:, None]).any(axis=0)
         if np.array_equal(new_keep, keep):
             break
         keep = new_keep
-    return order[keep]
+    kept: np.ndarray = order[keep]
+    return kept

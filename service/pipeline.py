@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,16 +17,19 @@ import cv2
 import numpy as np
 
 from .align import CROP_SIZE, align_all
-from .batcher import Batcher, RunFn
 from .config import Settings
 from .decode import decode_image
 from .detector import Detections, Detector
+from .detector import batch_limit as det_batch_limit
 from .errors import FacefleetError, ImageError, NoFaceError
-from .failover import Failover, Reopen, guard, reopener
+from .failover import Failover, Reopen, reopener
 from .loader import load_model
-from .manifest import Manifest, load_manifest
+from .manifest import Manifest, ModelSpec, load_manifest
+from .observer import EngineObserver, ModelReport, NullObserver
 from .recognizer import Recognizer
-from .runtime import OpenedSession, warmup_input
+from .recognizer import batch_limit as rec_batch_limit
+from .runner import Batching, Chain, Link, build_runner
+from .runtime import OpenedSession, SessionSlot, warmup_input
 from .timing import Timings, maybe
 
 
@@ -57,6 +60,38 @@ class ImageResult:
         return self.error is None
 
 
+class ActiveCalls:
+    """How many calls are inside the engine now: what a batcher waits for (a lone call never waits)."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int:
+        return self._count
+
+    @contextmanager
+    def tracked(self) -> Iterator[None]:
+        with self._lock:
+            self._count += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._count -= 1
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """How the engine composes each model's chain (service/runner.py): who observes, whether
+    concurrent calls share runs, how a failed provider is replaced, and extra links by task."""
+
+    observer: EngineObserver = field(default_factory=NullObserver)
+    batching: bool = False
+    reopen: Reopen | None = None
+    extra: Mapping[str, Sequence[Link]] = field(default_factory=dict)
+
+
 class FaceEngine:
     """One detector and one recognizer, opened once and shared by every call."""
 
@@ -66,17 +101,19 @@ class FaceEngine:
         detector: Detector,
         recognizer: Recognizer | None,
         manifest: Manifest,
-        reopen: Reopen | None = None,
-    ):
+        calls: ActiveCalls,
+        observer: EngineObserver | None = None,
+    ) -> None:
         self.settings = settings
         self.detector = detector
         self.recognizer = recognizer
         self.manifest = manifest
-        self._active = 0
-        self._active_lock = threading.Lock()
+        self._calls = calls
         # A provider failing mid-service moves its model down the chain (service/failover.py).
-        reopen = reopen or reopener(settings)
-        self.failovers: dict[str, Failover] = {m.spec.name: guard(m, settings.providers, reopen) for m in self.models()}
+        self.failovers: dict[str, Failover] = {
+            m.spec.name: m.chain.failover for m in self.models() if m.chain.failover is not None
+        }
+        (observer or NullObserver()).models_loaded([ModelReport.of(m.spec, m.opened) for m in self.models()])
 
     def models(self) -> list[Detector | Recognizer]:
         return [m for m in (self.detector, self.recognizer) if m is not None]
@@ -84,34 +121,14 @@ class FaceEngine:
     @property
     def active(self) -> int:
         """Calls inside process()/embed_crops() now: how many could still join a batch."""
-        return self._active
+        return self._calls()
 
-    @contextmanager
-    def _tracked(self) -> Iterator[None]:
-        with self._active_lock:
-            self._active += 1
-        try:
-            yield
-        finally:
-            with self._active_lock:
-                self._active -= 1
+    def _tracked(self) -> AbstractContextManager[None]:
+        return self._calls.tracked()
 
-    def instrument(self, batching: bool, max_wait_s: float, observe: Callable[[str, int], None]) -> None:
-        """Route every model run through `observe(model, batch size)`; with batching on, models
-        that take a batch share runs across concurrent calls."""
-        for model in self.models():
-            name = model.spec.name
-            if batching and model.batchable and model.max_batch > 1:
-                model.run = Batcher(
-                    name,
-                    model.session_run,
-                    model.max_batch,
-                    max_wait_s,
-                    lambda: self._active,
-                    lambda size, name=name: observe(name, size),
-                )
-            else:
-                model.run = _observed(model.session_run, lambda size, name=name: observe(name, size))
+    def chains(self) -> dict[str, tuple[str, ...]]:
+        """What a call to each model goes through, innermost link first."""
+        return {m.spec.name: m.chain.links for m in self.models()}
 
     @classmethod
     def from_settings(
@@ -119,19 +136,33 @@ class FaceEngine:
         settings: Settings,
         *,
         with_recognizer: bool = True,
+        observer: EngineObserver | None = None,
+        batching: bool = False,
+        extra: Mapping[str, Sequence[Link]] | None = None,
         available: Sequence[str] | None = None,
         session_factory: Callable[..., Any] | None = None,
     ) -> FaceEngine:
+        """Open the models and compose their chains. The service passes its observer and
+        `batching=settings.batching` (only a server has concurrent calls to batch); `extra`
+        adds links by task ("detection", "recognition"): recorders, a test's FAKE failure."""
         manifest = load_manifest()
+        wiring = Wiring(
+            observer or NullObserver(), batching, reopener(settings, available, session_factory), extra or {}
+        )
+        calls = ActiveCalls()
         det_spec = manifest.get(settings.det_name or manifest.default_detection)
         opened, _ = load_model(det_spec, settings, available=available, session_factory=session_factory)
-        detector = Detector(det_spec, opened, settings)
+        slot = SessionSlot(opened)
+        chain = compose(det_spec, slot, det_batch_limit(det_spec, opened, settings), settings, wiring, calls)
+        detector = Detector(det_spec, slot, settings, chain)
         recognizer = None
         if with_recognizer:
             rec_spec = manifest.get(settings.rec_name or manifest.default_recognition)
             opened, _ = load_model(rec_spec, settings, available=available, session_factory=session_factory)
-            recognizer = Recognizer(rec_spec, opened, settings)
-        return cls(settings, detector, recognizer, manifest, reopener(settings, available, session_factory))
+            slot = SessionSlot(opened)
+            chain = compose(rec_spec, slot, rec_batch_limit(opened, settings), settings, wiring, calls)
+            recognizer = Recognizer(rec_spec, slot, settings, chain)
+        return cls(settings, detector, recognizer, manifest, calls, wiring.observer)
 
     def process(
         self,
@@ -263,6 +294,22 @@ class FaceEngine:
         return crops
 
 
+def compose(
+    spec: ModelSpec, slot: SessionSlot, max_batch: int, settings: Settings, wiring: Wiring, calls: ActiveCalls
+) -> Chain:
+    """One model's chain, from the engine's wiring: the only caller of build_runner in the engine."""
+    batching = Batching(max_batch, settings.batch_wait_ms / 1000, calls) if wiring.batching else None
+    return build_runner(
+        spec,
+        slot,
+        providers=settings.providers,
+        reopen=wiring.reopen,
+        batching=batching,
+        observer=wiring.observer,
+        extra=wiring.extra.get(spec.task, ()),
+    )
+
+
 def _degradation(opened: OpenedSession) -> dict[str, str]:
     """For /health: a model that left its provider at run time works, but an operator must see it."""
     if not opened.runtime_failures:
@@ -303,15 +350,6 @@ def _as_crop(image: np.ndarray) -> np.ndarray:
     if image.shape[:2] == (CROP_SIZE, CROP_SIZE):
         return image
     return cv2.resize(image, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA)
-
-
-def _observed(run: RunFn, observe: Callable[[int], None]) -> RunFn:
-    def observed(blob: np.ndarray) -> list[np.ndarray]:
-        outputs = run(blob)
-        observe(len(blob))
-        return outputs
-
-    return observed
 
 
 def timed_process(

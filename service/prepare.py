@@ -71,9 +71,9 @@ def fold_blocked_dequantize(model: onnx.ModelProto) -> int:
             keep_nodes.append(node)
             continue
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        arrays = [numpy_helper.to_array(inits[n]) if n else None for n in node.input]
-        zero = arrays[2] if len(arrays) > 2 else None
-        value = _dequantize(arrays[0], arrays[1], zero, attrs.get("axis", 1), attrs.get("block_size", 0))
+        x, scale = (numpy_helper.to_array(inits[n]) for n in node.input[:2])  # both required by the op
+        zero = numpy_helper.to_array(inits[node.input[2]]) if len(node.input) > 2 and node.input[2] else None
+        value = _dequantize(x, scale, zero, attrs.get("axis", 1), attrs.get("block_size", 0))
         graph.initializer.append(numpy_helper.from_array(value.astype(np.float32), node.output[0]))
         folded += 1
     del graph.node[:]
@@ -95,7 +95,7 @@ def _constant_values(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
     return values
 
 
-def _batch_from_input(node: onnx.NodeProto, rest: np.ndarray) -> tuple[list[onnx.NodeProto], onnx.TensorProto]:
+def _batch_from_input(node: onnx.NodeProto, rest: np.ndarray) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
     """Nodes computing [batch of node's data input, *rest]: a shape that follows the batch."""
     import onnx
     from onnx import numpy_helper

@@ -18,6 +18,7 @@ import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -34,7 +35,7 @@ def index_url() -> str:
     return (os.environ.get("FACEFLEET_PYPI_INDEX") or os.environ.get("PIP_INDEX_URL") or DEFAULT_INDEX).rstrip("/")
 
 
-def _open(url: str, accept: str = "*/*"):
+def _open(url: str, accept: str = "*/*") -> Any:
     if not url.startswith(("https://", "http://", "file://")):
         raise PullError(f"refusing to fetch {url!r}: only https, http and file URLs")
     request = urllib.request.Request(url, headers={"Accept": accept, "User-Agent": "facefleet-pull"})

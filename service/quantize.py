@@ -35,6 +35,8 @@ from .manifest import ModelSpec, load_manifest
 from .modelfiles import atomic_target, model_path, require_model_file
 from .prepare import prepare_model
 from .recognizer import Recognizer
+from .runner import Chain, RecordingRunner, build_runner
+from .runtime import SessionSlot
 
 MODES = ("static", "dynamic")
 QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger"}
@@ -62,34 +64,30 @@ def calibration_images(folder: Path, limit: int) -> list[Path]:
     return files[:limit]
 
 
-def _capture(model: Detector | Recognizer, sink: list[np.ndarray]) -> None:
-    """Route the model's runs through a recorder: the calibrator then sees exactly what the
-    service feeds, preprocessing included."""
-
-    def recording(blob: np.ndarray) -> list[np.ndarray]:
-        sink.extend(blob)
-        return model.session_run(blob)
-
-    model.run = recording
+def _opened(spec: ModelSpec, settings: Settings, sink: list[np.ndarray] | None) -> tuple[SessionSlot, Chain]:
+    """The model's session and its chain, with a recorder link when `sink` is given
+    (service/runner.py): the calibrator then sees exactly what the service feeds, preprocessing included."""
+    slot = SessionSlot(load_model(spec, settings)[0])
+    return slot, build_runner(spec, slot, extra=[RecordingRunner.into(sink)] if sink is not None else [])
 
 
 def calibration_blobs(spec: ModelSpec, settings: Settings, photos: list[Path]) -> list[np.ndarray]:
     """One input sample per detector run (per photo) or per face (recognizers)."""
     manifest = load_manifest()
     det_spec = spec if spec.task == "detection" else manifest.get(settings.det_name or manifest.default_detection)
-    detector = Detector(det_spec, load_model(det_spec, settings)[0], settings)
-    blobs: list[np.ndarray] = []
+    runs: list[np.ndarray] = []
+    slot, chain = _opened(det_spec, settings, runs if spec.task == "detection" else None)
+    detector = Detector(det_spec, slot, settings, chain)
     recognizer = None
-    if spec.task == "detection":
-        _capture(detector, blobs)
-    else:
-        recognizer = Recognizer(spec, load_model(spec, settings)[0], settings)
-        _capture(recognizer, blobs)
+    if spec.task != "detection":
+        slot, chain = _opened(spec, settings, runs)
+        recognizer = Recognizer(spec, slot, settings, chain)
     for photo in tqdm(photos, desc=f"calibrating {spec.name}", unit="photo", leave=False):
         image = decode_image(photo.read_bytes(), settings.max_pixels)
         found = detector.detect([image])[0]
         if recognizer is not None and len(found):
             recognizer.embed(align_all(image, found.landmarks))
+    blobs = [sample for run in runs for sample in run]
     if not blobs:
         raise QuantizeError(f"the calibration photos gave no input for {spec.name} (no faces found?)")
     return blobs

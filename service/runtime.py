@@ -9,9 +9,9 @@ asked for, and every attempt is kept with its reason, so /info, the metrics and
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +24,7 @@ import numpy as np
 from . import gpuprobe
 from .config import PROVIDER_NAMES, Settings
 from .errors import ProviderError
+from .ort import ort_module  # also imported from here by diagnose, coarse, bench and api/status
 from .ortlog import first_error, onnxruntime_output_to_log
 from .placement import Placement, Profiling
 
@@ -31,23 +32,6 @@ log = logging.getLogger(__name__)
 
 ONNX_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8}
 MIB = 1024 * 1024
-
-
-@functools.cache
-def ort_module() -> Any:
-    """onnxruntime, imported late so the CLI can explain a missing install in one line.
-
-    Its default logger (provider loading, TensorRT's builder) writes warnings straight to stderr,
-    whatever a session's log level says: errors only from it; the chain's attempts tell the story."""
-    try:
-        import onnxruntime
-    except ImportError:
-        raise ProviderError(
-            "onnxruntime is not installed: `pip install facefleet[cpu]` here, or the onnxruntime-gpu "
-            "wheel from the Jetson AI Lab index on a Jetson"
-        ) from None
-    onnxruntime.set_default_logger_severity(3)
-    return onnxruntime
 
 
 @dataclass(frozen=True)
@@ -118,6 +102,28 @@ class OpenedSession:
             "degraded_at_run_time": bool(self.runtime_failures),
             "runtime_failures": [f.as_dict() for f in self.runtime_failures],
         }
+
+
+class SessionSlot:
+    """A model's current session. Every run reads it; only the model's failover replaces it
+    (under this lock, and only if it still holds the session that failed), so the model object
+    itself never changes after it is built."""
+
+    def __init__(self, opened: OpenedSession) -> None:
+        self._opened = opened
+        self._lock = threading.Lock()
+
+    @property
+    def opened(self) -> OpenedSession:
+        return self._opened
+
+    def swap(self, failed: OpenedSession, fresh: OpenedSession) -> bool:
+        """Put `fresh` in place of `failed`; False (and no change) when `failed` is already gone."""
+        with self._lock:
+            if self._opened is not failed:
+                return False
+            self._opened = fresh
+            return True
 
 
 def device_tag(device_id: int, dt_model: Path = Path("/proc/device-tree/model")) -> str:

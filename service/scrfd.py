@@ -48,9 +48,12 @@ def decode(
     """Boxes (x1, y1, x2, y2), scores and keypoints (K x 5 x 2) above threshold, in input pixels.
 
     `index` picks one image of a batched output; None for the layout without a batch axis."""
+
+    def pick(a: np.ndarray) -> np.ndarray:
+        return a[index] if index is not None else a
+
     all_boxes, all_scores, all_kps = [], [], []
     for stride, (si, bi, ki) in zip(spec.strides, groups, strict=True):
-        pick = (lambda a: a[index]) if index is not None else (lambda a: a)
         scores = pick(outputs[si]).reshape(-1)
         hit = np.flatnonzero(scores >= threshold)
         if hit.size == 0:

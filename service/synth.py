@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -88,7 +89,7 @@ class GraphBuilder:
             h, w = self.hw[x]
             self.hw[out] = (-(-h // stride), -(-w // stride))
 
-    def op(self, kind: str, inputs: list[str], stride: int = 1, **attrs: object) -> str:
+    def op(self, kind: str, inputs: list[str], stride: int = 1, **attrs: Any) -> str:
         out = self.name(kind.lower())
         self.nodes.append(helper.make_node(kind, inputs, [out], name=out, **attrs))
         self.follow(inputs[0], out, stride)
@@ -274,14 +275,14 @@ def scrfd(
     g = GraphBuilder(seed)
     g.hw["input.1"] = input_hw
     heads = [_head(g, x, cfg) for x in _pafpn(g, _backbone(g, "input.1", cfg), cfg)]
-    outputs = []
+    outputs: list[onnx.ValueInfoProto] = []
     for kind, width in (("score", 1), ("bbox", 4), ("kps", 10)):
         for stride, maps in zip(SCRFD_STRIDES, heads, strict=True):
             name = f"{kind}_{stride}" if batched else str(len(outputs) + 1)
             _flatten(g, maps[("score", "bbox", "kps").index(kind)], width, batched, name)
-            dims = [1, "anchors", width] if batched else ["anchors", width]
+            dims: list[str | int] = [1, "anchors", width] if batched else ["anchors", width]
             outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, dims))
-    input_dims = [1, 3, 640, 640] if batched else [1, 3, "height", "width"]
+    input_dims: list[str | int] = [1, 3, 640, 640] if batched else [1, 3, "height", "width"]
     graph = helper.make_graph(
         g.nodes, "scrfd", [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, input_dims)], outputs, g.inits
     )

@@ -11,7 +11,10 @@ from .scrfd import anchor_centers
 
 def group_outputs(names: list[str], strides: tuple[int, ...]) -> list[tuple[int, int, int, int]]:
     """Per stride, the indices of its (cls, obj, bbox, kps) outputs, found by name."""
-    return [tuple(names.index(f"{k}_{s}") for k in ("cls", "obj", "bbox", "kps")) for s in strides]
+    return [
+        (names.index(f"cls_{s}"), names.index(f"obj_{s}"), names.index(f"bbox_{s}"), names.index(f"kps_{s}"))
+        for s in strides
+    ]
 
 
 def decode(

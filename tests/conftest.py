@@ -40,6 +40,15 @@ IDENTITIES = {
 FACE_COUNTS = {**dict.fromkeys(IDENTITIES, 1), "two_people.jpg": 2, "solvay_conference_1927.png": 29}
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m selects: the mark must be there when it does
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Ansible tests provision this machine or test hosts as root and take minutes: they belong to the full
+    suite only, so each is also `slow` and `pytest -m "not slow"` (the everyday loop) leaves them out."""
+    for item in items:
+        if item.get_closest_marker("ansible") is not None and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)
+
+
 def _require_shared() -> None:
     if not SHARED_MODELS.is_dir() or not SHARED_IMAGES.is_dir():
         pytest.skip(f"../shared (real models and photos) not found at {SHARED}")

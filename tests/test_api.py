@@ -7,7 +7,9 @@ import base64
 import http.server
 import io
 import json
+import re
 import threading
+from pathlib import Path
 
 import cv2
 import msgpack
@@ -20,8 +22,9 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from service.api import create_app
-from service.api.openapi import spec as openapi_spec
+from service.api.contract.openapi import document
 from service.manifest import load_manifest
+from service.pipeline import FaceEngine
 
 from .test_decode import _png_header_declaring
 
@@ -62,7 +65,7 @@ def photos(image_bytes):
 
 
 # ----------------------------------------------------------------- OpenAPI conformance
-SPEC = openapi_spec()
+SPEC = document(auth=False)
 REGISTRY = Registry().with_resource("urn:facefleet", DRAFT202012.create_resource(SPEC))
 
 
@@ -72,9 +75,58 @@ def conforms(payload, schema_name: str) -> None:
 
 
 def test_openapi_document_is_valid_and_served(client):
+    """The served document is the one built from the models, valid OpenAPI 3.1, with or without keys."""
     validate_spec(SPEC)
-    served = client.get("/openapi.json").get_json()
-    assert served["paths"].keys() == SPEC["paths"].keys()
+    validate_spec(document(auth=True, open_paths=("/livez", "/health")))
+    assert client.get("/openapi.json").get_json() == SPEC
+
+
+def test_the_document_declares_keys_only_when_authentication_is_on(settings_for):
+    """Security schemes, 401s and open paths with keys on; none of them with FACEFLEET_AUTH=off."""
+    assert "security" not in SPEC and "securitySchemes" not in SPEC["components"]
+    assert not any("401" in op["responses"] for path in SPEC["paths"].values() for op in path.values())
+    keyed = document(auth=True, open_paths=("/livez", "/health", "/metrics", "/openapi.json"))
+    assert keyed["security"] and set(keyed["components"]["securitySchemes"]) == {"ApiKeyHeader", "Bearer"}
+    assert (
+        keyed["paths"]["/livez"]["get"]["security"] == [] and "401" not in keyed["paths"]["/livez"]["get"]["responses"]
+    )
+    assert (
+        "security" not in keyed["paths"]["/extract"]["post"]
+        and "401" in keyed["paths"]["/extract"]["post"]["responses"]
+    )
+
+
+def test_no_schema_is_written_by_hand():
+    """Every schema of the document comes from the models (service/api/contract): no JSON Schema
+    `"type":` is written anywhere in the API's code."""
+    root = Path(__file__).resolve().parents[1] / "service" / "api"
+    written = [
+        f"{path}:{n}"
+        for path in root.rglob("*.py")
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if '"type":' in line
+    ]
+    assert written == []
+
+
+def test_every_route_of_the_app_is_in_the_document(client):
+    """The route table and the Flask routes name the same operations (besides / and the Swagger UI)."""
+    app = client.application
+    served = {
+        (re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule), method.lower())
+        for rule in app.url_map.iter_rules()
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+        if rule.rule != "/" and not rule.rule.startswith(("/docs", "/static"))
+    }
+    documented = {(path, method) for path, item in SPEC["paths"].items() for method in item}
+    assert served == documented
+
+
+def test_gallery_search_errors_are_documented_as_sent():
+    """A failed image of a search carries {"code", "message"}, as /extract's do: the same schema."""
+    schemas = SPEC["components"]["schemas"]
+    assert schemas["SearchImage"]["properties"]["error"] == {"$ref": "#/components/schemas/ErrorDetail"}
+    assert schemas["ImageResult"]["properties"]["error"] == {"$ref": "#/components/schemas/ErrorDetail"}
 
 
 # ----------------------------------------------------------------- /extract
@@ -330,13 +382,12 @@ def test_info_health_livez_docs(client):
 
 
 def test_health_reports_a_broken_model_with_503(settings_for):
-    app = create_app(settings_for())
-    engine = app.extensions["facefleet.engine"]
-
     def broken_run(blob):
         return [np.full((len(blob), 128), np.nan, np.float32)]
 
-    engine.recognizer.session_run = broken_run
+    # A FAKE broken run (no real model breaks on demand), added as a link of the recognizer's chain.
+    engine = FaceEngine.from_settings(settings_for(), extra={"recognition": [lambda inner: broken_run]})
+    app = create_app(engine.settings, engine=engine)
     response = app.test_client().get("/health")
     assert response.status_code == 503
     body = response.get_json()

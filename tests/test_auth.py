@@ -123,6 +123,7 @@ def test_serve_without_keys_exits_with_one_line(default_pack):
     assert result.stderr.strip().count("\n") == 0 and "FACEFLEET_AUTH=off" in result.stderr
 
 
+@pytest.mark.slow  # its own gunicorn, about 5 s; the Flask client tests above cover the rule
 def test_the_real_service_under_gunicorn_requires_the_key(default_pack, tmp_path, image_bytes):
     import base64
 

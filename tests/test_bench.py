@@ -22,6 +22,7 @@ def bench(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # times every model, about 6 s
 def test_table_json_and_plot(shared_models, tmp_path):
     out, png = tmp_path / "bench.json", tmp_path / "bench.png"
     result = bench(

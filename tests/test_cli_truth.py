@@ -245,13 +245,11 @@ def test_no_negative_zero_is_printed():
     assert "-0.0" not in out.getvalue(), out.getvalue()
     assert "box (0.0, 0.0, 10.0, 12.0)" in out.getvalue() and "[+0.000, +0.000, +0.200, -0.300, ...]" in out.getvalue()
     from service.api.extract import face_json
-    from service.api.params import ExtractParams
 
-    fields = ExtractParams(images=[], threshold=0.0, limit_faces=0, min_face_size=0, return_landmarks=True)
     face.landmarks[0] = (-0.001, -0.004)
     face.embedding = np.array([-1e-9, 0.5], np.float32)
     face.bbox[:2] = (-0.001, -0.004)
-    answer = json.dumps(face_json(face, 0, fields))
+    answer = json.dumps(face_json(face, 0, landmarks=True))
     assert not re.search(r"-0\.0(?![0-9])", answer), answer
 
 

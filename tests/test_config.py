@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from service.config import Settings
@@ -77,3 +79,59 @@ def test_gpu_memory_settings_take_onnxruntime_spellings_in_any_case():
         Settings.from_env({"FACEFLEET_CUDNN_CONV_ALGO_SEARCH": "fast"})
     with pytest.raises(ConfigError, match=r"invalid FACEFLEET_GPU_MEM_LIMIT_MB='-1': expected a whole number >= 0"):
         Settings.from_env({"FACEFLEET_GPU_MEM_LIMIT_MB": "-1"})
+
+
+def test_each_setting_lives_in_one_section_and_reads_its_variables():
+    """Sections: every flat name (a FACEFLEET_CONFIG key, a CLI override) is one section's field."""
+    from service.settings import FLAT, SECTIONS, ServerSettings
+
+    assert set(SECTIONS) == {"engine", "server", "auth", "models", "galleries", "metrics", "jetson", "dashboard"}
+    assert len(FLAT) == len(set(FLAT.values())) == 52
+    settings = Settings.from_env({"PORT": "9100", "FACEFLEET_AUTH": "off", "FACEFLEET_PROVIDERS": "cpu"})
+    assert settings.server.port == 9100 and settings.auth.mode == "off" and settings.engine.providers == ("cpu",)
+    assert ServerSettings.from_env({"NUM_WORKERS": "2"}, port=1).workers == 2
+    assert Settings.of(port=5, auth_open_paths=("/livez",)).auth.open_paths == ("/livez",)
+
+
+def test_settings_are_frozen_and_changed_by_copy():
+    settings = Settings.of(providers=("cpu",), api_keys=("k" * 20,))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.server.port = 1  # type: ignore[misc]
+    changed = settings.replace(port=1234, providers=("cuda", "cpu"))
+    assert (changed.server.port, changed.engine.providers) == (1234, ("cuda", "cpu"))
+    assert settings.server.port == 18080 and changed.auth.api_keys == settings.auth.api_keys
+    assert "k" * 20 not in repr(settings)  # keys stay out of logs and tracebacks
+    with pytest.raises(TypeError, match="unexpected setting 'porta'"):
+        Settings.of(porta=1)
+
+
+def test_the_transitional_flat_names_read_the_sections():
+    """Until every caller reads sections: `settings.port` is `settings.server.port`."""
+    settings = Settings.of(port=1234, auth="off", queue_size=3, max_concurrent=1)
+    assert settings.port == 1234 and settings.auth == "off" and settings.gunicorn_threads == 8
+    with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
+        _ = settings.nonsense
+
+
+def test_the_dashboard_section_reads_its_own_variables():
+    settings = Settings.from_env({"FACEFLEET_DASHBOARD_PORT": "18200", "FACEFLEET_PORT": "18081"})
+    assert settings.dashboard.port == 18200 and settings.server.port == 18081
+    with pytest.raises(ConfigError, match=r"^invalid FACEFLEET_DASHBOARD_POOL='0': expected a number above 0$"):
+        Settings.from_env({"FACEFLEET_DASHBOARD_POOL": "0"})
+    # Its secrets' files are the dashboard's own business: another command does not read them.
+    assert Settings.from_env({"FACEFLEET_DASHBOARD_PASSWORD_FILE": "/nonexistent"}).dashboard.password == ""
+
+
+def test_gunicorn_takes_its_options_from_the_settings_object():
+    """`facefleet serve` hands gunicorn the settings, not environment variables: real gunicorn validates them."""
+    from dashboard.gunicorn_conf import DashboardApplication
+    from service.gunicorn_conf import ServiceApplication
+    from service.settings import DashboardSettings
+
+    settings = Settings.of(host="127.0.0.1", port=18181, workers=2, threads=6, log_level="WARNING")
+    cfg = ServiceApplication(settings).cfg
+    assert (cfg.bind, cfg.workers, cfg.threads, cfg.worker_class_str) == (["127.0.0.1:18181"], 2, 6, "gthread")
+    assert (cfg.loglevel, cfg.timeout, cfg.proc_name) == ("warning", 900, "facefleet")
+    assert callable(cfg.on_starting) and callable(cfg.child_exit) and callable(cfg.post_worker_init)
+    dash = DashboardApplication(DashboardSettings(host="127.0.0.1", port=18199)).cfg
+    assert (dash.bind, dash.workers, dash.threads) == (["127.0.0.1:18199"], 1, 8)

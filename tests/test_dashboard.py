@@ -167,6 +167,7 @@ def test_statuses_and_reasons_through_the_json_api(fleet):
     assert requests.get(f"{fleet}/api/appliances/nope", timeout=5).status_code == 404
 
 
+@pytest.mark.slow  # a real browser, about 9 s
 def test_overview_and_appliance_page_in_chromium(fleet):
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} missing: apt-get install chromium (scripts/test.sh does)")

@@ -27,7 +27,9 @@ from prometheus_client.registry import REGISTRY
 
 from service.api import create_app
 from service.failover import is_provider_failure
+from service.metrics import PrometheusObserver
 from service.pipeline import FaceEngine, ImageResult
+from tests.test_pipeline import RecordingObserver
 
 DETECTOR, RECOGNIZER = "scrfd_2.5g", "mobilefacenet"
 GPU_CHAIN = ("cuda", "cpu")
@@ -107,11 +109,21 @@ def gpu_engine(make_settings):
     """An engine whose detector claims CUDA and fails at run time after `good_runs` runs."""
 
     def make(
-        good_runs: int, barrier: threading.Barrier | None = None, chain: tuple[str, ...] = GPU_CHAIN, **flaky: int
+        good_runs: int,
+        barrier: threading.Barrier | None = None,
+        chain: tuple[str, ...] = GPU_CHAIN,
+        batching: bool = False,
+        **flaky: int,
     ) -> tuple[FaceEngine, FlakyFactory]:
         factory = FlakyFactory(DETECTOR, {"CUDAExecutionProvider": good_runs, **flaky}, barrier)
-        settings = make_settings(det_name=DETECTOR, rec_name=RECOGNIZER, providers=chain)
-        engine = FaceEngine.from_settings(settings, available=CUDA_OFFERED, session_factory=factory)
+        settings = make_settings(det_name=DETECTOR, rec_name=RECOGNIZER, providers=chain, batching=batching)
+        engine = FaceEngine.from_settings(
+            settings,
+            observer=PrometheusObserver(),  # what create_app composes: the counters below are Prometheus'
+            batching=batching,
+            available=CUDA_OFFERED,
+            session_factory=factory,
+        )
         assert engine.detector.opened.provider == "cuda"  # the fake really took the detector
         return engine, factory
 
@@ -155,7 +167,8 @@ def test_engine_answers_the_failed_request_on_cpu_with_the_same_faces(gpu_engine
 def test_info_and_health_show_the_run_time_degradation(gpu_engine, make_settings, photo):
     """Through the real Flask app (batching on): the client gets a 200, /info says the detector
     now runs on cpu, that it degraded at run time, when and why; /health stays 200 and says so."""
-    engine, _ = gpu_engine(good_runs=1)
+    engine, _ = gpu_engine(good_runs=1, batching=True)
+    assert any(link.startswith("batcher") for link in engine.recognizer.chain.links)
     settings = make_settings(det_name=DETECTOR, rec_name=RECOGNIZER, providers=GPU_CHAIN, batching=True)
     client = create_app(settings, engine=engine).test_client()
     answer = client.post("/extract", json={"images": {"data": [_b64(photo)]}})
@@ -193,6 +206,27 @@ def test_provider_failure_is_counted_once_and_moves_the_provider_gauge(gpu_engin
     assert promtool, "promtool not found: install Debian's prometheus package (scripts/test.sh does)"
     check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_the_observer_hears_one_failure_and_one_failover(make_settings, photo):
+    """Through the observer interface (a real recording observer): the failed provider once, then
+    the model's new standing (cpu, one fallback), whatever the number of requests after."""
+    observer = RecordingObserver()
+    factory = FlakyFactory(DETECTOR, {"CUDAExecutionProvider": 1})
+    settings = make_settings(det_name=DETECTOR, rec_name=RECOGNIZER, providers=GPU_CHAIN)
+    engine = FaceEngine.from_settings(settings, observer=observer, available=CUDA_OFFERED, session_factory=factory)
+    assert [(r.name, r.provider) for r in observer.loaded] == [(DETECTOR, "cuda"), (RECOGNIZER, "cuda")]
+    for _ in range(3):
+        assert engine.process([photo])[0].ok
+    assert observer.failures == [(DETECTOR, "cuda")]
+    ((report, left),) = observer.failovers
+    assert left == "cuda" and (report.name, report.task, report.provider, report.fallbacks) == (
+        DETECTOR,
+        "detection",
+        "cpu",
+        1,
+    )
+    assert [size for model, size in observer.runs if model == DETECTOR] == [1, 1, 1]  # the retry is one run
 
 
 def test_bad_input_does_not_reopen(gpu_engine, photo):

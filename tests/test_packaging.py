@@ -7,9 +7,12 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow  # builds the wheel, about 4 s
 def test_wheel_contents(tmp_path):
     """Built verbosely, as an install that shows its build does: setuptools has nothing to warn about
     (it printed about 40 lines for each of dashboard/static and dashboard/templates when they were

@@ -81,6 +81,7 @@ def query(api: str, expr: str) -> list[dict]:
     return answer["data"]["result"]
 
 
+@pytest.mark.slow  # waits for Prometheus to scrape both targets, about 6 s
 def test_targets_are_up(stack):
     def both_up() -> bool:
         result = {r["metric"]["job"]: r["value"][1] for r in query(stack["api"], "up")}

@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from types import SimpleNamespace
 
 import onnxruntime as ort
 import pytest
@@ -29,6 +28,7 @@ from service.diagnose import environment_report
 from service.errors import ConfigError, ProviderError
 from service.loader import load_model, trt_fixed_hw
 from service.manifest import load_manifest
+from service.observer import ModelReport
 from service.ortlog import first_error, onnxruntime_output_to_log
 from service.placement import read_profile
 from service.runtime import (
@@ -330,11 +330,6 @@ def test_nodes_are_counted_per_provider_on_a_real_cpu_run(shared_models, cache_d
     assert not list(temporary.iterdir())
 
 
-def _engine_of(opened, spec) -> SimpleNamespace:
-    model = SimpleNamespace(spec=spec, opened=opened)
-    return SimpleNamespace(models=lambda: [model])
-
-
 def test_partial_fallback_is_reported_in_info_metrics_and_the_provider_report(shared_models, cache_dir, caplog, capsys):
     """TensorRT takes the model but leaves its Reshape nodes to the CPU (FAKE build writing
     onnxruntime's profile format): /info's report, the metrics and `facefleet providers` say so."""
@@ -351,7 +346,7 @@ def test_partial_fallback_is_reported_in_info_metrics_and_the_provider_report(sh
     assert placement["cpu_ops"] == ["Reshape"] and placement["cpu_nodes"] >= 1
     assert f"runs on tensorrt, but {placement['cpu_nodes']} of its" in caplog.text
 
-    metrics.record_models(_engine_of(opened, spec))
+    metrics.PrometheusObserver().models_loaded([ModelReport.of(spec, opened)])
     labels = {"model": "mobilefacenet", "task": "recognition"}
     assert REGISTRY.get_sample_value("facefleet_model_partial_fallback", labels) == 1
     cpu_nodes = REGISTRY.get_sample_value("facefleet_model_nodes", {**labels, "provider": "cpu"})
@@ -380,7 +375,7 @@ def test_a_model_entirely_on_the_gpu_is_not_a_partial_fallback(shared_models, ca
     opened, _ = load_model(spec, settings, available=GPU_ORT, session_factory=FakeGpuOnnxruntime())
     assert opened.partial_fallback is False and opened.placement.cpu_nodes == 0
     assert list(opened.placement.nodes) == ["CUDAExecutionProvider"]
-    metrics.record_models(_engine_of(opened, spec))
+    metrics.PrometheusObserver().models_loaded([ModelReport.of(spec, opened)])
     labels = {"model": "mobilefacenet", "task": "recognition"}
     assert REGISTRY.get_sample_value("facefleet_model_partial_fallback", labels) == 0
 

@@ -17,6 +17,7 @@ import pytest
 
 from service.api import create_app
 from service.config import Settings
+from service.pipeline import FaceEngine
 
 KEY = "a" * 20
 LEAKS = ("Traceback", 'File "', "/work/", "site-packages")
@@ -254,20 +255,21 @@ def test_every_response_says_nosniff_and_allows_no_other_origin(client, keyed, p
 def test_an_unexpected_failure_is_a_json_500_without_internals(keyed, photo):
     """A model that raises mid-run (a fake: no real model fails on demand) gives the client a
     request id to quote, never the traceback, which goes to the log."""
-    engine = keyed.extensions["facefleet.engine"]
+    settings = keyed.extensions["facefleet.engine"].settings
 
     def fake_failing_run(blob: np.ndarray) -> list[np.ndarray]:
         raise RuntimeError(f"fake model failure in {Path(__file__)}")
 
-    saved, engine.detector.run = engine.detector.run, fake_failing_run
-    try:
-        response = keyed.test_client().post(
+    failing = FaceEngine.from_settings(settings, extra={"detection": [lambda inner: fake_failing_run]})
+    response = (
+        create_app(settings, engine=failing)
+        .test_client()
+        .post(
             "/extract",
             json={"images": {"data": [base64.b64encode(photo).decode()]}},
             headers={"X-API-Key": KEY, "X-Request-ID": "req-42"},
         )
-    finally:
-        engine.detector.run = saved
+    )
     assert response.status_code == 500 and response.headers["X-Content-Type-Options"] == "nosniff"
     error = response.get_json()["error"]
     assert error["code"] == "internal" and "req-42" in error["message"]

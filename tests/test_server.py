@@ -60,6 +60,7 @@ def hammer(url: str, body: dict, clients: int, seconds: float) -> Counter:
     return counts
 
 
+@pytest.mark.slow  # ten seconds of load
 def test_sixteen_clients_for_ten_seconds_without_errors_and_batches_form(service, photo):
     counts = hammer(service.url, {"images": {"data": [photo]}}, clients=16, seconds=10)
     assert set(counts) == {200}, counts
@@ -94,6 +95,7 @@ def test_promtool_accepts_the_real_metrics(service, photo, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow  # its own gunicorn, about 6 s
 def test_overload_answers_503_with_retry_after_and_nothing_else_fails(default_pack, cache_dir, photo, tmp_path):
     svc = cpu_service(default_pack, cache_dir, tmp_path, FACEFLEET_MAX_CONCURRENT="1", FACEFLEET_QUEUE_SIZE="1")
     try:

@@ -18,11 +18,13 @@ from service.synth import SCRFD_2_5G, SCRFD_10G, iresnet, scrfd, synthesize
 from service.verify import verify_model
 
 
+@pytest.mark.slow  # builds the 65M-parameter graph, about 5 s; the scrfd tests keep the generator fast
 def test_iresnet100_has_glintr100s_parameter_count():
     _, parameters = iresnet()
     assert abs(parameters - 65.1e6) / 65.1e6 < 0.03
 
 
+@pytest.mark.slow  # about 10 s
 def test_synthetic_glintr100_runs_as_the_manifest_describes_it(tmp_path):
     spec = load_manifest().get("glintr100")
     synthesize("glintr100", tmp_path / spec.file)
@@ -66,7 +68,8 @@ def test_scrfd_generator_rebuilds_the_real_2_5g_layer_for_layer(shared_models):
     ]
 
 
-@pytest.mark.parametrize("name", ["scrfd_10g_gnkps", "scrfd_10g_bnkps"])
+# one variant in the fast tier (about 5 s each)
+@pytest.mark.parametrize("name", ["scrfd_10g_gnkps", pytest.param("scrfd_10g_bnkps", marks=pytest.mark.slow)])
 def test_synthetic_scrfd_10g_runs_batched_through_the_detector(tmp_path, name, astronaut):
     """The manifest's prepare steps make the re-export layout batch, GroupNorm's Reshape included."""
     spec = load_manifest().get(name)

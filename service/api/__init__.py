@@ -21,13 +21,14 @@ def create_app(settings: Settings | None = None, engine: FaceEngine | None = Non
     settings = settings or Settings.from_env()
     logs.configure(settings.log_format, settings.log_level)
     keys = auth.load_keys(settings)  # a missing key file stops start-up before the models load
-    engine = engine or FaceEngine.from_settings(settings)
-    engine.instrument(settings.batching, settings.batch_wait_ms / 1000, _observe_batch)
-    metrics.record_models(engine)
+    # A given engine was composed by its caller (observer and batching included: service/runner.py).
+    engine = engine or FaceEngine.from_settings(
+        settings, observer=metrics.PrometheusObserver(), batching=settings.batching
+    )
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = int(settings.max_body_mb * 1e6)
-    app.json.sort_keys = False
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider, the one Flask installs
     app.extensions["facefleet.engine"] = engine
     app.extensions["facefleet.admission"] = Admission(
         settings.engine_slots, settings.queue_size, settings.queue_timeout_s
@@ -38,9 +39,5 @@ def create_app(settings: Settings | None = None, engine: FaceEngine | None = Non
     app.register_blueprint(extract_bp)
     app.register_blueprint(status_bp)
     galleries.register(app, settings, engine)
-    docs.register(app)
+    docs.register(app, settings)
     return app
-
-
-def _observe_batch(model: str, size: int) -> None:
-    metrics.BATCH_SIZE.labels(model).observe(size)

@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response, jsonify, redirect
-from flask_swagger_ui import get_swaggerui_blueprint
+from typing import Any
 
-from .openapi import spec
+from flask import Blueprint, Flask, Response, current_app, jsonify, redirect
+from flask_swagger_ui import get_swaggerui_blueprint
+from werkzeug.wrappers.response import Response as Redirect
+
+from ..config import Settings
+from .auth import ALWAYS_OPEN
+from .contract.openapi import document
 
 bp = Blueprint("docs", __name__)
 
 
+def served_document(settings: Settings) -> dict[str, Any]:
+    """The document of this service: keys and the open paths are declared only when authentication is on."""
+    return document(settings.auth != "off", (*ALWAYS_OPEN, *settings.auth_open_paths))
+
+
 @bp.get("/openapi.json")
 def openapi_json() -> Response:
-    return jsonify(spec())
+    return jsonify(current_app.extensions["facefleet.openapi"])
 
 
 @bp.get("/")
-def index() -> Response:
+def index() -> Redirect:
     return redirect("/docs/", code=302)
 
 
-def register(app: Flask) -> None:
+def register(app: Flask, settings: Settings) -> None:
+    app.extensions["facefleet.openapi"] = served_document(settings)  # built once per worker
     app.register_blueprint(bp)
     app.register_blueprint(get_swaggerui_blueprint("/docs", "/openapi.json", config={"app_name": "facefleet API"}))

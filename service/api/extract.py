@@ -9,7 +9,7 @@ import base64
 import functools
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -26,11 +26,14 @@ from ..timing import Timings
 from . import sources
 from .admission import Admission
 from .codec import read_body, respond, wants_msgpack
+from .contract import models as m
+from .contract.fields import MISSING_IMAGES, bad
+from .contract.models import DrawForm, DrawRequest, ExtractRequest, ImageRef, ImageRequest, VerifyRequest, parse
 from .errors import APIError
 from .logs import endpoint_label
-from .params import ExtractParams, bad, extract_params, flag, image_refs, number, whole
 
 bp = Blueprint("extract", __name__)
+Q = TypeVar("Q", bound=ImageRequest)
 
 GA_UNAVAILABLE = "not available: no gender/age model is configured on this appliance"
 
@@ -43,41 +46,62 @@ def admission() -> Admission:
     return current_app.extensions["facefleet.admission"]
 
 
-def face_json(face: Face, index: int, params: ExtractParams) -> dict[str, Any]:
-    """One face in InsightFace-REST's shape, optional fields as the request asked."""
+def face_fields(
+    face: Face, index: int, landmarks: bool = False, face_data: bool = False, ga: bool = False, vector: bool = True
+) -> dict[str, Any]:
+    """One face's fields in InsightFace-REST's shape and order, optional ones as the request asked."""
     out: dict[str, Any] = {
         "bbox": [round(float(v), 2) + 0.0 for v in face.bbox],  # + 0.0: -0.0 becomes 0.0
         "prob": round(face.score, 5),
         "size": round(face.size, 1),
         "num_det": index,
     }
-    if params.return_landmarks:
+    if landmarks:
         out["landmarks"] = [[round(float(x), 2) + 0.0, round(float(y), 2) + 0.0] for x, y in face.landmarks]
-    if face.embedding is not None:
+    if face.embedding is not None and vector:
         out["norm"] = round(float(face.norm or 0.0), 5)
         out["vec"] = [round(float(v), 7) + 0.0 for v in face.embedding]
-    if params.return_face_data and face.crop is not None:
+    if face_data and face.crop is not None:
         ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(face.crop, cv2.COLOR_RGB2BGR))
         out["facedata"] = base64.b64encode(jpeg.tobytes()).decode() if ok else None
-    if params.extract_ga:
+    if ga:
         out.update({"gender": None, "age": None, "ga_error": GA_UNAVAILABLE})
     return out
 
 
-def _image_json(result: ImageResult, params: ExtractParams, shared_ms: float) -> dict[str, Any]:
+def face_json(face: Face, index: int, landmarks: bool = False, face_data: bool = False, ga: bool = False) -> dict:
+    """One face as /extract answers it (the CLI's `detect --json` prints the same)."""
+    return m.Face.model_validate(face_fields(face, index, landmarks, face_data, ga)).dump()
+
+
+def _face(face: Face, index: int, params: ImageRequest, vector: bool = True) -> dict[str, Any]:
+    return face_fields(
+        face,
+        index,
+        params.return_landmarks,
+        params.return_face_data,
+        params.extract_ga,
+        vector and params.extract_embedding,
+    )
+
+
+def error_of(result: ImageResult) -> m.ErrorDetail:
+    assert result.error is not None
+    return m.ErrorDetail(code=result.error.code, message=result.error.message)
+
+
+def _image(result: ImageResult, params: ImageRequest, shared_ms: float, matches: list[Any] | None) -> m.ImageResult:
     took = round(result.decode_ms + shared_ms, 3)
     if not result.ok:
-        assert result.error is not None
-        return {
-            "status": "failed",
-            "took_ms": took,
-            "faces": [],
-            "error": {"code": result.error.code, "message": result.error.message},
-        }
-    return {"status": "ok", "took_ms": took, "faces": [face_json(f, i, params) for i, f in enumerate(result.faces)]}
+        return m.ImageResult(status="failed", took_ms=took, faces=[], error=error_of(result))
+    faces = [_face(f, i, params) for i, f in enumerate(result.faces)]
+    if matches is not None:  # with a gallery: each face's best match, or null
+        for face, best in zip(faces, matches, strict=True):
+            face["match"] = {"subject": best[0][0], "score": best[0][1]} if best else None
+    return m.ImageResult.model_validate({"status": "ok", "took_ms": took, "faces": faces})
 
 
-def _run(params: ExtractParams, inputs: list[bytes | np.ndarray | ImageError], timings: Timings) -> list[ImageResult]:
+def _run(params: ImageRequest, inputs: list[bytes | np.ndarray | ImageError], timings: Timings) -> list[ImageResult]:
     eng = engine()
     if params.embed_only:
         return eng.embed_crops(inputs, timings)
@@ -131,88 +155,91 @@ def queued(handler: Callable[..., Response]) -> Callable[..., Response]:
 
 
 def extract_results(
-    params: ExtractParams, inputs: list[bytes | np.ndarray | ImageError] | None = None
-) -> tuple[list[ImageResult], dict[str, Any]]:
+    params: ImageRequest, inputs: list[bytes | np.ndarray | ImageError] | None = None
+) -> tuple[list[ImageResult], m.Took]:
     """Read every image (unless given) and run the engine; returns the results and
     InsightFace-REST's `took` block."""
     settings = engine().settings
     start = time.perf_counter()
-    if inputs is None:
-        inputs = sources.read_all(params.images, settings)
+    images: list[bytes | np.ndarray | ImageError] = (
+        [*sources.read_all(image_refs(params.images), settings)] if inputs is None else inputs
+    )
     read_ms = (time.perf_counter() - start) * 1000
     timings = Timings()
-    results = _run(params, inputs, timings)
+    results = _run(params, images, timings)
     queue_s = g.get("queue_s", 0.0)
     _observe(results, timings, queue_s)
     ms = timings.ms()
-    took = {
-        "total_ms": round((time.perf_counter() - start) * 1000, 3),
-        "read_imgs_ms": round(read_ms + ms["decode"], 3),
-        "embed_all_ms": round(sum(v for k, v in ms.items() if k != "decode"), 3),
-    }
+    took = m.Took(
+        total_ms=round((time.perf_counter() - start) * 1000, 3),
+        read_imgs_ms=round(read_ms + ms["decode"], 3),
+        embed_all_ms=round(sum(v for k, v in ms.items() if k != "decode"), 3),
+    )
     if params.verbose_timings:
-        took["queue_ms"] = round(queue_s * 1000, 3)
-        took["stages_ms"] = ms
+        took = m.Took(**took.dump(), queue_ms=round(queue_s * 1000, 3), stages_ms=ms)
     return results, took
+
+
+def image_refs(images: m.Images | None) -> list[ImageRef]:
+    """The request's images; more than FACEFLEET_MAX_IMAGES is a 413."""
+    refs = m.image_refs(images)
+    limit = engine().settings.max_images
+    if len(refs) > limit:
+        raise APIError(413, "too_many_images", f"{len(refs)} images in one request; the limit is {limit}")
+    return refs
+
+
+def detection_threshold(params: Q) -> Q:
+    """The request with its face score threshold set: its own, or the detector's."""
+    if params.threshold is not None:
+        return params
+    return params.model_copy(update={"threshold": engine().detector.threshold})
 
 
 @bp.post("/extract")
 @queued
 def extract() -> Response:
     body = read_body(request)
-    params = extract_params(body, engine().detector.threshold, engine().settings.max_images)
-    gallery = _gallery_option(body)
+    params = detection_threshold(parse(ExtractRequest, body))
+    image_refs(params.images)
+    gallery = _gallery_option(params)
     if gallery:
         current_app.extensions["facefleet.galleries"].index(gallery[0])  # refused before any model runs
     # A gallery match needs each face's embedding: it is computed even with extract_embedding
     # false, and then left out of the answer (InsightFace-REST clients that skip vectors still get matches).
-    run = ExtractParams(**{**params.__dict__, "extract_embedding": True}) if gallery else params
+    run = params.model_copy(update={"extract_embedding": True}) if gallery else params
     results, took = extract_results(run)
     n_ok = sum(r.ok for r in results) or 1
-    shared_ms = took["embed_all_ms"] / n_ok
-    payload = {"took": took, "data": [_image_json(r, params, shared_ms if r.ok else 0.0) for r in results]}
-    if gallery:
-        _add_best_matches(payload, results, *gallery)
-        if not params.extract_embedding:
-            _drop_vectors(payload)
-    return respond(payload, wants_msgpack(request, body))
+    shared_ms = took.embed_all_ms / n_ok
+    if not gallery:
+        data = [_image(r, params, shared_ms if r.ok else 0.0, None) for r in results]
+        answer = m.ExtractResponse(took=took, data=data)
+    else:
+        store = current_app.extensions["facefleet.galleries"]
+        version, matches = store.search_groups(gallery[0], embeddings_of(results), 1, gallery[1])
+        data = [_image(r, params, shared_ms if r.ok else 0.0, found) for r, found in zip(results, matches, strict=True)]
+        searched = m.GallerySearched(name=gallery[0], version=version, threshold=gallery[1])
+        answer = m.ExtractResponse(took=took, data=data, gallery=searched)
+    return respond(answer.dump(), wants_msgpack(request, body))
 
 
-def _drop_vectors(payload: dict[str, Any]) -> None:
-    """What extract_embedding false promises: no vec and no norm, even when a match needed them."""
-    for image in payload["data"]:
-        for face in image["faces"]:
-            face.pop("vec", None)
-            face.pop("norm", None)
-
-
-def _gallery_option(body: dict[str, Any]) -> tuple[str, float] | None:
+def _gallery_option(params: ExtractRequest) -> tuple[str, float] | None:
     """facefleet's addition to /extract: `"gallery": NAME` adds each face's best match."""
-    name = body.get("gallery")
-    if name is None:
+    if params.gallery is None:
         return None
-    if not isinstance(name, str):
-        raise bad("gallery must be a gallery's name")
     recognizer = engine().recognizer
     default = recognizer.threshold if recognizer else DEFAULT_VERIFY_THRESHOLD
-    return name, number(body, "gallery_threshold", default, -1, 1)
+    threshold = params.gallery_threshold
+    return params.gallery, default if threshold is None else threshold
 
 
-def _add_best_matches(payload: dict[str, Any], results: list[ImageResult], name: str, threshold: float) -> None:
-    store = current_app.extensions["facefleet.galleries"]
-    version, matches = store.search_groups(name, embeddings_of(results), 1, threshold)
-    payload["gallery"] = {"name": name, "version": version, "threshold": threshold}
-    for image, found in zip(payload["data"], matches, strict=True):
-        for face, best in zip(image["faces"], found, strict=True):
-            face["match"] = {"subject": best[0][0], "score": best[0][1]} if best else None
-
-
-def _jpeg_of_first(params: ExtractParams, scores: bool, landmarks: bool, sizes: bool) -> Response:
+def _jpeg_of_first(params: ImageRequest, scores: bool, landmarks: bool, sizes: bool) -> Response:
     """Faces of the request's first image, drawn: one read, one decode, shared with the engine."""
-    params = ExtractParams(**{**params.__dict__, "images": params.images[:1], "extract_embedding": False})
+    first = image_refs(params.images)[0]
+    params = params.model_copy(update={"extract_embedding": False})
     settings = engine().settings
     try:
-        image = decode_image(sources.read(params.images[0], settings), settings.max_pixels)
+        image = decode_image(sources.read(first, settings), settings.max_pixels)
     except ImageError as exc:
         raise APIError(400, exc.code, exc.message) from None
     results, _ = extract_results(params, [image])
@@ -226,11 +253,9 @@ def _jpeg_of_first(params: ExtractParams, scores: bool, landmarks: bool, sizes: 
 @bp.post("/draw_detections")
 @queued
 def draw_detections() -> Response:
-    body = read_body(request)
-    params = extract_params(body, engine().detector.threshold, engine().settings.max_images)
-    return _jpeg_of_first(
-        params, flag(body, "draw_scores", True), flag(body, "draw_landmarks", True), flag(body, "draw_sizes", False)
-    )
+    params = detection_threshold(parse(DrawRequest, read_body(request)))
+    image_refs(params.images)
+    return _jpeg_of_first(params, params.draw_scores, params.draw_landmarks, params.draw_sizes)
 
 
 def _form_field(name: str) -> str | None:
@@ -242,51 +267,20 @@ def _form_field(name: str) -> str | None:
     return values[0] if values else None
 
 
-def _form_flag(name: str, default: bool) -> bool:
-    value = _form_field(name)
-    if value is None:
-        return default
-    if value.lower() in ("true", "1", "yes", "on"):
-        return True
-    if value.lower() in ("false", "0", "no", "off"):
-        return False
-    raise bad(f"{name} must be true or false")
-
-
-def _form_value(name: str) -> Any:
-    """A form field as JSON would carry it: absent or empty is null, else the number it spells."""
-    raw = _form_field(name)
-    if raw in (None, ""):
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        pass
-    try:
-        return float(raw)
-    except ValueError:
-        raise bad(f"{name} must be a number") from None
-
-
 @bp.post("/multipart/draw_detections")
 @queued
 def multipart_draw_detections() -> Response:
     uploads = request.files.getlist("file")
     if len(uploads) != 1:
         raise bad(f'multipart form needs one "file" field with the image, not {len(uploads)}')
-    upload = uploads[0]
-    settings = engine().settings
-    body = {"images": {"data": [upload.read()]}}
-    form = {name: _form_value(name) for name in ("threshold", "limit_faces")}
-    params = ExtractParams(
-        images=image_refs(body, settings.max_images),
-        threshold=number(form, "threshold", engine().detector.threshold, 0, 1),
-        limit_faces=whole(form, "limit_faces", 0),
-        min_face_size=0,
+    fields = {name: _form_field(name) for name in DrawForm.model_fields if name != "file"}
+    form = parse(DrawForm, {**fields, "file": uploads[0].read()})
+    threshold = engine().detector.threshold if form.threshold is None else form.threshold
+    params = ImageRequest.model_validate(
+        {"images": {"data": [form.file]}, "threshold": threshold, "limit_faces": form.limit_faces or 0}
     )
-    return _jpeg_of_first(
-        params, _form_flag("draw_scores", True), _form_flag("draw_landmarks", True), _form_flag("draw_sizes", False)
-    )
+    image_refs(params.images)
+    return _jpeg_of_first(params, form.draw_scores, form.draw_landmarks, form.draw_sizes)
 
 
 def _embedding_of(item: Any, index: int, size: int) -> np.ndarray:
@@ -307,30 +301,15 @@ def _embedding_of(item: Any, index: int, size: int) -> np.ndarray:
     return (vector / np.linalg.norm(vector)).astype(np.float32)
 
 
-def _face_indices(body: dict[str, Any]) -> list[int | None]:
-    """`face_indices`: [i, j], each a face's num_det (0-based, detection order) or null for the default."""
-    value = body.get("face_indices")
-    if value is None:
-        return [None, None]
-    if not isinstance(value, list) or len(value) != 2:
-        raise bad("face_indices must be a list of two face numbers (num_det, from 0) or nulls")
-    indices: list[int | None] = []
-    for i, raw in enumerate(value):
-        # 1.0 is an integer to JSON Schema, as in whole()
-        item = int(raw) if isinstance(raw, float) and raw.is_integer() else raw
-        if item is not None and (isinstance(item, bool) or not isinstance(item, int) or item < 0):
-            raise bad(f"face_indices[{i}] must be a face's num_det (a whole number from 0) or null")
-        indices.append(item)
-    return indices
-
-
-def _chosen_sides(body: dict[str, Any], all_pairs: bool) -> tuple[list[Side], list[ImageResult], Timings]:
+def _chosen_sides(params: VerifyRequest) -> tuple[list[Side], list[ImageResult], Timings]:
     """Both images' faces and the ones compared, refused per image when unusable."""
     settings = engine().settings
-    refs = image_refs(body, settings.max_images)
+    if params.images is None:
+        raise bad(MISSING_IMAGES)
+    refs = image_refs(params.images)
     if len(refs) != 2:
         raise bad("verify takes exactly two images (or two embeddings)")
-    indices = _face_indices(body)
+    indices = params.face_indices or [None, None]
     inputs = sources.read_all(refs, settings)
     timings = Timings()
     results = find_faces(engine(), inputs, timings)
@@ -348,7 +327,7 @@ def _chosen_sides(body: dict[str, Any], all_pairs: bool) -> tuple[list[Side], li
                 "no_such_face",
                 f"image {i + 1} has {found} face(s): face_indices[{i}] must be from 0 to {found - 1}",
             )
-        sides.append(choose(result.faces, index, all_pairs))
+        sides.append(choose(result.faces, index, params.all_pairs))
     return sides, results, timings
 
 
@@ -357,16 +336,15 @@ def _side_json(side: Side) -> dict[str, Any]:
     return {"faces_found": len(side.faces), "chosen": side.chosen, "compared": compared}
 
 
-def _compare_images(body: dict[str, Any], threshold: float) -> dict[str, Any]:
+def _compare_images(params: VerifyRequest, threshold: float) -> tuple[float, dict[str, Any]]:
     """Similarity of the chosen faces (or every pair), which faces they were, and a warning per
     image whose largest face was taken from several."""
-    all_pairs = flag(body, "all_pairs", False)
-    (first, second), results, timings = _chosen_sides(body, all_pairs)
+    (first, second), results, timings = _chosen_sides(params)
     scores = similarities(engine(), first, second, timings)
     _observe(results, timings, g.get("queue_s", 0.0))
     row, column = best_pair(scores)
-    out: dict[str, Any] = {"similarity": float(scores[row, column]), "faces": [_side_json(first), _side_json(second)]}
-    if all_pairs:
+    out: dict[str, Any] = {"faces": [_side_json(first), _side_json(second)]}
+    if params.all_pairs:
         out["pairs"] = [
             {
                 "a": i,
@@ -385,7 +363,7 @@ def _compare_images(body: dict[str, Any], threshold: float) -> dict[str, Any]:
     ]
     if warnings:
         out["warnings"] = warnings
-    return out
+    return float(scores[row, column]), out
 
 
 @bp.post("/verify")
@@ -394,25 +372,23 @@ def verify() -> Response:
     body = read_body(request)
     recognizer = engine().recognizer
     assert recognizer is not None
-    threshold = number(body, "threshold", recognizer.threshold, -1, 1)
-    flag(body, "msgpack", False)  # validated like /extract's flags; wants_msgpack reads it
+    params = parse(VerifyRequest, body)
+    threshold = recognizer.threshold if params.threshold is None else params.threshold
     start = time.perf_counter()
     compared: dict[str, Any] = {}
-    if "embeddings" in body:
-        items = body["embeddings"]
-        if not isinstance(items, list) or len(items) != 2:
-            raise bad("embeddings must be a list of exactly two vectors")
-        first, second = (_embedding_of(item, i, recognizer.size) for i, item in enumerate(items))
+    if params.embeddings is not None:
+        first, second = (_embedding_of(item, i, recognizer.size) for i, item in enumerate(params.embeddings))
         similarity = float(np.dot(first, second))
     else:
-        compared = _compare_images(body, threshold)
-        similarity = compared.pop("similarity")
-    payload = {
-        "similarity": round(similarity, 6),
-        "threshold": threshold,
-        "same_person": similarity >= threshold,
-        "recognizer": recognizer.spec.name,
-        "took_ms": round((time.perf_counter() - start) * 1000, 3),
-        **compared,
-    }
-    return respond(payload, wants_msgpack(request, body))
+        similarity, compared = _compare_images(params, threshold)
+    answer = m.VerifyResponse.model_validate(
+        {
+            "similarity": round(similarity, 6),
+            "threshold": threshold,
+            "same_person": similarity >= threshold,
+            "recognizer": recognizer.spec.name,
+            "took_ms": round((time.perf_counter() - start) * 1000, 3),
+            **compared,
+        }
+    )
+    return respond(answer.dump(), wants_msgpack(request, body))

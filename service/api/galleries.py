@@ -13,14 +13,15 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from .. import bundle
 from ..gallery import GalleryError, GalleryStore, Recognizer
-from ..pipeline import FaceEngine, embeddings_of, first_face
+from ..pipeline import FaceEngine, ImageResult, embeddings_of, first_face
 from .codec import read_body, respond, wants_msgpack
+from .contract import models as m
+from .contract.fields import MISSING_IMAGES, bad
+from .contract.models import EnrolRequest, GalleryCreate, ImageRequest, SearchRequest, parse
 from .errors import APIError, error_response
-from .extract import extract_results, face_json, queued
-from .params import ExtractParams, bad, extract_params, image_refs, number
+from .extract import detection_threshold, error_of, extract_results, face_fields, image_refs, queued
 
 bp = Blueprint("galleries", __name__)
-MAX_TOP_K = 100
 
 
 def store() -> GalleryStore:
@@ -37,77 +38,73 @@ def default_threshold() -> float:
     return recognizer.threshold
 
 
-def _created(payload: dict[str, Any]) -> Response:
-    response = jsonify(payload)
-    response.status_code = 201
+def _answer(model: m.Answer, status: int = 200) -> Response:
+    response = jsonify(model.dump())
+    response.status_code = status
     return response
 
 
 @bp.get("/galleries")
 def list_galleries() -> Response:
-    return jsonify({"galleries": store().list()})
+    return _answer(m.GalleryList.model_validate({"galleries": store().list()}))
 
 
 @bp.post("/galleries")
 def create_gallery() -> Response:
-    body = read_body(request)
-    if not isinstance(body.get("name"), str):
-        raise bad('missing field "name": the gallery\'s name')
-    return _created(store().create(body["name"], body.get("metadata")))
+    params = parse(GalleryCreate, read_body(request))
+    return _answer(m.Gallery.model_validate(store().create(params.name, params.metadata)), 201)
 
 
 @bp.get("/galleries/<name>")
 def describe_gallery(name: str) -> Response:
-    return jsonify(store().describe(name))
+    return _answer(m.Gallery.model_validate(store().describe(name)))
 
 
 @bp.delete("/galleries/<name>")
 def delete_gallery(name: str) -> Response:
     store().delete(name)
-    return jsonify({"deleted": name})
+    return _answer(m.Deleted(deleted=name))
 
 
 @bp.get("/galleries/<name>/subjects")
 def list_subjects(name: str) -> Response:
-    return jsonify({"gallery": name, "subjects": store().subjects(name)})
+    return _answer(m.Subjects.model_validate({"gallery": name, "subjects": store().subjects(name)}))
 
 
 @bp.delete("/galleries/<name>/subjects/<subject>")
 def remove_subject(name: str, subject: str) -> Response:
     store().remove_subject(name, subject)
-    return jsonify({"gallery": name, "removed": subject})
+    return _answer(m.Removed(gallery=name, removed=subject))
 
 
-def _enrolment_vectors(body: dict[str, Any]) -> tuple[np.ndarray, list[dict[str, Any]]]:
+def _enrolment_vectors(params: EnrolRequest) -> tuple[np.ndarray, list[m.EnrolImage]]:
     """(embeddings to enrol, one status per image): the largest face of each photo, or the
     embeddings given; a photo without a face fails alone."""
-    if "embeddings" in body:
-        items = body["embeddings"]
-        if not isinstance(items, list) or not items or not all(isinstance(v, list) for v in items):
-            raise bad("embeddings must be a non-empty list of vectors")
+    if params.embeddings is not None:
         try:
-            return np.asarray(items, dtype=np.float32), []
+            return np.asarray(params.embeddings, dtype=np.float32), []
         except (TypeError, ValueError, OverflowError):
             raise APIError(400, "bad_embedding", "embeddings must be lists of numbers of one length") from None
-    settings = engine().settings
-    params = ExtractParams(
-        images=image_refs(body, settings.max_images),
-        threshold=engine().detector.threshold,
-        limit_faces=1,
-        min_face_size=0,
+    if params.images is None:
+        raise bad(MISSING_IMAGES)
+    image_refs(params.images)
+    largest = ImageRequest.model_validate(
+        {"images": params.images.model_dump(), "threshold": engine().detector.threshold, "limit_faces": 1}
     )
-    results, _ = extract_results(params)
-    vectors, statuses = [], []
+    results, _ = extract_results(largest)
+    vectors: list[np.ndarray] = []
+    statuses: list[m.EnrolImage] = []
     for result in results:
         vector, why = first_face(result)
-        if why is not None:
-            statuses.append({"status": "failed", "error": {"code": why.code, "message": why.message}})
+        if vector is None:
+            assert why is not None
+            statuses.append(m.EnrolImage(status="failed", error=m.ErrorDetail(code=why.code, message=why.message)))
         else:
             vectors.append(vector)
-            statuses.append({"status": "ok"})
+            statuses.append(m.EnrolImage(status="ok"))
     if not vectors:
-        why = "; ".join(s["error"]["message"] for s in statuses)
-        raise APIError(422, "no_face", f"no face could be enrolled: {why}")
+        reasons = "; ".join(s.error.message for s in statuses)
+        raise APIError(422, "no_face", f"no face could be enrolled: {reasons}")
     return np.stack(vectors), statuses
 
 
@@ -116,13 +113,23 @@ def _enrolment_vectors(body: dict[str, Any]) -> tuple[np.ndarray, list[dict[str,
 def enrol(name: str) -> Response:
     body = read_body(request)
     store().describe(name)  # an unknown gallery fails before any model runs
-    vectors, statuses = _enrolment_vectors(body)
-    added = store().add_faces(name, body.get("subject"), vectors, body.get("metadata"))
-    return _created({**added, "gallery": name, "images": statuses})
+    params = parse(EnrolRequest, body)
+    vectors, statuses = _enrolment_vectors(params)
+    added = store().add_faces(name, params.subject, vectors, params.metadata)
+    return _answer(m.EnrolResponse.model_validate({**added, "gallery": name, "images": statuses}), 201)
 
 
-def _match_json(matches: list[tuple[str, float]]) -> list[dict[str, Any]]:
-    return [{"subject": s, "score": score} for s, score in matches]
+def _search_image(result: ImageResult, found: list[list[tuple[str, float]]], params: SearchRequest) -> m.SearchImage:
+    if not result.ok:
+        return m.SearchImage(status="failed", faces=[], error=error_of(result))
+    faces = [
+        {
+            **face_fields(face, i, params.return_landmarks, params.return_face_data, params.extract_ga, False),
+            "matches": [{"subject": s, "score": score} for s, score in matches],
+        }
+        for i, (face, matches) in enumerate(zip(result.faces, found, strict=True))
+    ]
+    return m.SearchImage.model_validate({"status": "ok", "faces": faces})
 
 
 @bp.post("/galleries/<name>/search")
@@ -130,27 +137,14 @@ def _match_json(matches: list[tuple[str, float]]) -> list[dict[str, Any]]:
 def search(name: str) -> Response:
     body = read_body(request)
     store().index(name)  # unknown gallery or another recognizer's: refused before any model runs
-    settings = engine().settings
-    params = extract_params(body, engine().detector.threshold, settings.max_images)
-    top_k = int(number(body, "top_k", 1, 1, MAX_TOP_K))
-    threshold = number(body, "gallery_threshold", default_threshold(), -1, 1)
-    params = ExtractParams(**{**params.__dict__, "extract_embedding": True})
-    results, took = extract_results(params)
-    version, matches = store().search_groups(name, embeddings_of(results), top_k, threshold)
-    data = []
-    for result, image_matches in zip(results, matches, strict=True):
-        if not result.ok:
-            assert result.error is not None
-            error = {"code": result.error.code, "message": result.error.message}
-            data.append({"status": "failed", "faces": [], "error": error})
-            continue
-        faces = []
-        for i, (face, found) in enumerate(zip(result.faces, image_matches, strict=True)):
-            shown = {k: v for k, v in face_json(face, i, params).items() if k not in ("vec", "norm")}
-            faces.append({**shown, "matches": _match_json(found)})
-        data.append({"status": "ok", "faces": faces})
-    payload = {"gallery": name, "version": version, "threshold": threshold, "took": took, "data": data}
-    return respond(payload, wants_msgpack(request, body))
+    params = detection_threshold(parse(SearchRequest, body))
+    image_refs(params.images)
+    threshold = default_threshold() if params.gallery_threshold is None else params.gallery_threshold
+    results, took = extract_results(params.model_copy(update={"extract_embedding": True}))
+    version, matches = store().search_groups(name, embeddings_of(results), params.top_k, threshold)
+    data = [_search_image(r, found, params) for r, found in zip(results, matches, strict=True)]
+    answer = m.SearchResponse(gallery=name, version=version, threshold=threshold, took=took, data=data)
+    return respond(answer.dump(), wants_msgpack(request, body))
 
 
 @bp.get("/galleries/<name>/bundle")
@@ -167,7 +161,7 @@ def import_bundle(name: str) -> Response:
     if not data:
         raise APIError(400, "bad_bundle", "send the bundle (application/zip) as the request body")
     info, changed = bundle.install(store(), data, name)
-    return jsonify({"installed": changed, "gallery": info})
+    return _answer(m.BundleImport.model_validate({"installed": changed, "gallery": info}))
 
 
 def open_store(settings: Any, eng: FaceEngine) -> GalleryStore:

@@ -11,8 +11,8 @@ from pathlib import Path, PurePosixPath
 
 from ..config import Settings
 from ..errors import ImageError
+from .contract.models import ImageRef
 from .fetch import FetchPolicy, URLRefused, fetch
-from .params import ImageRef
 
 
 def from_base64(text: str) -> bytes:

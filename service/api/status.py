@@ -8,8 +8,9 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify
 
 from .. import __version__, metrics
+from ..ort import ort_module
 from ..pipeline import FaceEngine
-from ..runtime import ort_module
+from .contract import models as m
 
 bp = Blueprint("status", __name__)
 
@@ -68,7 +69,7 @@ def info() -> Response:
     if engine.recognizer is not None:
         defaults["verify_threshold"] = engine.recognizer.threshold
     defaults["engine_slots"] = settings.engine_slots
-    return jsonify(
+    info = m.Info.model_validate(
         {
             "version": __version__,
             "python": platform.python_version(),
@@ -83,6 +84,7 @@ def info() -> Response:
             "galleries": _galleries(),
         }
     )
+    return jsonify(info.dump())
 
 
 def _auth_info(settings: Any) -> dict[str, Any]:
@@ -104,15 +106,15 @@ def health() -> Response:
     failing = {name: c["reason"] for name, c in checks.items() if not c["ok"]}
     if failing:
         reason = "; ".join(f"{name}: {why}" for name, why in failing.items())
-        response = jsonify({"status": "failing", "reason": reason, "checks": checks})
+        response = jsonify(m.Health(status="failing", reason=reason, checks=checks).dump())
         response.status_code = 503
         return response
-    return jsonify({"status": "ok", "checks": checks})
+    return jsonify(m.Health(status="ok", checks=checks).dump())
 
 
 @bp.get("/livez")
 def livez() -> Response:
-    return jsonify({"status": "alive"})
+    return jsonify(m.Live(status="alive").dump())
 
 
 @bp.get("/metrics")

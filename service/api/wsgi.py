@@ -1,4 +1,6 @@
-"""The WSGI entry point gunicorn loads in each worker: `service.api.wsgi:app`."""
+"""A WSGI entry point for running the service under another server or a gunicorn command line of
+your own (`gunicorn service.api.wsgi:app`): the settings are read from the environment once, here.
+`facefleet serve` does not use it: it hands its settings object to gunicorn (service/gunicorn_conf.py)."""
 
 from . import create_app
 

@@ -1,0 +1,520 @@
+"""The HTTP API's requests and answers, as typed models: the handlers validate requests with them
+and build their answers through them, and the OpenAPI document (contract/openapi.py) is their
+JSON schema, so the three cannot disagree.
+
+Field names, defaults and the order of the fields are InsightFace-REST's (v0.9) where it has them.
+An optional answer field is left out, not sent as null, unless it is set: answers are dumped with
+`exclude_unset`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .fields import (
+    EnrolVectors,
+    FaceIndices,
+    Flag,
+    FormFlag,
+    FormScore,
+    FormWhole,
+    GalleryName,
+    GalleryRef,
+    ImageData,
+    ImagesCheck,
+    Metadata,
+    Name,
+    Pixels,
+    Score,
+    Similarity,
+    Subject,
+    TopK,
+    VerifyVectors,
+    Whole,
+    bad,
+)
+
+R = TypeVar("R", bound="Request")
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """One image of a request: inline data (base64 text or raw msgpack bytes) or a URL/path."""
+
+    kind: str  # "data" | "url"
+    value: str | bytes
+
+
+def parse(model: type[R], body: dict[str, Any]) -> R:
+    """The request as `model`, or a 400 naming the field. The fields' own checks answer first, with
+    their sentences (fields.py); pydantic's message is the fallback for anything they let through."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise bad(f"{where}: {first['msg']}") from None
+
+
+# ----------------------------------------------------------------------------------- requests
+
+
+class Request(BaseModel):
+    """A request body. Every optional field may be null, meaning its default (as InsightFace-REST's
+    Optional fields); a required one that is missing or null gets its field's own sentence.
+    Unknown fields are ignored, as they always were."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls_are_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        required = [name for name, field in cls.model_fields.items() if field.is_required()]
+        out = {key: value for key, value in data.items() if value is not None or key in required}
+        for name in required:
+            out.setdefault(name, None)  # its check answers "missing field ..."
+        return out
+
+
+def _needs_images(*branches: tuple[int, int | None, int, int | None]) -> Any:
+    """`json_schema_extra` of an images object: how many data and urls it may hold together, as
+    anyOf branches built from the generated array schemas (the counts are checked by the handlers)."""
+
+    def extra(schema: dict[str, Any], cls: type) -> None:
+        properties: Any = schema["properties"]
+        arrays = {kind: properties[kind]["anyOf"][0] for kind in ("data", "urls")}
+        options: list[Any] = []
+        for data_min, data_max, urls_min, urls_max in branches:
+            counts = {"data": (data_min, data_max), "urls": (urls_min, urls_max)}
+            props: dict[str, Any] = {}
+            for kind, (low, high) in counts.items():
+                bounds = {"minItems": low} if low else {}
+                if high is not None:
+                    bounds["maxItems"] = high
+                props[kind] = {**arrays[kind], **bounds} if low else bounds
+            required = [kind for kind, (low, _) in counts.items() if low]
+            options.append({"required": required, "properties": {k: v for k, v in props.items() if v}})
+        schema["anyOf"] = options
+
+    return extra
+
+
+def _needs_one_of(*names: str) -> Any:
+    """`json_schema_extra` of a request that needs one of these nullable fields, not null: anyOf
+    branches made of each field's generated schema without its null."""
+
+    def extra(schema: dict[str, Any], cls: type) -> None:
+        properties: Any = schema["properties"]
+        schema["anyOf"] = [{"required": [name], "properties": {name: properties[name]["anyOf"][0]}} for name in names]
+
+    return extra
+
+
+class Images(BaseModel):
+    """at least one image; at most FACEFLEET_MAX_IMAGES (64) in all, more is a 413"""
+
+    model_config = ConfigDict(json_schema_extra=_needs_images((1, None, 0, None), (0, None, 1, None)))
+
+    data: list[ImageData] | None = Field(
+        default=None, description="base64 images, optionally with a data:...;base64, prefix (raw bytes in msgpack)"
+    )
+    urls: list[str] | None = Field(
+        default=None, description="http(s) URLs (when enabled) or paths relative to the images root"
+    )
+
+
+def image_refs(images: Images | None) -> list[ImageRef]:
+    """Each image of a request in order: data first, then urls."""
+    if images is None:
+        return []
+    return [ImageRef("data", v) for v in images.data or []] + [ImageRef("url", v) for v in images.urls or []]
+
+
+class VerifyImages(Images):
+    """exactly two images in all: two data, two urls, or one of each"""
+
+    model_config = ConfigDict(json_schema_extra=_needs_images((2, 2, 0, 0), (0, 0, 2, 2), (1, 1, 1, 1)))
+
+
+class ImageRequest(Request):
+    """The image fields and flags every image endpoint takes, in the order they are checked."""
+
+    embed_only: Flag = Field(default=False, description="each image is an aligned 112x112 face crop: embed it")
+    return_face_data: Flag = Field(default=False, description="add the aligned crop as base64 JPEG (facedata)")
+    return_landmarks: Flag = False
+    extract_embedding: Flag = True
+    extract_ga: Flag = Field(
+        default=False, description="gender/age: answered 'not available' unless a model is configured"
+    )
+    verbose_timings: Flag = False
+    msgpack: Flag = Field(default=False, description="answer in msgpack")
+    images: Annotated[Images, ImagesCheck]
+    threshold: Score = Field(default=None, description="face score threshold (default: the detector's, /info)")
+    limit_faces: Whole = Field(default=0, description="keep the largest N faces (0: all)")
+    min_face_size: Pixels = Field(default=0.0, description="drop faces smaller than this many pixels")
+
+    def image_refs(self) -> list[ImageRef]:
+        return image_refs(self.images)
+
+
+class ExtractRequest(ImageRequest):
+    gallery: GalleryRef = Field(
+        default=None,
+        description="facefleet's addition: each face gets `match`, its best subject in this gallery "
+        "(/galleries) at or above gallery_threshold, or null. The match needs each face's embedding, so "
+        "faces are embedded even with extract_embedding false; vec and norm are then left out of the "
+        "answer, the matches are not. An unknown gallery is 404, another recognizer's 409.",
+    )
+    gallery_threshold: Similarity = Field(
+        default=None, description="with gallery: the lowest similarity that is a match (default: the recognizer's)"
+    )
+
+
+class DrawRequest(ImageRequest):
+    """only the first image is drawn; extract_embedding, embed_only and msgpack do not apply"""
+
+    draw_scores: Flag = True
+    draw_landmarks: Flag = True
+    draw_sizes: Flag = False
+
+
+class DrawForm(Request):
+    """The multipart form of /multipart/draw_detections (flags spelled as forms do, any letter case)."""
+
+    file: bytes = Field(description="the image (JPEG, PNG, WebP, BMP)")
+    threshold: FormScore = None
+    limit_faces: FormWhole = None
+    draw_scores: FormFlag = Field(default="true", validate_default=True)
+    draw_landmarks: FormFlag = Field(default="true", validate_default=True)
+    draw_sizes: FormFlag = Field(default="false", validate_default=True)
+
+
+class VerifyRequest(Request):
+    """two images or two embeddings; embeddings win when both are sent. Of an image with several faces, the
+    largest is compared unless face_indices names one, or all_pairs asks for every pair; the answer says which
+    face of each image was compared (faces) and warns when the largest was taken from several."""
+
+    model_config = ConfigDict(json_schema_extra=_needs_one_of("images", "embeddings"))
+
+    threshold: Similarity = None
+    msgpack: Flag = False
+    embeddings: VerifyVectors = Field(
+        default=None,
+        description="two vectors of as many numbers as the recognizer's embedding (/info); finite, not all zero",
+    )
+    images: Annotated[VerifyImages | None, ImagesCheck] = None
+    face_indices: FaceIndices = Field(
+        default=None,
+        description="the face of each image to compare: its num_det as /extract numbers it (from 0, detection "
+        "order), or null for the largest; a number past the image's faces is 422 no_such_face. Ignored with "
+        "embeddings.",
+    )
+    all_pairs: Flag = Field(
+        default=False,
+        description="compare every face of the first image with every face of the second (an image named in "
+        "face_indices keeps its one face): `pairs` has each, and similarity and same_person are the most similar "
+        "pair's. Ignored with embeddings.",
+    )
+
+
+class GalleryCreate(Request):
+    name: Name
+    metadata: Metadata = None
+
+
+class EnrolRequest(Request):
+    """images (the largest face of each) or embeddings of the appliance's recognizer"""
+
+    model_config = ConfigDict(json_schema_extra=_needs_one_of("images", "embeddings"))
+
+    embeddings: EnrolVectors = None
+    images: Annotated[Images | None, ImagesCheck] = None
+    subject: Subject
+    metadata: Metadata = None
+
+
+class SearchRequest(ImageRequest):
+    top_k: TopK = 1
+    gallery_threshold: Similarity = Field(default=None, description="default: the recognizer's verify_threshold")
+
+
+# ----------------------------------------------------------------------------------- answers
+
+
+def absent(description: str | None = None) -> Any:
+    """An answer field that is left out unless set (never sent as null)."""
+    return Field(default=None, description=description)
+
+
+class Answer(BaseModel):
+    """An answer body; `dump()` is what goes on the wire (JSON or msgpack)."""
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True)
+
+
+Bbox = Annotated[list[float], Field(min_length=4, max_length=4)]
+Point = Annotated[list[float], Field(min_length=2, max_length=2)]
+
+
+class ErrorDetail(Answer):
+    code: str
+    message: str
+
+
+class Error(Answer):
+    error: ErrorDetail
+
+
+class Match(Answer):
+    subject: str
+    score: float
+
+
+class Face(Answer):
+    bbox: Bbox
+    prob: float
+    size: float
+    num_det: int
+    landmarks: Annotated[list[Point], Field(min_length=5, max_length=5)] = absent()
+    norm: float = absent()
+    vec: list[float] = absent()
+    facedata: str | None = None
+    gender: None = None
+    age: None = None
+    ga_error: str = absent()
+    match: Match | None = absent(
+        "only with the request's gallery: the best subject, or null when none reaches the threshold",
+    )
+
+
+class ImageResult(Answer):
+    status: Literal["ok", "failed"]
+    took_ms: float
+    faces: list[Face]
+    error: ErrorDetail = absent()
+
+
+class Took(Answer):
+    total_ms: float
+    read_imgs_ms: float
+    embed_all_ms: float
+    queue_ms: float = absent()
+    stages_ms: dict[str, float] = absent()
+
+
+class GallerySearched(Answer):
+    """only with the request's gallery: the gallery searched, its version and threshold"""
+
+    name: str
+    version: int
+    threshold: float
+
+
+class ExtractResponse(Answer):
+    took: Took
+    data: list[ImageResult]
+    gallery: GallerySearched = absent()
+
+
+class Compared(Answer):
+    num_det: int
+    bbox: Bbox
+
+
+class VerifySide(Answer):
+    faces_found: int
+    chosen: Literal["largest", "requested", "all"]
+    compared: list[Compared]
+
+
+class Pair(Answer):
+    a: int
+    b: int
+    similarity: float
+    same_person: bool
+
+
+class VerifyResponse(Answer):
+    similarity: float
+    threshold: float
+    same_person: bool
+    recognizer: str
+    took_ms: float
+    faces: Annotated[list[VerifySide], Field(min_length=2, max_length=2)] = absent(
+        "with images: for each image, how many faces were found, how the compared one(s) were "
+        "chosen, and their num_det and bbox",
+    )
+    pairs: list[Pair] = absent("with all_pairs: every pair compared (num_det of each image's face)")
+    warnings: list[str] = absent("one per image whose largest face was compared by default while it had several")
+
+
+class Attempt(Answer):
+    provider: str
+    ok: bool
+    reason: str
+    seconds: float
+
+
+class Placement(Answer):
+    nodes: dict[str, int]
+    cpu_nodes: int
+    cpu_ops: list[str]
+
+
+class Batch(Answer):
+    cross_request: bool
+    max: int
+
+
+class ModelInfo(Answer):
+    name: str
+    task: Literal["detection", "recognition"]
+    family: str
+    file: str
+    licence: str
+    batch: Batch
+    sha256: str
+    active_provider: Literal["tensorrt", "cuda", "cpu"]
+    attempts: list[Attempt]
+    warmup_ms: float
+    model_path: str
+    trt_engine_cache: dict[str, Any] | None
+    partial_fallback: bool | None = Field(
+        description="true when the model runs on TensorRT or CUDA but some of its nodes ran on the CPU"
+    )
+    node_placement: Placement | None = Field(
+        description="nodes of the profiled warm-up run per provider, and the CPU's operator types"
+    )
+    degraded_at_run_time: bool
+    runtime_failures: list[dict[str, Any]]
+
+
+class Runtime(Answer):
+    version: str
+    device: str
+    available_providers: list[str]
+
+
+class AuthInfo(Answer):
+    enabled: bool
+    warning: str = absent()
+    open_paths: list[str] = absent()
+
+
+class GallerySummary(Answer):
+    name: str
+    version: int
+    checksum: str
+    subjects: int
+    faces: int
+    recognizer: str
+
+
+class Info(Answer):
+    version: str
+    python: str
+    onnxruntime: Runtime
+    models: dict[str, ModelInfo]
+    defaults: dict[str, Any]
+    auth: AuthInfo
+    galleries: list[GallerySummary]
+
+
+class Health(Answer):
+    status: Literal["ok", "failing"]
+    reason: str = absent()
+    checks: dict[str, dict[str, Any]]
+
+
+class Live(Answer):
+    status: Literal["alive"]
+
+
+class Gallery(Answer):
+    name: GalleryName
+    version: int = Field(description="bumped by every write; a bundle's own version after an import")
+    recognizer: str
+    recognizer_sha256: str
+    dim: int
+    metadata: dict[str, Any]
+    checksum: str = Field(description="the imported bundle's checksum; empty after a local write")
+    updated: float
+    subjects: int
+    faces: int
+
+
+class GalleryList(Answer):
+    galleries: list[Gallery]
+
+
+class Deleted(Answer):
+    deleted: str
+
+
+class SubjectInfo(Answer):
+    subject: str
+    metadata: dict[str, Any]
+    faces: int
+
+
+class Subjects(Answer):
+    gallery: str
+    subjects: list[SubjectInfo]
+
+
+class Removed(Answer):
+    gallery: str
+    removed: str
+
+
+class EnrolImage(Answer):
+    status: Literal["ok", "failed"]
+    error: ErrorDetail = absent()
+
+
+class EnrolResponse(Answer):
+    subject: str
+    added: int
+    faces: int
+    gallery: str
+    images: list[EnrolImage]
+
+
+class SearchFace(Answer):
+    """A face of /extract without its vector (and norm), with its matches, best first."""
+
+    bbox: Bbox
+    prob: float
+    size: float
+    num_det: int
+    landmarks: Annotated[list[Point], Field(min_length=5, max_length=5)] = absent()
+    facedata: str | None = None
+    gender: None = None
+    age: None = None
+    ga_error: str = absent()
+    matches: list[Match]
+
+
+class SearchImage(Answer):
+    status: Literal["ok", "failed"]
+    faces: list[SearchFace]
+    error: ErrorDetail = absent()
+
+
+class SearchResponse(Answer):
+    gallery: str
+    version: int
+    threshold: float
+    took: Took
+    data: list[SearchImage]
+
+
+class BundleImport(Answer):
+    installed: bool
+    gallery: Gallery

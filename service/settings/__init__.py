@@ -1,0 +1,65 @@
+"""facefleet's settings: typed sections, each field declared once with its FACEFLEET_* variable
+(and InsightFace-REST alias), default and meaning; read once at start and passed as objects.
+
+InsightFace-REST's variable names are accepted as aliases so an existing deployment's
+environment keeps working; the FACEFLEET_ name wins where both are set. An invalid value
+stops start-up with one line naming the variable, rather than failing on the first request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .env import (
+    ARENA_STRATEGIES,
+    CONV_ALGO_SEARCHES,
+    PROVIDER_NAMES,
+    SHAPE_POLICIES,
+    Knob,
+    key_lines,
+    parse_providers,
+    parse_size,
+)
+from .root import FLAT, Settings, flat_knobs, value_of
+from .sections import (
+    SECTIONS,
+    AuthSettings,
+    DashboardSettings,
+    EngineSettings,
+    GalleriesSettings,
+    JetsonSettings,
+    MetricsSettings,
+    ModelsSettings,
+    ServerSettings,
+)
+
+__all__ = [
+    "ARENA_STRATEGIES",
+    "CONV_ALGO_SEARCHES",
+    "FLAT",
+    "PROVIDER_NAMES",
+    "SECTIONS",
+    "SHAPE_POLICIES",
+    "AuthSettings",
+    "DashboardSettings",
+    "EngineSettings",
+    "GalleriesSettings",
+    "JetsonSettings",
+    "Knob",
+    "MetricsSettings",
+    "ModelsSettings",
+    "ServerSettings",
+    "Settings",
+    "flat_knobs",
+    "key_lines",
+    "load",
+    "parse_providers",
+    "parse_size",
+    "value_of",
+]
+
+
+def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """The settings, read once: defaults < FACEFLEET_CONFIG file < environment < `overrides`."""
+    return Settings.from_env(environ, **overrides)

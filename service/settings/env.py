@@ -1,0 +1,235 @@
+"""How a setting is read: its variables, its parser and its one-line error.
+
+Each field of a section is declared once with `knob(...)`: default, `FACEFLEET_*` variable,
+InsightFace-REST aliases, parser and the sentence docs/configuration.md shows. Reading the
+environment, the FACEFLEET_CONFIG file and writing the docs all walk these declarations, so
+a knob cannot be read without being documented or documented without being read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from ..errors import ConfigError
+
+PROVIDER_NAMES = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+SHAPE_POLICIES = ("fixed", "fit")
+# onnxruntime's CUDA provider values, by their lower-case spelling (what a user may type).
+CONV_ALGO_SEARCHES = {name.lower(): name for name in ("HEURISTIC", "EXHAUSTIVE", "DEFAULT")}
+ARENA_STRATEGIES = {name.lower(): name for name in ("kSameAsRequested", "kNextPowerOfTwo")}
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Knob:
+    """What a field needs besides its type and default: where it is read from and what it means."""
+
+    env: str
+    aliases: tuple[str, ...]
+    parse: Callable[[str], Any]
+    doc: str
+    shown: str | None = None  # the default as the docs say it, where the value alone would mislead
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """The FACEFLEET_ name first: it wins over an alias set beside it."""
+        return (self.env, *self.aliases)
+
+
+def knob(
+    default: Any,
+    env: str,
+    *aliases: str,
+    parse: Callable[[str], Any] = str,
+    doc: str,
+    shown: str | None = None,
+    factory: Callable[[], Any] | None = None,
+    secret: bool = False,
+) -> Any:
+    """A dataclass field carrying its Knob (returns `Any` so `port: int = knob(...)` type-checks)."""
+    meta = {"knob": Knob(env, aliases, parse, doc, shown)}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta, repr=not secret)
+    return field(default=default, metadata=meta, repr=not secret)
+
+
+def knobs(section: type[Any]) -> dict[str, Knob]:
+    """The section's fields by name, each with its Knob."""
+    return {f.name: f.metadata["knob"] for f in dataclasses.fields(section)}
+
+
+def read_variables(section: type[Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """The section's fields that `environ` sets (an empty variable is an unset one), parsed."""
+    values: dict[str, Any] = {}
+    for name, spec in knobs(section).items():
+        for var in spec.variables:
+            raw = environ.get(var)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[name] = spec.parse(raw)
+            except ValueError as exc:
+                raise ConfigError(f"invalid {var}={raw!r}: {exc}") from None
+            break
+    return values
+
+
+def read_config_file(path: str, by_key: Mapping[str, tuple[str, Knob]]) -> dict[str, Any]:
+    """An optional YAML file of setting names (or their variables) to values; values are parsed
+    exactly as environment values are, so one set of rules and error messages serves both.
+    `by_key` maps each accepted key to the setting's flat name and Knob."""
+    if not path:
+        return {}
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read FACEFLEET_CONFIG={path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"FACEFLEET_CONFIG={path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"FACEFLEET_CONFIG={path} must be a mapping of settings to values")
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        found = by_key.get(str(key))
+        if found is None:
+            raise ConfigError(f"FACEFLEET_CONFIG={path}: unknown setting {key!r}")
+        name, spec = found
+        try:
+            values[name] = spec.parse(_as_text(value))
+        except ValueError as exc:
+            raise ConfigError(f"FACEFLEET_CONFIG={path}: invalid {key}={value!r}: {exc}") from None
+    return values
+
+
+def _as_text(value: object) -> str:
+    """A YAML value as the environment would spell it: lists comma-joined, booleans lower-case."""
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def default_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(base) / "facefleet")
+
+
+# ---------------------------------------------------------------- parsers: text -> value or ValueError
+def parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def parse_providers(text: str) -> tuple[str, ...]:
+    names = tuple(p.strip().lower() for p in text.split(",") if p.strip())
+    unknown = [n for n in names if n not in PROVIDER_NAMES]
+    if not names or unknown:
+        raise ValueError(f"expected a comma-separated list of {', '.join(PROVIDER_NAMES)}")
+    return names
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    parts = [int(p) for p in text.replace("x", ",").split(",")]
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) < 32 or any(p % 32 for p in parts):
+        raise ValueError("expected WIDTH,HEIGHT, each a multiple of 32 (e.g. 640,640)")
+    return parts[0], parts[1]
+
+
+def one_of(choices: Mapping[str, str]) -> Callable[[str], str]:
+    """A parser for one of a fixed set of spellings, case-insensitive, returned as `choices` spells it."""
+
+    def parse(text: str) -> str:
+        value = choices.get(text.strip().lower())
+        if value is None:
+            raise ValueError(f"expected one of {', '.join(choices.values())}")
+        return value
+
+    return parse
+
+
+def exactly_one_of(*choices: str) -> Callable[[str], str]:
+    """A parser for one of `choices`, spelled exactly."""
+
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+def bounded(convert: Callable[[str], T], check: Callable[[T], bool], message: str) -> Callable[[str], T]:
+    """`convert`, then refuse a value `check` rejects with `message`."""
+
+    def parse(text: str) -> T:
+        value = convert(text)
+        if not check(value):
+            raise ValueError(message)
+        return value
+
+    return parse
+
+
+positive_int = bounded(int, lambda v: v >= 1, "expected a whole number >= 1")
+non_negative_int = bounded(int, lambda v: v >= 0, "expected a whole number >= 0")
+unit_float = bounded(float, lambda v: 0.0 <= v <= 1.0, "expected a number from 0 to 1")
+cosine = bounded(float, lambda v: -1.0 <= v <= 1.0, "expected a number from -1 to 1")
+non_negative_float = bounded(float, lambda v: v >= 0, "expected a number >= 0")
+# The dashboard's numbers (its own wording, kept from before the sections).
+above_zero_int = bounded(int, lambda v: v > 0, "expected a number above 0")
+above_zero_float = bounded(float, lambda v: v > 0, "expected a number above 0")
+
+
+def word_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def path_list(text: str) -> tuple[str, ...]:
+    paths = word_list(text)
+    if any(not p.startswith("/") for p in paths):
+        raise ValueError("expected a comma-separated list of paths, each starting with /")
+    return paths
+
+
+def auth_mode(text: str) -> str:
+    if text.strip().lower() not in ("on", "off"):
+        raise ValueError("expected on or off")
+    return text.strip().lower()
+
+
+def log_format(text: str) -> str:
+    if text not in ("text", "json"):
+        raise ValueError("expected text or json")
+    return text
+
+
+def log_level(text: str) -> str:
+    level = text.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return level
+
+
+def key_lines(text: str) -> list[str]:
+    """The keys of an API key file: one per line, blank lines and `#` comments skipped (the
+    service reads it, and so does a dashboard running on an appliance)."""
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]

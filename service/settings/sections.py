@@ -1,0 +1,617 @@
+"""The settings' sections: each field declared once, with its variable, default and meaning.
+
+`Settings` (service/settings/root.py) holds one of each; a part of the program takes the section
+it needs. docs/configuration.md's tables are generated from these declarations
+(`python -m service.settings.docs`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..errors import ConfigError
+from .env import (
+    ARENA_STRATEGIES,
+    CONV_ALGO_SEARCHES,
+    SHAPE_POLICIES,
+    above_zero_float,
+    above_zero_int,
+    auth_mode,
+    cosine,
+    default_cache_dir,
+    exactly_one_of,
+    key_lines,
+    knob,
+    log_format,
+    log_level,
+    non_negative_float,
+    non_negative_int,
+    one_of,
+    parse_bool,
+    parse_providers,
+    parse_size,
+    path_list,
+    positive_int,
+    read_variables,
+    unit_float,
+    word_list,
+)
+
+S = TypeVar("S", bound="Section")
+
+
+class Section:
+    """A group of settings read from their own variables."""
+
+    @classmethod
+    def from_env(cls: type[S], environ: Mapping[str, str] | None = None, **overrides: Any) -> S:
+        """Defaults < environment < `overrides` (flags; a None flag is one not given)."""
+        values = read_variables(cls, os.environ if environ is None else environ)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ModelsSettings(Section):
+    """Where the model files are and which ones run (`facefleet models ...` and every engine user)."""
+
+    models_dir: str = knob(
+        "./models", "FACEFLEET_MODELS_DIR", "MODELS_DIR", doc="folder holding the model files (`/models` in containers)"
+    )
+    cache_dir: str = knob(
+        None,
+        "FACEFLEET_CACHE_DIR",
+        doc=(
+            "prepared model copies (`prepared/<sha256>/`), downloads, TensorRT engine and timing "
+            "caches (`trt/<sha256>/<device>/`)"
+        ),
+        shown="`$XDG_CACHE_HOME/facefleet` or `~/.cache/facefleet`",
+        factory=default_cache_dir,
+    )
+    det_name: str = knob(
+        "",
+        "FACEFLEET_DET_NAME",
+        "DET_NAME",
+        doc="detector, by manifest name",
+        shown="the manifest's default (`yunet_2023mar_int8bq`)",
+    )
+    rec_name: str = knob(
+        "",
+        "FACEFLEET_REC_NAME",
+        "REC_NAME",
+        doc="recognizer, by manifest name",
+        shown="the manifest's default (`sface_2021dec_int8bq`)",
+    )
+    verify_models: bool = knob(
+        True,
+        "FACEFLEET_VERIFY_MODELS",
+        parse=parse_bool,
+        doc="check each model file's sha256 against the manifest before loading it",
+    )
+
+
+@dataclass(frozen=True)
+class EngineSettings(Section):
+    """How models run: providers, thresholds, input sizes, batches, onnxruntime's memory knobs."""
+
+    providers: tuple[str, ...] = knob(
+        ("tensorrt", "cuda", "cpu"),
+        "FACEFLEET_PROVIDERS",
+        parse=parse_providers,
+        doc="the provider chain, tried in order; any of `tensorrt`, `cuda`, `cpu`",
+    )
+    det_threshold: float | None = knob(
+        None,
+        "FACEFLEET_DET_THRESH",
+        "DEF_DET_THRESH",
+        parse=unit_float,
+        doc=('face score threshold, 0 to 1; a request\'s `"threshold"` wins over it (docs/models.md, "Thresholds")'),
+        shown="the detector's `det_threshold` from the manifest (0.5 for a model without one)",
+    )
+    verify_threshold: float | None = knob(
+        None,
+        "FACEFLEET_VERIFY_THRESH",
+        parse=cosine,
+        doc=(
+            "cosine similarity at or above which two faces are one person (`/verify`, `compare`, "
+            'gallery search), -1 to 1; a request\'s `"threshold"` / `"gallery_threshold"` wins over '
+            "it"
+        ),
+        shown="the recognizer's `verify_threshold` from the manifest (0.4 for a model without one)",
+    )
+    nms_iou: float = knob(
+        0.4, "FACEFLEET_NMS_IOU", parse=unit_float, doc="overlap (IoU) above which the weaker of two boxes is dropped"
+    )
+    det_size: tuple[int, int] = knob(
+        (640, 640),
+        "FACEFLEET_DET_SIZE",
+        "MAX_SIZE",
+        parse=parse_size,
+        doc="detector input `WIDTH,HEIGHT`, multiples of 32; the largest input under `fit`",
+    )
+    shape_policy: str = knob(
+        "fixed",
+        "FACEFLEET_SHAPE_POLICY",
+        parse=exactly_one_of(*SHAPE_POLICIES),
+        doc=(
+            "`fixed`: always the full `DET_SIZE` (what TensorRT engines need); `fit`: the image's "
+            "own aspect padded to a multiple of 32 (fewer pixels on CPU). Files with a fixed input "
+            "always run `fixed`"
+        ),
+    )
+    det_batch_size: int = knob(
+        4,
+        "FACEFLEET_DET_BATCH_SIZE",
+        "DET_BATCH_SIZE",
+        parse=positive_int,
+        doc="images per detector run, for detectors with a batch axis",
+    )
+    rec_batch_size: int = knob(
+        16,
+        "FACEFLEET_REC_BATCH_SIZE",
+        "REC_BATCH_SIZE",
+        parse=positive_int,
+        doc="faces per recognizer run, for recognizers with a batch axis",
+    )
+    max_pixels: int = knob(
+        40000000,
+        "FACEFLEET_MAX_PIXELS",
+        parse=positive_int,
+        doc=("largest image accepted, in pixels; larger ones are refused from their header, before decoding"),
+    )
+    max_faces: int = knob(
+        100,
+        "FACEFLEET_MAX_FACES",
+        parse=positive_int,
+        doc=(
+            "most faces kept per image, best scores first (NMS sees only the best 8 candidates per "
+            "face kept; a face has about 6). A low threshold (0 makes every anchor a candidate) "
+            "would otherwise cost seconds of NMS, gigabytes of IoU matrix and an embedding per "
+            'anchor: one 1x1 image at `"threshold": 0` took 184 s before this cap'
+        ),
+    )
+    cpu_threads: int = knob(
+        0,
+        "FACEFLEET_CPU_THREADS",
+        parse=non_negative_int,
+        doc="CPU provider intra-op threads",
+        shown="`0` (onnxruntime's choice: one per core)",
+    )
+    device_id: int = knob(0, "FACEFLEET_DEVICE_ID", parse=non_negative_int, doc="CUDA / TensorRT device")
+    trt_fp16: bool = knob(True, "FACEFLEET_TRT_FP16", "FORCE_FP16", parse=parse_bool, doc="TensorRT FP16 kernels")
+    trt_workspace_mb: int = knob(
+        1024,
+        "FACEFLEET_TRT_WORKSPACE_MB",
+        parse=non_negative_int,
+        doc=(
+            "TensorRT's builder workspace bound (`trt_max_workspace_size`, in MiB; `0` = TensorRT's"
+            " own choice, which may take most of the device memory). On an 8 GB Orin Nano keep it "
+            "bounded: that memory is the CPU's too"
+        ),
+    )
+    cudnn_conv_algo_search: str = knob(
+        "HEURISTIC",
+        "FACEFLEET_CUDNN_CONV_ALGO_SEARCH",
+        parse=one_of(CONV_ALGO_SEARCHES),
+        doc=(
+            "the CUDA provider's `cudnn_conv_algo_search`: `HEURISTIC`, `EXHAUSTIVE` (onnxruntime's"
+            " default: benchmarks every convolution at start-up, slower to start and with workspace"
+            " peaks) or `DEFAULT`"
+        ),
+    )
+    gpu_mem_limit_mb: int = knob(
+        0,
+        "FACEFLEET_GPU_MEM_LIMIT_MB",
+        parse=non_negative_int,
+        doc=(
+            "the CUDA provider's arena bound (`gpu_mem_limit`, in MiB), also for the CUDA entry "
+            "behind TensorRT; see the note on Jetson memory below"
+        ),
+        shown="`0` (no bound)",
+    )
+    gpu_arena_extend_strategy: str = knob(
+        "kSameAsRequested",
+        "FACEFLEET_GPU_ARENA_EXTEND_STRATEGY",
+        parse=one_of(ARENA_STRATEGIES),
+        doc=(
+            "how the CUDA arena grows: `kSameAsRequested` (by what is asked) or `kNextPowerOfTwo` "
+            "(onnxruntime's default: up to twice what is needed)"
+        ),
+    )
+    cpu_mem_arena: bool = knob(
+        False,
+        "FACEFLEET_CPU_MEM_ARENA",
+        parse=parse_bool,
+        doc=(
+            "onnxruntime's CPU memory arena: a little faster, but it keeps the peak of every "
+            "batch's activations for the life of the worker (465 MiB against 286 MiB resident after"
+            " 8 concurrent clients, measured)"
+        ),
+    )
+    batching: bool = knob(
+        True, "FACEFLEET_BATCHING", parse=parse_bool, doc="cross-request batching for models with a batch axis"
+    )
+    batch_wait_ms: float = knob(
+        2.0,
+        "FACEFLEET_BATCH_WAIT_MS",
+        parse=non_negative_float,
+        doc=(
+            "longest time a model run waits for more inputs; it waits only while other requests are"
+            " in flight, so a lone request never waits"
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class ServerSettings(Section):
+    """The HTTP service (`facefleet serve`): listening, gunicorn, admission, URL fetching, logs."""
+
+    host: str = knob(
+        "127.0.0.1",
+        "FACEFLEET_HOST",
+        doc=("listen address (`0.0.0.0` to serve the network; the container and Ansible roles set it)"),
+    )
+    port: int = knob(18080, "FACEFLEET_PORT", "PORT", parse=positive_int, doc="listen port")
+    workers: int = knob(
+        1,
+        "FACEFLEET_WORKERS",
+        "NUM_WORKERS",
+        parse=positive_int,
+        doc="gunicorn worker processes; each loads its own copy of the models",
+    )
+    threads: int = knob(
+        0,
+        "FACEFLEET_THREADS",
+        parse=non_negative_int,
+        doc=(
+            "threads per worker; the extra 4 keep `/livez`, `/health` and `/metrics` answering "
+            "while the engine is saturated"
+        ),
+        shown="`0` = engine slots + `QUEUE_SIZE` + 4",
+    )
+    max_body_mb: float = knob(
+        64.0, "FACEFLEET_MAX_BODY_MB", parse=non_negative_float, doc="largest request body; larger is 413"
+    )
+    max_images: int = knob(
+        64, "FACEFLEET_MAX_IMAGES", parse=positive_int, doc="most images in one request; more is 413"
+    )
+    max_concurrent: int = knob(
+        0,
+        "FACEFLEET_MAX_CONCURRENT",
+        parse=non_negative_int,
+        doc=(
+            "requests inside the engine at once: what cross-request batches are made of, and what "
+            "bounds the worker's memory (each holds its decoded images and inputs)"
+        ),
+        shown="`0` = one per CPU core, at most 4",
+    )
+    queue_size: int = knob(
+        16,
+        "FACEFLEET_QUEUE_SIZE",
+        parse=non_negative_int,
+        doc=("requests that may wait for the engine; one more is refused with 503 and `Retry-After: 1`"),
+    )
+    queue_timeout_s: float = knob(
+        30.0, "FACEFLEET_QUEUE_TIMEOUT_S", parse=non_negative_float, doc="longest wait in that queue before a 503"
+    )
+    allow_urls: bool = knob(
+        False, "FACEFLEET_ALLOW_URLS", parse=parse_bool, doc="accept `images.urls` with http(s) URLs"
+    )
+    url_allow: tuple[str, ...] = knob(
+        (),
+        "FACEFLEET_URL_ALLOW",
+        parse=word_list,
+        doc=(
+            "comma-separated hosts and CIDRs allowed although internal (every address that is not "
+            "globally routable unicast is refused otherwise: loopback, link-local, private, shared "
+            "100.64/10, reserved, multicast, and IPv4 inside IPv6 as its IPv4 address; on every "
+            "redirect hop, checked on the resolved address, which is also the one connected to)"
+        ),
+    )
+    url_max_mb: float = knob(
+        20.0, "FACEFLEET_URL_MAX_MB", parse=non_negative_float, doc="largest image fetched from a URL"
+    )
+    url_timeout_s: float = knob(
+        10.0, "FACEFLEET_URL_TIMEOUT_S", parse=non_negative_float, doc="time limit of one URL fetch, redirects included"
+    )
+    images_root: str = knob(
+        "",
+        "FACEFLEET_IMAGES_ROOT",
+        doc=("folder that relative paths in `images.urls` are read from; absolute paths and `..` are refused"),
+        shown="empty (local paths refused)",
+    )
+    log_format: str = knob(
+        "text", "FACEFLEET_LOG_FORMAT", parse=log_format, doc="`text`, or `json` (one object per line)"
+    )
+    log_level: str = knob(
+        "INFO",
+        "FACEFLEET_LOG_LEVEL",
+        "LOG_LEVEL",
+        parse=log_level,
+        doc=(
+            "`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`; INFO logs one line per request with"
+            " its request id (`X-Request-ID`, taken from the request or made)"
+        ),
+    )
+
+    @property
+    def engine_slots(self) -> int:
+        """Requests inside the engine at once: enough to form batches, few enough that their
+        buffers stay small (0 = one per core, at most 4; 2 on a 2-core machine measured
+        214 MiB resident under 8 clients against 291 MiB with 4)."""
+        return self.max_concurrent or min(4, os.cpu_count() or 1)
+
+    @property
+    def gunicorn_threads(self) -> int:
+        """Enough threads that the bounded queue, not gunicorn's backlog, is where requests wait,
+        plus a few so /livez, /health and /metrics answer while the engine is saturated."""
+        return self.threads or self.engine_slots + self.queue_size + 4
+
+
+@dataclass(frozen=True)
+class AuthSettings(Section):
+    """API keys of the HTTP service."""
+
+    mode: str = knob(
+        "on",
+        "FACEFLEET_AUTH",
+        parse=auth_mode,
+        doc=(
+            "`on`: every request but the open paths needs an API key, and the service refuses to "
+            "start without one; `off`: no keys asked (a warning in the log and in `/info`'s "
+            "`auth`), for a trusted network only"
+        ),
+    )
+    api_keys: tuple[str, ...] = knob(
+        (),
+        "FACEFLEET_API_KEYS",
+        parse=word_list,
+        doc=(
+            "API keys, comma-separated, added to the file's (prefer the file: environments show up "
+            "in process listings of the same user)"
+        ),
+        secret=True,
+    )
+    api_keys_file: str = knob(
+        "",
+        "FACEFLEET_API_KEYS_FILE",
+        doc=(
+            "file of API keys, one per line, `#` comments; what the Ansible role writes from the "
+            "vault variable `inference_service_api_keys` (or a key it generates). Keys have at "
+            "least 16 characters"
+        ),
+    )
+    open_paths: tuple[str, ...] = knob(
+        ("/", "/livez", "/health", "/metrics", "/docs", "/openapi.json"),
+        "FACEFLEET_AUTH_OPEN_PATHS",
+        parse=path_list,
+        doc=(
+            "paths answered without a key (`/livez` always is; `/` only redirects to `/docs`): "
+            "leave `/metrics` open for Prometheus on the monitoring network, or remove it and give "
+            "Prometheus a bearer key"
+        ),
+    )
+
+    def __eq__(self, other: object) -> bool:
+        """Transitional: `settings.auth == "off"` (the flat setting's reads) still compares the
+        mode until the rewrite to `settings.auth.mode` lands; deleted with the flat names."""
+        if isinstance(other, str):
+            return self.mode == other
+        if isinstance(other, AuthSettings):
+            return (self.mode, self.api_keys, self.api_keys_file, self.open_paths) == (
+                other.mode,
+                other.api_keys,
+                other.api_keys_file,
+                other.open_paths,
+            )
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.mode, self.api_keys, self.api_keys_file, self.open_paths))
+
+
+@dataclass(frozen=True)
+class GalleriesSettings(Section):
+    """Where the galleries live (docs/galleries.md)."""
+
+    gallery_db: str = knob(
+        "",
+        "FACEFLEET_GALLERY_DB",
+        doc=(
+            "SQLite file of the galleries (docs/galleries.md); on the persistent volume "
+            "(`/var/lib/facefleet/galleries/` from the Ansible roles)"
+        ),
+        shown="`$FACEFLEET_CACHE_DIR/galleries.sqlite3`",
+    )
+
+
+@dataclass(frozen=True)
+class MetricsSettings(Section):
+    """The Prometheus side: the service's multiprocess folder and the exporter (`facefleet exporter`)."""
+
+    metrics_dir: str = knob(
+        "",
+        "FACEFLEET_METRICS_DIR",
+        doc=(
+            "prometheus_client multiprocess folder, wiped at each start of the service; the exporter "
+            "merges it (the container mounts it on the host)"
+        ),
+        shown="`$FACEFLEET_CACHE_DIR/metrics`",
+    )
+    exporter_host: str = knob(
+        "127.0.0.1",
+        "FACEFLEET_EXPORTER_HOST",
+        doc="listen address (`0.0.0.0` where Prometheus scrapes from another host)",
+    )
+    exporter_port: int = knob(18090, "FACEFLEET_EXPORTER_PORT", parse=positive_int, doc="listen port; `/metrics`")
+    service_url: str = knob(
+        "",
+        "FACEFLEET_SERVICE_URL",
+        doc="the service it probes (/health, /info) every 5 s on its own thread",
+        shown="`http://127.0.0.1:$FACEFLEET_PORT`",
+    )
+
+
+@dataclass(frozen=True)
+class JetsonSettings(Section):
+    """Where the exporter reads a Jetson's hardware (the exporter's telemetry)."""
+
+    sysfs_root: str = knob(
+        "/",
+        "FACEFLEET_SYSFS_ROOT",
+        doc=(
+            "root that `sys/`, `etc/nv_tegra_release` and `proc/device-tree/model` are read under "
+            "(tests point it at a fixture tree)"
+        ),
+    )
+    nvpmodel: str = knob(
+        "nvpmodel",
+        "FACEFLEET_NVPMODEL",
+        doc="the command queried with `-q` for the power mode (2 s timeout, cached 60 s)",
+    )
+
+
+def _dashboard_cache_file() -> str:
+    return str(Path(default_cache_dir()) / "dashboard.sqlite3")
+
+
+def _dash(name: str) -> str:
+    return f"FACEFLEET_DASHBOARD_{name.upper()}"
+
+
+@dataclass(frozen=True)
+class DashboardSettings(Section):
+    """The fleet dashboard (`facefleet dashboard`, docs/dashboard.md); read from the environment
+    only (FACEFLEET_CONFIG is the appliance's file, not the dashboard's)."""
+
+    targets_file: str = knob("", _dash("targets_file"), doc="file_sd JSON of the appliances")
+    targets: tuple[str, ...] = knob((), _dash("targets"), parse=word_list, doc="or `host:port,host:port`")
+    exporter_port: int = knob(
+        18090,
+        _dash("exporter_port"),
+        parse=above_zero_int,
+        doc="an appliance's exporter port unless its `exporter` label says otherwise",
+    )
+    poll_interval_s: float = knob(10.0, _dash("poll_interval_s"), parse=above_zero_float, doc="seconds between polls")
+    timeout_s: float = knob(3.0, _dash("timeout_s"), parse=above_zero_float, doc="per-request timeout of a poll")
+    pool: int = knob(16, _dash("pool"), parse=above_zero_int, doc="requests in flight at once")
+    database: str = knob(
+        None,
+        _dash("database"),
+        doc="the history",
+        shown="`~/.cache/facefleet/dashboard.sqlite3`",
+        factory=_dashboard_cache_file,
+    )
+    retention_h: float = knob(24.0, _dash("retention_h"), parse=above_zero_float, doc="hours of history kept")
+    prometheus_url: str = knob("", _dash("prometheus_url"), doc="read the fleet from Prometheus instead of polling")
+    password: str = knob(
+        "",
+        _dash("password"),
+        doc="login password; empty: no login, which only a loopback address (or `ALLOW_OPEN`) accepts",
+        secret=True,
+    )
+    password_file: str = knob(
+        "",
+        _dash("password_file"),
+        doc=(
+            "a file whose first line (not blank, not `#`) is the password, when none is set above; the role "
+            "points it at `/etc/facefleet/dashboard-password`"
+        ),
+    )
+    allow_open: bool = knob(
+        False,
+        _dash("allow_open"),
+        parse=parse_bool,
+        doc="`true`: serve a non-loopback address without a login (only behind a proxy that authenticates)",
+    )
+    secret_key: str = knob(
+        "",
+        _dash("secret_key"),
+        doc="signs the session cookie (set it so logins survive restarts)",
+        shown="random per start",
+        secret=True,
+    )
+    appliance_api_key: str = knob(
+        "", _dash("appliance_api_key"), doc="sent to appliances as `X-API-Key`, never to browsers", secret=True
+    )
+    appliance_api_key_file: str = knob(
+        "",
+        _dash("appliance_api_key_file"),
+        doc=(
+            "a facefleet API key file (one key per line); its first key is sent when no key is set above. The "
+            "dashboard role points it at `/etc/facefleet/api-keys` on a host that is also an appliance"
+        ),
+    )
+    host: str = knob(
+        "127.0.0.1", _dash("host"), doc="listen address; any other than loopback needs the login (see Access)"
+    )
+    port: int = knob(18100, _dash("port"), parse=above_zero_int, doc="listen port")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> DashboardSettings:
+        """Defaults < environment < flags, then the secrets' files read (a key or password given
+        directly wins over its file)."""
+        return super().from_env(environ, **overrides).with_secrets()
+
+    def with_secrets(self) -> DashboardSettings:
+        """The password and the appliance key filled in from their files where only a file is named."""
+        changes: dict[str, Any] = {}
+        if self.appliance_api_key_file and not self.appliance_api_key:
+            changes["appliance_api_key"] = _first_key(self.appliance_api_key_file)
+        if self.password_file and not self.password:
+            changes["password"] = _first_line(self.password_file, _dash("password_file"), "password")
+        return replace(self, **changes) if changes else self
+
+    def require_login_off_loopback(self) -> None:
+        """The dashboard shows the whole fleet: reachable from the network, it needs a login."""
+        if self.password or self.allow_open or _loopback(self.host):
+            return
+        raise ConfigError(
+            f"the dashboard would listen on {self.host} without a login: set FACEFLEET_DASHBOARD_PASSWORD_FILE "
+            "(or FACEFLEET_DASHBOARD_PASSWORD), listen on 127.0.0.1, or set FACEFLEET_DASHBOARD_ALLOW_OPEN=true "
+            "behind a proxy that authenticates"
+        )
+
+
+def _loopback(host: str) -> bool:
+    """Every address `host` resolves to is loopback (0.0.0.0 and :: are every interface)."""
+    try:
+        found = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except socket.gaierror:
+        return False
+    return bool(found) and all(ipaddress.ip_address(str(a).split("%")[0]).is_loopback for a in found)
+
+
+def _first_key(path: str) -> str:
+    """The key the dashboard presents: the first of the file the appliance role writes, so a
+    dashboard on an appliance (the default inventory) needs no key of its own."""
+    return _first_line(path, _dash("appliance_api_key_file"), "key")
+
+
+def _first_line(path: str, variable: str, what: str) -> str:
+    """The first line of a secret's file that is not blank or a `#` comment."""
+    try:
+        lines = key_lines(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read {variable}={path}: {exc.strerror}") from None
+    if not lines:
+        raise ConfigError(f"{variable}={path} holds no {what}")
+    return lines[0]
+
+
+SECTIONS: dict[str, type[Section]] = {
+    "engine": EngineSettings,
+    "server": ServerSettings,
+    "auth": AuthSettings,
+    "models": ModelsSettings,
+    "galleries": GalleriesSettings,
+    "metrics": MetricsSettings,
+    "jetson": JetsonSettings,
+    "dashboard": DashboardSettings,
+}
