@@ -38,7 +38,9 @@ def main() -> int:
     parser.add_argument("--models-dir", default=str(ROOT / ".cache" / "default-pack"))
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="facefleet-bench-dashboard-"))
-    service = create_service(Settings(models_dir=args.models_dir, providers=("cpu",), log_level="WARNING", auth="off"))
+    service = create_service(
+        Settings.of(models_dir=args.models_dir, providers=("cpu",), log_level="WARNING", auth="off")
+    )
     client = service.test_client()
     info, health = client.get("/info").data, client.get("/health").data
     metrics = generate_latest(

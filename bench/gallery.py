@@ -81,7 +81,7 @@ def measure_search(args: argparse.Namespace, work: Path) -> dict:
 
 
 def measure_enrolment(args: argparse.Namespace, work: Path) -> dict:
-    settings = Settings(
+    settings = Settings.of(
         models_dir=args.models_dir, det_name=args.det, rec_name=args.rec, providers=("cpu",), auth="off"
     )
     engine = FaceEngine.from_settings(settings)

@@ -444,7 +444,7 @@ def run(args: argparse.Namespace) -> dict:
         tally, sampler, {"start": start, "after_warm_up": warm, "end": end}, args.seconds, args.rss_baseline
     )
     report.update(seconds=args.seconds, clients=args.clients, cpus=os.cpu_count())
-    report["gunicorn_threads"] = Settings.from_env({**os.environ, **env}).gunicorn_threads
+    report["gunicorn_threads"] = Settings.from_env({**os.environ, **env}).server.gunicorn_threads
     report["failed"] = verdict(report)
     return report
 

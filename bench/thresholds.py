@@ -112,7 +112,7 @@ def known_count(name: str) -> int:
 
 def settings_for(folder: Path, cache: str, name: str) -> Settings:
     """The service's defaults, on the CPU, with room for every candidate face of the Solvay photo."""
-    return Settings(models_dir=str(folder), cache_dir=cache, providers=("cpu",), max_faces=300, det_name=name)
+    return Settings.of(models_dir=str(folder), cache_dir=cache, providers=("cpu",), max_faces=300, det_name=name)
 
 
 def measure_detector(spec: ModelSpec, engine: FaceEngine, images: dict[str, np.ndarray]) -> Row:

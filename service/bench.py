@@ -63,18 +63,18 @@ def why_not(provider: str, settings: Settings, offered: list[str]) -> str | None
     quietly fall back to the CPU and the table would show CPU times under a GPU's name."""
     if PROVIDER_NAMES[provider] not in offered:
         return "not offered by this onnxruntime"
-    return None if provider == "cpu" else gpuprobe.provider_problem(provider, settings.device_id)
+    return None if provider == "cpu" else gpuprobe.provider_problem(provider, settings.engine.device_id)
 
 
 def bench_providers(settings: Settings, models: list[str], runs: int, warmup: int) -> dict[str, Any]:
     """{model: [one row per provider of the chain that can run here]}, rows with a CPU-relative
     speedup; the providers that cannot run, with the reason, under "skipped"."""
     offered = ort_module().get_available_providers()
-    skipped = {p: reason for p in settings.providers if (reason := why_not(p, settings, offered))}
-    chain = [p for p in settings.providers if p not in skipped]
+    skipped = {p: reason for p in settings.engine.providers if (reason := why_not(p, settings, offered))}
+    chain = [p for p in settings.engine.providers if p not in skipped]
     if not chain:
         reasons = "; ".join(f"{p}: {reason}" for p, reason in skipped.items())
-        raise FacefleetError(f"none of {', '.join(settings.providers)} can run here ({reasons})")
+        raise FacefleetError(f"none of {', '.join(settings.engine.providers)} can run here ({reasons})")
     report: dict[str, Any] = {
         "onnxruntime": ort_module().__version__,
         "offered": offered,

@@ -63,7 +63,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     defaults = {manifest.default_detection, manifest.default_recognition}
     print(f"{'name':24} {'task':11} {'family':7} {'file':44} {'here':5} licence")
     for spec in manifest.models.values():
-        here = "yes" if (Path(settings.models_dir) / spec.file).is_file() else "no"
+        here = "yes" if (Path(settings.models.models_dir) / spec.file).is_file() else "no"
         mark = "*" if spec.name in defaults else " "
         print(f"{spec.name + mark:24} {spec.task:11} {spec.family:7} {spec.file:44} {here:5} {spec.licence}")
     print(f"\n* default pack; models folder: {_models_dir_said(args, settings)}; manifest: {manifest.path}")
@@ -73,7 +73,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 def _models_dir_said(args: argparse.Namespace, settings: Settings) -> str:
     """'/var/lib/facefleet/models (from /etc/facefleet/service.env)': the folder looked in and why that one."""
     where = source_of("models_dir", args.models_dir, "--models-dir", _appliance(args))
-    return f"{settings.models_dir} ({'the default' if where == 'default' else 'from ' + where})"
+    return f"{settings.models.models_dir} ({'the default' if where == 'default' else 'from ' + where})"
 
 
 def cmd_models_verify(args: argparse.Namespace) -> int:
@@ -84,9 +84,11 @@ def cmd_models_verify(args: argparse.Namespace) -> int:
     if not specs:  # everything that is present, plus the defaults, which must be
         defaults = {manifest.default_detection, manifest.default_recognition}
         specs = [
-            s for s in manifest.models.values() if s.name in defaults or (Path(settings.models_dir) / s.file).is_file()
+            s
+            for s in manifest.models.values()
+            if s.name in defaults or (Path(settings.models.models_dir) / s.file).is_file()
         ]
-    problems = [p for spec in specs for p in verify_model(spec, settings.models_dir)]
+    problems = [p for spec in specs for p in verify_model(spec, settings.models.models_dir)]
     for problem in problems:
         print(problem)
     print(f"{len(specs)} models checked, {len(problems)} problems")
@@ -100,12 +102,12 @@ def cmd_models_prepare(args: argparse.Namespace) -> int:
 
     settings, manifest = _settings(args), load_manifest()
     for spec in _selected(args.names, [manifest.default_detection, manifest.default_recognition]):
-        path, digest = require_model_file(spec, settings.models_dir, settings.verify_models)
+        path, digest = require_model_file(spec, settings.models.models_dir, settings.models.verify_models)
         fixed = None
         if args.size and spec.task == "detection" and not spec.fixed_hw:
             fixed = (args.size[1], args.size[0])
         fixed = fixed or trt_fixed_hw(spec, settings)
-        out = prepare_model(spec, path, digest, settings.cache_dir, fixed)
+        out = prepare_model(spec, path, digest, settings.models.cache_dir, fixed)
         print(f"{spec.name}: {'unchanged, runs as is' if out == path else out}")
     return 0
 
@@ -117,7 +119,7 @@ def cmd_models_pull(args: argparse.Namespace) -> int:
     failed = 0
     for spec in _selected(args.names, [manifest.default_detection, manifest.default_recognition]):
         try:
-            path, fetched = pull(spec, settings.models_dir, settings.cache_dir)
+            path, fetched = pull(spec, settings.models.models_dir, settings.models.cache_dir)
             print(f"{spec.name}: {'fetched' if fetched else 'already present'} {path}")
         except FacefleetError as exc:
             print(f"facefleet: {exc}", file=sys.stderr)
@@ -140,7 +142,7 @@ def cmd_models_synth(args: argparse.Namespace) -> int:
         )
         return 2
     else:
-        target = Path(settings.models_dir) / spec.file
+        target = Path(settings.models.models_dir) / spec.file
     if target.exists() and not args.force:
         print(f"facefleet: {target} exists; --force replaces it with random weights", file=sys.stderr)
         return 2
@@ -177,12 +179,15 @@ def cmd_providers(args: argparse.Namespace) -> int:
     if not args.verbose:  # each fallback's reason is in the report: the same lines on stderr add nothing
         logging.getLogger("service.runtime").setLevel(logging.ERROR)
     report: dict[str, Any] = {
-        "environment": environment_report(settings.device_id),
-        "chain": list(settings.providers),
+        "environment": environment_report(settings.engine.device_id),
+        "chain": list(settings.engine.providers),
         "models_dir": _models_dir_said(args, settings),
         "models": {},
     }
-    for name in (settings.det_name or manifest.default_detection, settings.rec_name or manifest.default_recognition):
+    for name in (
+        settings.models.det_name or manifest.default_detection,
+        settings.models.rec_name or manifest.default_recognition,
+    ):
         try:
             opened, _ = load_model(manifest.get(name), settings)
             report["models"][name] = opened.report()
@@ -488,16 +493,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     load_keys(settings)
     manifest = load_manifest()
-    for name in (settings.det_name or manifest.default_detection, settings.rec_name or manifest.default_recognition):
-        require_model_file(manifest.get(name), settings.models_dir, settings.verify_models)
+    for name in (
+        settings.models.det_name or manifest.default_detection,
+        settings.models.rec_name or manifest.default_recognition,
+    ):
+        require_model_file(manifest.get(name), settings.models.models_dir, settings.models.verify_models)
     from .ports import require_free
 
     # Before "serving on": gunicorn would retry a taken port for seconds, then fail in its own words.
-    require_free(settings.host, settings.port, "--port or FACEFLEET_PORT")
+    require_free(settings.server.host, settings.server.port, "--port or FACEFLEET_PORT")
     _cap_malloc_arenas()
-    url_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    url_host = "127.0.0.1" if settings.server.host in ("0.0.0.0", "::") else settings.server.host
     print(
-        f"facefleet serving on http://{url_host}:{settings.port}  (API docs: http://{url_host}:{settings.port}/docs)",
+        f"facefleet serving on http://{url_host}:{settings.server.port}  (API docs: http://{url_host}:{settings.server.port}/docs)",
         flush=True,
     )
     from .gunicorn_conf import ServiceApplication
@@ -533,13 +541,13 @@ def cmd_exporter(args: argparse.Namespace) -> int:
         service_url=args.service_url,
         metrics_dir=args.metrics_dir,
     )
-    service_url = settings.service_url or f"http://127.0.0.1:{settings.port}"
+    service_url = settings.metrics.service_url or f"http://127.0.0.1:{settings.server.port}"
     key = key_source(None, args.api_key_file)
     key.read()  # a key file named but unreadable stops start-up with one line; read again at every probe
     registry = build_registry(
-        Path(settings.metrics_path), Path(settings.sysfs_root), service_url, settings.nvpmodel, key
+        Path(settings.metrics_path), Path(settings.jetson.sysfs_root), service_url, settings.jetson.nvpmodel, key
     )
-    serve(settings.exporter_host, settings.exporter_port, registry)
+    serve(settings.metrics.exporter_host, settings.metrics.exporter_port, registry)
     return 0
 
 
@@ -577,8 +585,8 @@ def cmd_bench_providers(args: argparse.Namespace) -> int:
 
     settings, manifest = _settings(args), load_manifest()
     models = args.names or [
-        settings.det_name or manifest.default_detection,
-        settings.rec_name or manifest.default_recognition,
+        settings.models.det_name or manifest.default_detection,
+        settings.models.rec_name or manifest.default_recognition,
     ]
     report = bench_providers(settings, models, args.runs, args.warmup)
     to_stdout = args.json == "-"  # verify.yml gathers the JSON; the table then goes to stderr

@@ -37,7 +37,7 @@ def batch_limit(spec: ModelSpec, opened: OpenedSession, settings: Settings) -> i
     """Images per detector run: FACEFLEET_DET_BATCH_SIZE when the file takes a batch (a dynamic
     batch axis and a batched output layout), else 1."""
     batchable = opened.input_shape[0] is None and spec.layout != "scrfd_flat"
-    return settings.det_batch_size if batchable else 1
+    return settings.engine.det_batch_size if batchable else 1
 
 
 class Detector:
@@ -63,7 +63,7 @@ class Detector:
             # A fixed-input file (or TensorRT copy) dictates geometry whatever the policy says.
             self.policy, self.det_size = "fixed", (fixed_w, fixed_h)
         else:
-            self.policy, self.det_size = settings.shape_policy, settings.det_size
+            self.policy, self.det_size = settings.engine.shape_policy, settings.engine.det_size
         self.batched_output = spec.layout != "scrfd_flat"
         self.batchable = opened.input_shape[0] is None and self.batched_output
         self.max_batch = batch_limit(spec, opened, settings)
@@ -84,7 +84,7 @@ class Detector:
     @property
     def threshold(self) -> float:
         """The score threshold a call without its own uses: FACEFLEET_DET_THRESH, else this model's."""
-        return det_threshold(self.spec, self.settings.det_threshold)
+        return det_threshold(self.spec, self.settings.engine.det_threshold)
 
     def detect(
         self, images: list[np.ndarray], threshold: float | None = None, timings: Timings | None = None
@@ -106,9 +106,9 @@ class Detector:
     def _best(self, boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """NMS on the best-scored candidates only, then at most `max_faces` faces: a threshold of 0
         makes every anchor a candidate, and each face kept costs an alignment and an embedding."""
-        limit = self.settings.max_faces
+        limit = self.settings.engine.max_faces
         top = np.argsort(-scores, kind="stable")[: limit * CANDIDATES_PER_FACE]
-        kept: np.ndarray = top[nms(boxes[top], scores[top], self.settings.nms_iou)][:limit]
+        kept: np.ndarray = top[nms(boxes[top], scores[top], self.settings.engine.nms_iou)][:limit]
         return kept
 
     def _run_chunk(

@@ -31,8 +31,8 @@ def recognizer_identity(settings: Settings) -> Recognizer:
     """The configured recognizer's name, file sha256 and width, without opening a session:
     an import only has to match a bundle against the model file."""
     manifest = load_manifest()
-    spec = manifest.get(settings.rec_name or manifest.default_recognition)
-    _, digest = require_model_file(spec, settings.models_dir, settings.verify_models)
+    spec = manifest.get(settings.models.rec_name or manifest.default_recognition)
+    _, digest = require_model_file(spec, settings.models.models_dir, settings.models.verify_models)
     if not spec.embedding_size:
         raise FacefleetError(f"{spec.name}: the manifest gives no embedding_size")
     return Recognizer(spec.name, digest, spec.embedding_size)

@@ -150,14 +150,14 @@ class FaceEngine:
             observer or NullObserver(), batching, reopener(settings, available, session_factory), extra or {}
         )
         calls = ActiveCalls()
-        det_spec = manifest.get(settings.det_name or manifest.default_detection)
+        det_spec = manifest.get(settings.models.det_name or manifest.default_detection)
         opened, _ = load_model(det_spec, settings, available=available, session_factory=session_factory)
         slot = SessionSlot(opened)
         chain = compose(det_spec, slot, det_batch_limit(det_spec, opened, settings), settings, wiring, calls)
         detector = Detector(det_spec, slot, settings, chain)
         recognizer = None
         if with_recognizer:
-            rec_spec = manifest.get(settings.rec_name or manifest.default_recognition)
+            rec_spec = manifest.get(settings.models.rec_name or manifest.default_recognition)
             opened, _ = load_model(rec_spec, settings, available=available, session_factory=session_factory)
             slot = SessionSlot(opened)
             chain = compose(rec_spec, slot, rec_batch_limit(opened, settings), settings, wiring, calls)
@@ -196,7 +196,9 @@ class FaceEngine:
                 try:
                     if isinstance(item, ImageError):  # a reference that could not be read
                         raise item
-                    images[i] = item if isinstance(item, np.ndarray) else decode_image(item, self.settings.max_pixels)
+                    images[i] = (
+                        item if isinstance(item, np.ndarray) else decode_image(item, self.settings.engine.max_pixels)
+                    )
                     results[i].shape = images[i].shape[:2]
                 except ImageError as exc:
                     results[i].error = exc
@@ -298,11 +300,11 @@ def compose(
     spec: ModelSpec, slot: SessionSlot, max_batch: int, settings: Settings, wiring: Wiring, calls: ActiveCalls
 ) -> Chain:
     """One model's chain, from the engine's wiring: the only caller of build_runner in the engine."""
-    batching = Batching(max_batch, settings.batch_wait_ms / 1000, calls) if wiring.batching else None
+    batching = Batching(max_batch, settings.engine.batch_wait_ms / 1000, calls) if wiring.batching else None
     return build_runner(
         spec,
         slot,
-        providers=settings.providers,
+        providers=settings.engine.providers,
         reopen=wiring.reopen,
         batching=batching,
         observer=wiring.observer,

@@ -74,7 +74,9 @@ def _opened(spec: ModelSpec, settings: Settings, sink: list[np.ndarray] | None) 
 def calibration_blobs(spec: ModelSpec, settings: Settings, photos: list[Path]) -> list[np.ndarray]:
     """One input sample per detector run (per photo) or per face (recognizers)."""
     manifest = load_manifest()
-    det_spec = spec if spec.task == "detection" else manifest.get(settings.det_name or manifest.default_detection)
+    det_spec = (
+        spec if spec.task == "detection" else manifest.get(settings.models.det_name or manifest.default_detection)
+    )
     runs: list[np.ndarray] = []
     slot, chain = _opened(det_spec, settings, runs if spec.task == "detection" else None)
     detector = Detector(det_spec, slot, settings, chain)
@@ -83,7 +85,7 @@ def calibration_blobs(spec: ModelSpec, settings: Settings, photos: list[Path]) -
         slot, chain = _opened(spec, settings, runs)
         recognizer = Recognizer(spec, slot, settings, chain)
     for photo in tqdm(photos, desc=f"calibrating {spec.name}", unit="photo", leave=False):
-        image = decode_image(photo.read_bytes(), settings.max_pixels)
+        image = decode_image(photo.read_bytes(), settings.engine.max_pixels)
         found = detector.detect([image])[0]
         if recognizer is not None and len(found):
             recognizer.embed(align_all(image, found.landmarks))
@@ -133,11 +135,11 @@ def quantize(spec: ModelSpec, settings: Settings, mode: str, photos: list[Path])
     """Write `<stem>.int8.onnx` beside the model from its prepared FP32 copy; returns the path."""
     if mode not in MODES:
         raise QuantizeError(f"unknown quantization mode {mode!r}; known: {', '.join(MODES)}")
-    path, digest = require_model_file(spec, settings.models_dir, settings.verify_models)
+    path, digest = require_model_file(spec, settings.models.models_dir, settings.models.verify_models)
     if already_quantized(path):
         raise QuantizeError(f"{spec.name} ({path.name}) is already quantized; quantize an FP32 model")
-    source = prepare_model(spec, path, digest, settings.cache_dir, None)
-    target = model_path(load_manifest().get(f"{spec.name}@int8"), settings.models_dir)
+    source = prepare_model(spec, path, digest, settings.models.cache_dir, None)
+    target = model_path(load_manifest().get(f"{spec.name}@int8"), settings.models.models_dir)
     with tempfile.TemporaryDirectory(prefix="facefleet-quantize-") as tmp:
         # Shape inference and graph optimisation first: onnxruntime's documented preprocessing,
         # which folds BatchNorms so the calibrator sees the tensors that will really be quantized.

@@ -15,7 +15,7 @@ from .timing import Timings, maybe
 
 def batch_limit(opened: OpenedSession, settings: Settings) -> int:
     """Faces per recognizer run: FACEFLEET_REC_BATCH_SIZE when the file has a dynamic batch axis, else 1."""
-    return settings.rec_batch_size if opened.input_shape[0] is None else 1
+    return settings.engine.rec_batch_size if opened.input_shape[0] is None else 1
 
 
 class Recognizer:
@@ -42,7 +42,7 @@ class Recognizer:
     @property
     def threshold(self) -> float:
         """Same-person cosine similarity a call without its own uses: FACEFLEET_VERIFY_THRESH, else this model's."""
-        return verify_threshold(self.spec, self.settings.verify_threshold)
+        return verify_threshold(self.spec, self.settings.engine.verify_threshold)
 
     def run(self, blob: np.ndarray) -> list[np.ndarray]:
         """One call through the whole chain (failover, batching, observer)."""

@@ -194,12 +194,12 @@ def cuda_options(settings: Settings) -> dict[str, Any]:
     workspace peaks. kSameAsRequested: the arena grows by what is asked, not to the next power of
     two, which on a Jetson's shared 8 GB is memory the CPU loses too."""
     options: dict[str, Any] = {
-        "device_id": settings.device_id,
-        "cudnn_conv_algo_search": settings.cudnn_conv_algo_search,
-        "arena_extend_strategy": settings.gpu_arena_extend_strategy,
+        "device_id": settings.engine.device_id,
+        "cudnn_conv_algo_search": settings.engine.cudnn_conv_algo_search,
+        "arena_extend_strategy": settings.engine.gpu_arena_extend_strategy,
     }
-    if settings.gpu_mem_limit_mb:
-        options["gpu_mem_limit"] = settings.gpu_mem_limit_mb * MIB
+    if settings.engine.gpu_mem_limit_mb:
+        options["gpu_mem_limit"] = settings.engine.gpu_mem_limit_mb * MIB
     return options
 
 
@@ -211,18 +211,18 @@ def provider_entry(
     them in a .profile file beside a cached engine and rebuilds the engine when they change."""
     name = PROVIDER_NAMES[short]
     if short == "tensorrt":
-        cache = Path(settings.cache_dir) / "trt" / model_sha256[:16] / device_tag(settings.device_id)
+        cache = Path(settings.models.cache_dir) / "trt" / model_sha256[:16] / device_tag(settings.engine.device_id)
         options = {
-            "device_id": settings.device_id,
-            "trt_fp16_enable": settings.trt_fp16,
+            "device_id": settings.engine.device_id,
+            "trt_fp16_enable": settings.engine.trt_fp16,
             "trt_engine_cache_enable": True,
             "trt_engine_cache_path": str(cache),
             "trt_timing_cache_enable": True,
             "trt_timing_cache_path": str(cache),
             **(trt_shapes or {}),
         }
-        if settings.trt_workspace_mb:
-            options["trt_max_workspace_size"] = settings.trt_workspace_mb * MIB
+        if settings.engine.trt_workspace_mb:
+            options["trt_max_workspace_size"] = settings.engine.trt_workspace_mb * MIB
         return name, options, str(cache)
     if short == "cuda":
         return name, cuda_options(settings), None
@@ -237,12 +237,12 @@ def session_options(settings: Settings) -> Any:
     # Detector and recognizer run one after the other: a pool that spins after its run steals
     # the cores the next model needs (seen: +30 % detector time on 2 cores).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if settings.cpu_threads:
-        options.intra_op_num_threads = settings.cpu_threads
+    if settings.engine.cpu_threads:
+        options.intra_op_num_threads = settings.engine.cpu_threads
     # The arena keeps the peak of every batch's activations for the life of the process
     # (measured: 465 MiB against 286 MiB without it after 8 concurrent clients, for ~8 % less
     # throughput); on an 8 GB Jetson that memory is the GPU's too.
-    options.enable_cpu_mem_arena = settings.cpu_mem_arena
+    options.enable_cpu_mem_arena = settings.engine.cpu_mem_arena
     return options
 
 
@@ -322,7 +322,7 @@ def _try_provider(
     asked when its libraries, driver or device are missing), else a real session, checked and
     warmed up with its nodes counted, onnxruntime's own output routed to the log meanwhile."""
     start = time.perf_counter()
-    problem = gpuprobe.provider_problem(short, settings.device_id) if probe and short != "cpu" else None
+    problem = gpuprobe.provider_problem(short, settings.engine.device_id) if probe and short != "cpu" else None
     if problem:
         return None, Attempt(short, False, problem)
     name = PROVIDER_NAMES[short]
@@ -377,7 +377,7 @@ def open_session(
     available = list(ort.get_available_providers() if available is None else available)
     model = ModelFile(str(path), model_sha256, warmup_hw, batch)
     attempts: list[Attempt] = []
-    for short in settings.providers:
+    for short in settings.engine.providers:
         if PROVIDER_NAMES[short] not in available:
             reason = f"not offered by this onnxruntime {ort.__version__} build (it offers {', '.join(available)})"
             attempts.append(Attempt(short, False, reason))

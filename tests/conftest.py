@@ -91,7 +91,7 @@ def make_settings(shared_models: Path, cache_dir: Path):
     def make(**overrides) -> Settings:
         values = {"models_dir": str(shared_models), "cache_dir": str(cache_dir), "providers": ("cpu",), "auth": "off"}
         values.update(overrides)
-        return Settings(**values)
+        return Settings.of(**values)
 
     return make
 

@@ -48,7 +48,7 @@ def settings_for(default_pack, cache_dir, tmp_path_factory):
             "auth": "off",
         }
         values.update(overrides)
-        return Settings(**values)
+        return Settings.of(**values)
 
     make.images_root = root
     return make

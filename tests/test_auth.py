@@ -25,7 +25,7 @@ KEY_B = "b-second-key-of-the-fleet-002"
 def settings(default_pack, cache_dir, tmp_path_factory) -> Settings:
     keys = tmp_path_factory.mktemp("keys") / "api-keys"
     keys.write_text(f"# written by the inference_service role\n{KEY_A}\n\n")
-    return Settings(
+    return Settings.of(
         models_dir=str(default_pack),
         cache_dir=str(cache_dir),
         providers=("cpu",),
@@ -72,7 +72,7 @@ def test_livez_health_metrics_and_the_spec_stay_open(client):
 
 
 def test_open_paths_are_configurable_but_livez_always_answers(settings):
-    closed = create_app(Settings(**{**settings.__dict__, "auth_open_paths": ()})).test_client()
+    closed = create_app(settings.replace(auth_open_paths=())).test_client()
     assert closed.get("/livez").status_code == 200
     for path in ("/health", "/metrics", "/openapi.json"):
         assert closed.get(path).status_code == 401, path
@@ -84,7 +84,7 @@ def test_info_says_whether_auth_is_on(client, default_pack, cache_dir):
     assert info["auth"]["enabled"] is True and "/livez" in info["auth"]["open_paths"]
     assert KEY_A not in str(info) and KEY_B not in str(info)
     open_app = create_app(
-        Settings(models_dir=str(default_pack), cache_dir=str(cache_dir), providers=("cpu",), auth="off")
+        Settings.of(models_dir=str(default_pack), cache_dir=str(cache_dir), providers=("cpu",), auth="off")
     )
     off = open_app.test_client().get("/info").get_json()["auth"]
     assert off["enabled"] is False and "authentication is off" in off["warning"]
@@ -106,7 +106,7 @@ def test_every_key_is_compared():
 )
 def test_a_configuration_that_would_be_open_by_accident_is_refused(default_pack, overrides, fragment):
     with pytest.raises(ConfigError, match=fragment.replace(".", r"\.")):
-        create_app(Settings(models_dir=str(default_pack), providers=("cpu",), **overrides))
+        create_app(Settings.of(models_dir=str(default_pack), providers=("cpu",), **overrides))
 
 
 def test_serve_without_keys_exits_with_one_line(default_pack):
@@ -173,10 +173,10 @@ def test_the_role_opens_the_same_paths_as_the_code():
 
     role = Path(__file__).resolve().parent.parent / "roles" / "inference_service"
     defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text())
-    assert tuple(defaults["inference_service_auth_open_paths"]) == Settings().auth_open_paths
+    assert tuple(defaults["inference_service_auth_open_paths"]) == Settings().auth.open_paths
     specs = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]["options"]
-    assert tuple(specs["inference_service_auth_open_paths"]["default"]) == Settings().auth_open_paths
-    assert "/" in Settings().auth_open_paths
+    assert tuple(specs["inference_service_auth_open_paths"]["default"]) == Settings().auth.open_paths
+    assert "/" in Settings().auth.open_paths
 
 
 @pytest.mark.slow

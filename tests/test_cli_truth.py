@@ -168,9 +168,9 @@ def test_the_daemons_never_read_the_appliances_file(tmp_path):
     os.environ[OVERRIDE] = str(env_file)
     try:
         args = cli.build_parser().parse_args(["serve"])
-        assert cli._settings(args).models_dir == "./models"
+        assert cli._settings(args).models.models_dir == "./models"
         args = cli.build_parser().parse_args(["models", "list"])
-        assert cli._settings(args).models_dir == "/nowhere"
+        assert cli._settings(args).models.models_dir == "/nowhere"
     finally:
         os.environ[OVERRIDE] = "none"
 

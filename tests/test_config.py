@@ -15,8 +15,12 @@ def test_config_file_then_environment_then_flags(tmp_path):
     config.write_text("det_name: scrfd_2.5g\nproviders: [cuda, cpu]\nMAX_SIZE: 640,384\nbatching: false\nport: 9000\n")
     env = {"FACEFLEET_CONFIG": str(config), "FACEFLEET_PORT": "9100"}
     settings = Settings.from_env(env, det_name="yunet_2026may")
-    assert settings.providers == ("cuda", "cpu") and settings.det_size == (640, 384)
-    assert settings.batching is False and settings.port == 9100 and settings.det_name == "yunet_2026may"
+    assert settings.engine.providers == ("cuda", "cpu") and settings.engine.det_size == (640, 384)
+    assert (
+        settings.engine.batching is False
+        and settings.server.port == 9100
+        and settings.models.det_name == "yunet_2026may"
+    )
 
 
 def test_insightface_rest_names_are_aliases_and_facefleet_names_win():
@@ -29,8 +33,12 @@ def test_insightface_rest_names_are_aliases_and_facefleet_names_win():
         "FORCE_FP16": "false",
     }
     settings = Settings.from_env(env)
-    assert settings.rec_name == "glintr100" and settings.workers == 3 and settings.log_level == "DEBUG"
-    assert settings.det_threshold == 0.6 and settings.trt_fp16 is False
+    assert (
+        settings.models.rec_name == "glintr100"
+        and settings.server.workers == 3
+        and settings.server.log_level == "DEBUG"
+    )
+    assert settings.engine.det_threshold == 0.6 and settings.engine.trt_fp16 is False
 
 
 @pytest.mark.parametrize(
@@ -56,16 +64,19 @@ def test_missing_config_file_is_named():
 
 
 def test_threads_are_derived_from_the_queue():
-    assert Settings(max_concurrent=4, queue_size=16).gunicorn_threads == 24
-    assert 1 <= Settings().engine_slots <= 4
-    assert Settings(threads=6).gunicorn_threads == 6
+    assert Settings.of(max_concurrent=4, queue_size=16).server.gunicorn_threads == 24
+    assert 1 <= Settings().server.engine_slots <= 4
+    assert Settings.of(threads=6).server.gunicorn_threads == 6
 
 
 def test_gpu_memory_settings_take_onnxruntime_spellings_in_any_case():
     """TensorRT workspace and CUDA arena knobs (docs/configuration.md); defaults for an 8 GB Jetson."""
     defaults = Settings.from_env({})
-    assert defaults.trt_workspace_mb == 1024 and defaults.gpu_mem_limit_mb == 0
-    assert defaults.cudnn_conv_algo_search == "HEURISTIC" and defaults.gpu_arena_extend_strategy == "kSameAsRequested"
+    assert defaults.engine.trt_workspace_mb == 1024 and defaults.engine.gpu_mem_limit_mb == 0
+    assert (
+        defaults.engine.cudnn_conv_algo_search == "HEURISTIC"
+        and defaults.engine.gpu_arena_extend_strategy == "kSameAsRequested"
+    )
     env = {
         "FACEFLEET_TRT_WORKSPACE_MB": "512",
         "FACEFLEET_CUDNN_CONV_ALGO_SEARCH": "exhaustive",
@@ -73,8 +84,11 @@ def test_gpu_memory_settings_take_onnxruntime_spellings_in_any_case():
         "FACEFLEET_GPU_ARENA_EXTEND_STRATEGY": "KNEXTPOWEROFTWO",
     }
     settings = Settings.from_env(env)
-    assert settings.trt_workspace_mb == 512 and settings.gpu_mem_limit_mb == 2048
-    assert settings.cudnn_conv_algo_search == "EXHAUSTIVE" and settings.gpu_arena_extend_strategy == "kNextPowerOfTwo"
+    assert settings.engine.trt_workspace_mb == 512 and settings.engine.gpu_mem_limit_mb == 2048
+    assert (
+        settings.engine.cudnn_conv_algo_search == "EXHAUSTIVE"
+        and settings.engine.gpu_arena_extend_strategy == "kNextPowerOfTwo"
+    )
     with pytest.raises(ConfigError, match=r"FACEFLEET_CUDNN_CONV_ALGO_SEARCH='fast': expected one of HEURISTIC"):
         Settings.from_env({"FACEFLEET_CUDNN_CONV_ALGO_SEARCH": "fast"})
     with pytest.raises(ConfigError, match=r"invalid FACEFLEET_GPU_MEM_LIMIT_MB='-1': expected a whole number >= 0"):
@@ -108,7 +122,7 @@ def test_settings_are_frozen_and_changed_by_copy():
 def test_the_transitional_flat_names_read_the_sections():
     """Until every caller reads sections: `settings.port` is `settings.server.port`."""
     settings = Settings.of(port=1234, auth="off", queue_size=3, max_concurrent=1)
-    assert settings.port == 1234 and settings.auth == "off" and settings.gunicorn_threads == 8
+    assert settings.server.port == 1234 and settings.auth.mode == "off" and settings.server.gunicorn_threads == 8
     with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
         _ = settings.nonsense
 

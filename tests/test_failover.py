@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import dataclasses
 import shutil
 import subprocess
 import sys
@@ -299,7 +298,7 @@ def test_errors_are_classified_by_provider_and_text(error: Exception, provider: 
 def _cpu_reference(engine: FaceEngine, photo: bytes) -> ImageResult:
     """The same photo through a plain CPU engine with the same models: what every answer must be."""
     settings = engine.settings
-    cpu = FaceEngine.from_settings(dataclasses.replace(settings, providers=("cpu",)))
+    cpu = FaceEngine.from_settings(settings.replace(providers=("cpu",)))
     return cpu.process([photo])[0]
 
 

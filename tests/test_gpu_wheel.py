@@ -49,7 +49,7 @@ def model(shared_models: Path) -> Path:
 
 
 def test_the_chain_ends_on_cpu_and_each_reason_names_what_is_missing(model, cache_dir, capfd):
-    settings = Settings(cache_dir=str(cache_dir), providers=("tensorrt", "cuda", "cpu"))
+    settings = Settings.of(cache_dir=str(cache_dir), providers=("tensorrt", "cuda", "cpu"))
     opened = open_session(model, "ab" * 32, settings, (112, 112))
     assert opened.provider == "cpu" and [a.provider for a in opened.attempts] == ["tensorrt", "cuda", "cpu"]
     out, err = capfd.readouterr()

@@ -28,7 +28,7 @@ def int8(shared_models, images_dir, tmp_path_factory) -> Settings:
     folder = tmp_path_factory.mktemp("int8")
     for name in ("scrfd_2.5g.onnx", "mobilefacenet.onnx"):
         shutil.copy(shared_models / name, folder / name)
-    settings = Settings(
+    settings = Settings.of(
         models_dir=str(folder), cache_dir=str(folder / "cache"), providers=("cpu",), det_name="scrfd_2.5g"
     )
     photos = calibration_images(images_dir, 8)
@@ -79,7 +79,7 @@ def test_quantizing_twice_or_without_photos_is_refused_clearly(int8, tmp_path):
         quantize(load_manifest().get("mobilefacenet@int8"), int8, "dynamic", [])
     with pytest.raises(FacefleetError, match="no calibration photos"):
         calibration_images(tmp_path, 8)
-    env = {"FACEFLEET_MODELS_DIR": int8.models_dir, "FACEFLEET_CACHE_DIR": int8.cache_dir}
+    env = {"FACEFLEET_MODELS_DIR": int8.models.models_dir, "FACEFLEET_CACHE_DIR": int8.models.cache_dir}
     proc = run("models", "quantize", "mobilefacenet", env_extra=env)
     assert proc.returncode == 2 and "--images DIR" in proc.stderr and "Traceback" not in proc.stderr
     missing = run("bench", "providers", "scrfd_500m@int8", "--runs", "1", env_extra=env)

@@ -169,7 +169,7 @@ def _model(shared_models: Path, name: str = "scrfd_500m") -> Path:
 
 
 def test_gpu_providers_this_build_cannot_run_are_explained(shared_models, cache_dir):
-    settings = Settings(cache_dir=str(cache_dir))
+    settings = Settings.of(cache_dir=str(cache_dir))
     opened = open_session(_model(shared_models), "ab" * 32, settings, (640, 640))
     assert opened.provider == "cpu"
     reasons = {a.provider: a.reason for a in opened.attempts}
@@ -182,7 +182,7 @@ def test_real_silent_fallback_is_detected_and_its_cause_named_quietly(shared_mod
     """CUDA asked of the real onnxruntime without the probe (a factory stands for the build): it
     quietly builds a CPU session. That counts as a fallback, with onnxruntime's own cause (the
     library the GPU build could not load, or the CPU build's warning), and nothing on the terminal."""
-    settings = Settings(cache_dir=str(cache_dir), providers=("cuda", "cpu"))
+    settings = Settings.of(cache_dir=str(cache_dir), providers=("cuda", "cpu"))
     opened = open_session(
         _model(shared_models),
         "ab" * 32,
@@ -204,7 +204,7 @@ def test_real_silent_fallback_is_detected_and_its_cause_named_quietly(shared_mod
 
 def test_forced_creation_and_warmup_failures_walk_the_chain(shared_models, cache_dir):
     factory = FakeGpuSessionFactory({"TensorrtExecutionProvider": "create", "CUDAExecutionProvider": "run"})
-    settings = Settings(cache_dir=str(cache_dir))
+    settings = Settings.of(cache_dir=str(cache_dir))
     opened = open_session(
         _model(shared_models), "ab" * 32, settings, (640, 640), available=GPU_ORT, session_factory=factory
     )
@@ -220,7 +220,7 @@ def test_forced_creation_and_warmup_failures_walk_the_chain(shared_models, cache
 def test_no_provider_left_raises_with_every_reason(tmp_path, cache_dir, capfd):
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"this is not a protobuf")
-    settings = Settings(cache_dir=str(cache_dir), providers=("cuda", "cpu"))
+    settings = Settings.of(cache_dir=str(cache_dir), providers=("cuda", "cpu"))
     with pytest.raises(ProviderError) as err:
         open_session(broken, "cd" * 32, settings, (112, 112))
     message = str(err.value)
@@ -231,7 +231,7 @@ def test_no_provider_left_raises_with_every_reason(tmp_path, cache_dir, capfd):
 
 
 def test_tensorrt_options_cache_by_model_and_device(cache_dir):
-    settings = Settings(cache_dir=str(cache_dir), device_id=1, trt_fp16=True)
+    settings = Settings.of(cache_dir=str(cache_dir), device_id=1, trt_fp16=True)
     name, options, cache = provider_entry("tensorrt", settings, "0123456789abcdef" * 4)
     assert name == "TensorrtExecutionProvider"
     assert options["trt_fp16_enable"] is True and options["device_id"] == 1
@@ -239,7 +239,7 @@ def test_tensorrt_options_cache_by_model_and_device(cache_dir):
     assert options["trt_engine_cache_path"] == cache == options["trt_timing_cache_path"]
     assert "/trt/0123456789abcdef/" in cache and cache.endswith("-dev1")
     assert options["trt_max_workspace_size"] == 1024 * MIB  # bounded by default
-    unbounded = provider_entry("tensorrt", Settings(cache_dir=str(cache_dir), trt_workspace_mb=0), "ab" * 32)[1]
+    unbounded = provider_entry("tensorrt", Settings.of(cache_dir=str(cache_dir), trt_workspace_mb=0), "ab" * 32)[1]
     assert "trt_max_workspace_size" not in unbounded
 
 
@@ -260,7 +260,7 @@ def test_options_handed_to_onnxruntime_for_tensorrt_and_cuda(shared_models, cach
     file's dynamic batch axis up to the configured batch, a bounded workspace in bytes, and the
     CUDA options from the settings on the CUDA entry behind TensorRT and on CUDA's own attempt."""
     fake = FakeGpuOnnxruntime(refuse=frozenset({"TensorrtExecutionProvider"}))
-    settings = Settings(
+    settings = Settings.of(
         models_dir=str(shared_models),
         cache_dir=str(cache_dir),
         rec_batch_size=8,
@@ -285,7 +285,7 @@ def test_options_handed_to_onnxruntime_for_tensorrt_and_cuda(shared_models, cach
 
 def test_detector_profiles_follow_its_batch_and_fixed_copies_need_none(shared_models, cache_dir):
     fake = FakeGpuOnnxruntime()
-    settings = Settings(models_dir=str(shared_models), cache_dir=str(cache_dir), det_batch_size=4)
+    settings = Settings.of(models_dir=str(shared_models), cache_dir=str(cache_dir), det_batch_size=4)
     manifest = load_manifest()
     batched, _ = load_model(manifest.get("scrfd_500m_bnkps"), settings, available=GPU_ORT, session_factory=fake)
     options = fake.calls[-1][0][1]
@@ -297,7 +297,7 @@ def test_detector_profiles_follow_its_batch_and_fixed_copies_need_none(shared_mo
 
 
 def test_cuda_options_default_to_heuristic_search_and_an_unbounded_exact_arena(cache_dir):
-    name, options, cache = provider_entry("cuda", Settings(cache_dir=str(cache_dir), device_id=2), "ab" * 32)
+    name, options, cache = provider_entry("cuda", Settings.of(cache_dir=str(cache_dir), device_id=2), "ab" * 32)
     assert (name, cache) == ("CUDAExecutionProvider", None)
     assert options == {
         "device_id": 2,
@@ -315,7 +315,7 @@ def test_nodes_are_counted_per_provider_on_a_real_cpu_run(shared_models, cache_d
     temporary = tmp_path / "tmp"
     temporary.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temporary))
-    settings = Settings(cache_dir=str(cache_dir), providers=("cpu",))
+    settings = Settings.of(cache_dir=str(cache_dir), providers=("cpu",))
     opened = open_session(_model(shared_models), "ab" * 32, settings, (640, 640))
     placement = opened.placement
     assert placement is not None and list(placement.nodes) == ["CPUExecutionProvider"]
@@ -335,7 +335,7 @@ def test_partial_fallback_is_reported_in_info_metrics_and_the_provider_report(sh
     onnxruntime's profile format): /info's report, the metrics and `facefleet providers` say so."""
     spec = load_manifest().get("mobilefacenet")
     fake = FakeGpuOnnxruntime(left_on_cpu=frozenset({"Reshape"}))
-    settings = Settings(models_dir=str(shared_models), cache_dir=str(cache_dir))
+    settings = Settings.of(models_dir=str(shared_models), cache_dir=str(cache_dir))
     with caplog.at_level(logging.WARNING, logger="service.runtime"):
         opened, _ = load_model(spec, settings, available=GPU_ORT, session_factory=fake)
     assert opened.provider == "tensorrt" and not opened.fell_back
@@ -371,7 +371,7 @@ def test_partial_fallback_is_reported_in_info_metrics_and_the_provider_report(sh
 
 def test_a_model_entirely_on_the_gpu_is_not_a_partial_fallback(shared_models, cache_dir):
     spec = load_manifest().get("mobilefacenet")
-    settings = Settings(models_dir=str(shared_models), cache_dir=str(cache_dir), providers=("cuda", "cpu"))
+    settings = Settings.of(models_dir=str(shared_models), cache_dir=str(cache_dir), providers=("cuda", "cpu"))
     opened, _ = load_model(spec, settings, available=GPU_ORT, session_factory=FakeGpuOnnxruntime())
     assert opened.partial_fallback is False and opened.placement.cpu_nodes == 0
     assert list(opened.placement.nodes) == ["CUDAExecutionProvider"]
@@ -470,16 +470,18 @@ def test_device_tag_reads_the_jetson_board(tmp_path):
 
 def test_tensorrt_chain_runs_dynamic_detectors_at_a_fixed_size(shared_models, cache_dir):
     spec = load_manifest().get("scrfd_2.5g")
-    trt = Settings(cache_dir=str(cache_dir), det_size=(640, 384))
+    trt = Settings.of(cache_dir=str(cache_dir), det_size=(640, 384))
     assert trt_fixed_hw(spec, trt) == (384, 640)
-    assert trt_fixed_hw(spec, Settings(providers=("cuda", "cpu"))) is None
-    opened, _ = load_model(spec, Settings(models_dir=str(shared_models), cache_dir=str(cache_dir), det_size=(640, 384)))
+    assert trt_fixed_hw(spec, Settings.of(providers=("cuda", "cpu"))) is None
+    opened, _ = load_model(
+        spec, Settings.of(models_dir=str(shared_models), cache_dir=str(cache_dir), det_size=(640, 384))
+    )
     assert opened.input_shape[2:] == (384, 640)  # the fixed copy fell back to CPU and still runs
 
 
 def test_provider_chain_comes_from_the_environment():
     settings = Settings.from_env({"FACEFLEET_PROVIDERS": "cuda, cpu", "DET_NAME": "scrfd_2.5g"})
-    assert settings.providers == ("cuda", "cpu") and settings.det_name == "scrfd_2.5g"
+    assert settings.engine.providers == ("cuda", "cpu") and settings.models.det_name == "scrfd_2.5g"
     with pytest.raises(ConfigError, match="FACEFLEET_PROVIDERS='gpu,cpu'"):
         Settings.from_env({"FACEFLEET_PROVIDERS": "gpu,cpu"})
     with pytest.raises(ConfigError, match="MAX_SIZE"):

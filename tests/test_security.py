@@ -81,7 +81,7 @@ def folders(tmp_path_factory, photo) -> dict[str, Path]:
 def make_app(default_pack, cache_dir):
     def make(**overrides):
         values = {"models_dir": str(default_pack), "cache_dir": str(cache_dir), "providers": ("cpu",), "auth": "off"}
-        return create_app(Settings(**{**values, **overrides}))
+        return create_app(Settings.of(**{**values, **overrides}))
 
     return make
 

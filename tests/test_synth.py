@@ -29,7 +29,7 @@ def test_synthetic_glintr100_runs_as_the_manifest_describes_it(tmp_path):
     spec = load_manifest().get("glintr100")
     synthesize("glintr100", tmp_path / spec.file)
     assert verify_model(spec, str(tmp_path)) == []
-    settings = Settings(
+    settings = Settings.of(
         models_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"), providers=("cpu",), rec_batch_size=4
     )
     opened, _ = load_model(spec, settings)
@@ -75,7 +75,7 @@ def test_synthetic_scrfd_10g_runs_batched_through_the_detector(tmp_path, name, a
     spec = load_manifest().get(name)
     synthesize(name, tmp_path / spec.file)
     assert verify_model(spec, str(tmp_path)) == []
-    settings = Settings(
+    settings = Settings.of(
         models_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"), providers=("cpu",), det_batch_size=2
     )
     opened, _ = load_model(spec, settings)

@@ -33,7 +33,7 @@ def _b64(data: bytes) -> str:
 @pytest.fixture(scope="module")
 def keyed_app(default_pack: Path, cache_dir: Path):
     """The service as an appliance runs it: default pack, keys on, no threshold configured."""
-    settings = Settings(models_dir=str(default_pack), cache_dir=str(cache_dir), providers=("cpu",), api_keys=(KEY,))
+    settings = Settings.of(models_dir=str(default_pack), cache_dir=str(cache_dir), providers=("cpu",), api_keys=(KEY,))
     return create_app(settings).test_client()
 
 
@@ -50,9 +50,9 @@ def test_the_rule_is_request_then_setting_then_manifest_then_default():
 
 
 def test_settings_leave_thresholds_to_the_model_unless_set():
-    assert Settings.from_env({}).det_threshold is None and Settings.from_env({}).verify_threshold is None
+    assert Settings.from_env({}).engine.det_threshold is None and Settings.from_env({}).engine.verify_threshold is None
     settings = Settings.from_env({"FACEFLEET_DET_THRESH": "0.8", "FACEFLEET_VERIFY_THRESH": "0.5"})
-    assert (settings.det_threshold, settings.verify_threshold) == (0.8, 0.5)
+    assert (settings.engine.det_threshold, settings.engine.verify_threshold) == (0.8, 0.5)
 
 
 @pytest.mark.parametrize(

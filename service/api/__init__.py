@@ -19,19 +19,19 @@ from .status import bp as status_bp
 
 def create_app(settings: Settings | None = None, engine: FaceEngine | None = None) -> Flask:
     settings = settings or Settings.from_env()
-    logs.configure(settings.log_format, settings.log_level)
+    logs.configure(settings.server.log_format, settings.server.log_level)
     keys = auth.load_keys(settings)  # a missing key file stops start-up before the models load
     # A given engine was composed by its caller (observer and batching included: service/runner.py).
     engine = engine or FaceEngine.from_settings(
-        settings, observer=metrics.PrometheusObserver(), batching=settings.batching
+        settings, observer=metrics.PrometheusObserver(), batching=settings.engine.batching
     )
 
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = int(settings.max_body_mb * 1e6)
+    app.config["MAX_CONTENT_LENGTH"] = int(settings.server.max_body_mb * 1e6)
     app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider, the one Flask installs
     app.extensions["facefleet.engine"] = engine
     app.extensions["facefleet.admission"] = Admission(
-        settings.engine_slots, settings.queue_size, settings.queue_timeout_s
+        settings.server.engine_slots, settings.server.queue_size, settings.server.queue_timeout_s
     )
     errors.register(app)
     logs.register(app)

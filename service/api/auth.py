@@ -33,13 +33,13 @@ def _keys_from_file(path: str) -> list[str]:
 
 def load_keys(settings: Settings) -> tuple[bytes, ...]:
     """The configured keys; a configuration that would leave the service open by accident is an error."""
-    keys = list(settings.api_keys)
-    if settings.api_keys_file:
-        keys += _keys_from_file(settings.api_keys_file)
+    keys = list(settings.auth.api_keys)
+    if settings.auth.api_keys_file:
+        keys += _keys_from_file(settings.auth.api_keys_file)
     short = [k for k in keys if len(k) < MIN_KEY_LENGTH]
     if short:
         raise ConfigError(f"API keys must have at least {MIN_KEY_LENGTH} characters ({len(short)} shorter)")
-    if settings.auth == "on" and not keys:
+    if settings.auth.mode == "on" and not keys:
         raise ConfigError(
             "no API keys: set FACEFLEET_API_KEYS_FILE (one key per line) or FACEFLEET_API_KEYS, "
             "or FACEFLEET_AUTH=off to serve without authentication"
@@ -70,10 +70,10 @@ def is_open(path: str, open_paths: tuple[str, ...]) -> bool:
 
 
 def register(app: Flask, settings: Settings, keys: tuple[bytes, ...]) -> None:
-    if settings.auth == "off":
+    if settings.auth.mode == "off":
         log.warning("authentication is OFF (FACEFLEET_AUTH=off): anyone who reaches this port can use the service")
         return
-    open_paths = (*ALWAYS_OPEN, *settings.auth_open_paths)
+    open_paths = (*ALWAYS_OPEN, *settings.auth.open_paths)
 
     @app.before_request
     def require_key() -> Response | None:

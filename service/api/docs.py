@@ -17,7 +17,7 @@ bp = Blueprint("docs", __name__)
 
 def served_document(settings: Settings) -> dict[str, Any]:
     """The document of this service: keys and the open paths are declared only when authentication is on."""
-    return document(settings.auth != "off", (*ALWAYS_OPEN, *settings.auth_open_paths))
+    return document(settings.auth.mode != "off", (*ALWAYS_OPEN, *settings.auth.open_paths))
 
 
 @bp.get("/openapi.json")

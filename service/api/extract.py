@@ -183,7 +183,7 @@ def extract_results(
 def image_refs(images: m.Images | None) -> list[ImageRef]:
     """The request's images; more than FACEFLEET_MAX_IMAGES is a 413."""
     refs = m.image_refs(images)
-    limit = engine().settings.max_images
+    limit = engine().settings.server.max_images
     if len(refs) > limit:
         raise APIError(413, "too_many_images", f"{len(refs)} images in one request; the limit is {limit}")
     return refs
@@ -239,7 +239,7 @@ def _jpeg_of_first(params: ImageRequest, scores: bool, landmarks: bool, sizes: b
     params = params.model_copy(update={"extract_embedding": False})
     settings = engine().settings
     try:
-        image = decode_image(sources.read(first, settings), settings.max_pixels)
+        image = decode_image(sources.read(first, settings), settings.engine.max_pixels)
     except ImageError as exc:
         raise APIError(400, exc.code, exc.message) from None
     results, _ = extract_results(params, [image])

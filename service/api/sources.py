@@ -49,10 +49,12 @@ def read(ref: ImageRef, settings: Settings) -> bytes:
         return ref.value if isinstance(ref.value, bytes) else from_base64(ref.value)
     text = str(ref.value)
     if "://" not in text:
-        return from_path(text, settings.images_root)
-    if not settings.allow_urls:
+        return from_path(text, settings.server.images_root)
+    if not settings.server.allow_urls:
         raise URLRefused("image URLs are disabled on this appliance (FACEFLEET_ALLOW_URLS)")
-    policy = FetchPolicy(settings.url_allow, int(settings.url_max_mb * 1e6), settings.url_timeout_s)
+    policy = FetchPolicy(
+        settings.server.url_allow, int(settings.server.url_max_mb * 1e6), settings.server.url_timeout_s
+    )
     return fetch(text, policy)
 
 

@@ -10,6 +10,7 @@ from flask import Blueprint, Response, current_app, jsonify
 from .. import __version__, metrics
 from ..ort import ort_module
 from ..pipeline import FaceEngine
+from ..settings import value_of
 from .contract import models as m
 
 bp = Blueprint("status", __name__)
@@ -61,14 +62,14 @@ def info() -> Response:
     engine = _engine()
     settings = engine.settings
     ort = ort_module()
-    defaults = {name: getattr(settings, name) for name in SHOWN_DEFAULTS}
+    defaults = {name: value_of(settings, name) for name in SHOWN_DEFAULTS}
     detector = engine.detector
     defaults["effective_shape_policy"] = detector.policy
     # What a request without its own threshold gets (setting > model's manifest value > default).
     defaults["det_threshold"] = detector.threshold
     if engine.recognizer is not None:
         defaults["verify_threshold"] = engine.recognizer.threshold
-    defaults["engine_slots"] = settings.engine_slots
+    defaults["engine_slots"] = settings.server.engine_slots
     info = m.Info.model_validate(
         {
             "version": __version__,
@@ -78,7 +79,7 @@ def info() -> Response:
                 "device": ort.get_device(),
                 "available_providers": ort.get_available_providers(),
             },
-            "models": {m.spec.task: model_info(m, settings.batching) for m in engine.models()},
+            "models": {m.spec.task: model_info(m, settings.engine.batching) for m in engine.models()},
             "defaults": defaults,
             "auth": _auth_info(settings),
             "galleries": _galleries(),
@@ -89,9 +90,9 @@ def info() -> Response:
 
 def _auth_info(settings: Any) -> dict[str, Any]:
     """Whether keys are required, and a warning an operator cannot miss when they are not."""
-    if settings.auth == "off":
+    if settings.auth.mode == "off":
         return {"enabled": False, "warning": "authentication is off (FACEFLEET_AUTH=off): anyone may use this service"}
-    return {"enabled": True, "open_paths": ["/livez", *settings.auth_open_paths]}
+    return {"enabled": True, "open_paths": ["/livez", *settings.auth.open_paths]}
 
 
 def _galleries() -> list[dict[str, Any]]:

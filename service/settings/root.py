@@ -20,7 +20,6 @@ from .sections import (
     JetsonSettings,
     MetricsSettings,
     ModelsSettings,
-    Section,
     ServerSettings,
 )
 
@@ -52,13 +51,12 @@ def flat_knobs() -> dict[str, Knob]:
     return {flat: knobs(SECTIONS[section])[name] for flat, (section, name) in FLAT.items()}
 
 
-@dataclass(frozen=True, init=False)
+@dataclass(frozen=True)
 class Settings:
     """Every knob of facefleet, by section; docs/configuration.md lists them with their variables.
 
-    Transitional (issue 16): `settings.port` still reads `settings.server.port` (`__getattr__`),
-    and the constructor still takes flat names (`Settings(port=1)`), until every caller reads
-    sections; then both go and `Settings.of(**flat)` stays for tests.
+    Code reads sections (`settings.server.port`); `Settings.of(**flat)` and `replace(**flat)` take the
+    flat names of FACEFLEET_CONFIG (`port=1`), which is what tests and scripts write.
     """
 
     engine: EngineSettings = field(default_factory=EngineSettings)
@@ -69,14 +67,6 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     jetson: JetsonSettings = field(default_factory=JetsonSettings)
     dashboard: DashboardSettings = field(default_factory=DashboardSettings)
-
-    def __init__(self, **values: Any) -> None:
-        """Sections by name (`engine=EngineSettings(...)`), then flat names over them (transitional;
-        `dataclasses.replace(settings, providers=...)` passes both)."""
-        sections = {name: values.pop(name) for name in SECTIONS if isinstance(values.get(name), Section)}
-        built = _with_flat({n: sections.get(n) or cls() for n, cls in SECTIONS.items()}, values)
-        for name, section in built.items():
-            object.__setattr__(self, name, section)
 
     @classmethod
     def of(cls, **flat: Any) -> Settings:
@@ -114,23 +104,11 @@ class Settings:
     def metrics_path(self) -> str:
         return self.metrics.metrics_dir or str(Path(self.models.cache_dir) / "metrics")
 
-    def __getattr__(self, name: str) -> Any:
-        """Transitional: a flat name reads its section's field (`settings.port` is
-        `settings.server.port`). Deleted once every caller reads sections."""
-        where = FLAT.get(name) or _DERIVED.get(name)
-        if where is None:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        return getattr(object.__getattribute__(self, where[0]), where[1])
-
 
 def value_of(settings: Settings, flat: str) -> Any:
     """A setting by its flat name (a FACEFLEET_CONFIG key; /info's `defaults` are keyed so)."""
     section, name = FLAT[flat]
     return getattr(getattr(settings, section), name)
-
-
-# Transitional flat names of values derived within one section.
-_DERIVED = {"engine_slots": ("server", "engine_slots"), "gunicorn_threads": ("server", "gunicorn_threads")}
 
 
 def _with_flat(sections: dict[str, Any], flat: Mapping[str, Any]) -> dict[str, Any]:

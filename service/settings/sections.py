@@ -398,20 +398,6 @@ class AuthSettings(Section):
         ),
     )
 
-    def __eq__(self, other: object) -> bool:
-        """Transitional: `settings.auth == "off"` (the flat setting's reads) still compares the
-        mode until the rewrite to `settings.auth.mode` lands; deleted with the flat names."""
-        if isinstance(other, str):
-            return self.mode == other
-        if isinstance(other, AuthSettings):
-            return (self.mode, self.api_keys, self.api_keys_file, self.open_paths) == (
-                other.mode,
-                other.api_keys,
-                other.api_keys_file,
-                other.open_paths,
-            )
-        return NotImplemented
-
     def __hash__(self) -> int:
         return hash((self.mode, self.api_keys, self.api_keys_file, self.open_paths))
 
