@@ -20,12 +20,11 @@ sys.path.insert(0, str(ROOT))
 
 from prometheus_client import generate_latest  # noqa: E402
 
-from dashboard import create_app  # noqa: E402
-from dashboard.backends import PollerBackend  # noqa: E402
-from dashboard.config import DashboardSettings  # noqa: E402
-from service.api import create_app as create_service  # noqa: E402
-from service.config import Settings  # noqa: E402
-from service.exporter import build_registry  # noqa: E402
+from facefleet.api import create_app as create_service  # noqa: E402
+from facefleet.dashboard import create_app  # noqa: E402
+from facefleet.dashboard.backends import PollerBackend  # noqa: E402
+from facefleet.ops.exporter import build_registry  # noqa: E402
+from facefleet.settings import DashboardSettings, Settings  # noqa: E402
 from tests.fakeappliance import FakeAppliance  # noqa: E402
 from tests.fakejetson import AGX_ORIN, build, nvpmodel_script  # noqa: E402
 

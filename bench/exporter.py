@@ -55,7 +55,7 @@ def main() -> int:
             [
                 sys.executable,
                 "-m",
-                "service",
+                "facefleet",
                 "exporter",
                 "--port",
                 str(port),

@@ -25,10 +25,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from service import bundle  # noqa: E402
-from service.config import Settings  # noqa: E402
-from service.gallery import GalleryStore, Recognizer  # noqa: E402
-from service.pipeline import FaceEngine  # noqa: E402
+from facefleet.engine.pipeline import FaceEngine  # noqa: E402
+from facefleet.galleries import bundle  # noqa: E402
+from facefleet.galleries.store import GalleryStore, Recognizer  # noqa: E402
+from facefleet.settings import Settings  # noqa: E402
 
 
 def rss_mib() -> float:

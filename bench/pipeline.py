@@ -21,8 +21,8 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from service.config import Settings  # noqa: E402
-from service.pipeline import FaceEngine, timed_process  # noqa: E402
+from facefleet.engine.pipeline import FaceEngine, timed_process  # noqa: E402
+from facefleet.settings import Settings  # noqa: E402
 
 MODEL_STAGES = ("det_run", "rec_run")
 

@@ -26,15 +26,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from service.align import align_all  # noqa: E402
-from service.config import Settings  # noqa: E402
-from service.decode import decode_image  # noqa: E402
-from service.detector import Detector  # noqa: E402
-from service.loader import load_model  # noqa: E402
-from service.manifest import load_manifest  # noqa: E402
-from service.quantize import calibration_images, quantize  # noqa: E402
-from service.recognizer import Recognizer  # noqa: E402
-from service.shapes import to_blob  # noqa: E402
+from facefleet.app.quantize import calibration_images, quantize  # noqa: E402
+from facefleet.engine.align import align_all  # noqa: E402
+from facefleet.engine.decode import decode_image  # noqa: E402
+from facefleet.engine.detector import Detector  # noqa: E402
+from facefleet.engine.loader import load_model  # noqa: E402
+from facefleet.engine.recognizer import Recognizer  # noqa: E402
+from facefleet.engine.shapes import to_blob  # noqa: E402
+from facefleet.models.manifest import load_manifest  # noqa: E402
+from facefleet.settings import Settings  # noqa: E402
 from tests.conftest import IDENTITIES  # noqa: E402
 
 

@@ -34,9 +34,9 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from service.config import Settings  # noqa: E402
-from service.pipeline import FaceEngine  # noqa: E402
-from service.runner import RecordingRunner  # noqa: E402
+from facefleet.engine.pipeline import FaceEngine  # noqa: E402
+from facefleet.engine.runner import RecordingRunner  # noqa: E402
+from facefleet.settings import Settings  # noqa: E402
 from tests.server import Service  # noqa: E402
 
 

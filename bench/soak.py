@@ -46,7 +46,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from service.config import Settings  # noqa: E402
+from facefleet.settings import Settings  # noqa: E402
 from tests.server import Service  # noqa: E402
 
 RSS_GROWTH_LIMIT = 0.10

@@ -3,8 +3,8 @@
 Usage: .venv/bin/python bench/startup.py [--runs 7] [--image ../shared/images/obama.jpg] [--json OUT]
 
 Three figures, each the median (min-max) of --runs runs after one untimed warm-up:
-- `help`: `python -m service --help`, start to exit;
-- `detect start`: from launching `python -m service detect IMAGE` to the moment the detect command
+- `help`: `python -m facefleet --help`, start to exit;
+- `detect start`: from launching `python -m facefleet detect IMAGE` to the moment the detect command
   begins its work (settings read, nothing loaded yet): what the imports of the command line cost;
 - `detect`: the whole `facefleet detect IMAGE` with the default pack, models loaded and run.
 The appliance's settings file is not read (FACEFLEET_APPLIANCE_ENV=none).
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Launch the CLI, replace the detect command by one that prints the wall-clock time it was reached.
 START_PROBE = """
 import sys, time
-import service.cli as cli
+import facefleet.cli as cli
 def reached(args):
     print(repr(time.time()))
     return 0
@@ -87,7 +87,7 @@ def main() -> int:
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args()
     env = _env(args.models_dir)
-    python = [sys.executable, "-m", "service"]
+    python = [sys.executable, "-m", "facefleet"]
     report = {
         "help": summary(whole([*python, "--help"], args.runs, env)),
         "detect start": summary(until_detect_starts(args.image, args.runs, env)),

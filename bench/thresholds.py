@@ -33,12 +33,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from service.config import Settings  # noqa: E402
-from service.decode import decode_image  # noqa: E402
-from service.loader import load_model  # noqa: E402
-from service.manifest import ModelSpec, load_manifest  # noqa: E402
-from service.pipeline import FaceEngine  # noqa: E402
-from service.recognizer import Recognizer  # noqa: E402
+from facefleet.engine.decode import decode_image  # noqa: E402
+from facefleet.engine.loader import load_model  # noqa: E402
+from facefleet.engine.pipeline import FaceEngine  # noqa: E402
+from facefleet.engine.recognizer import Recognizer  # noqa: E402
+from facefleet.models.manifest import ModelSpec, load_manifest  # noqa: E402
+from facefleet.settings import Settings  # noqa: E402
 from tests.conftest import FACE_COUNTS, IDENTITIES  # noqa: E402
 
 ASTRONAUT = "skimage.data.astronaut()"  # one face (Eileen Collins), a further identity

@@ -10,9 +10,9 @@ import time
 
 from flask import Flask, Response
 
-from .backends import Backend, PollerBackend, PrometheusBackend
-from .config import DashboardSettings
-from .svg import chart, sparkline
+from facefleet.dashboard.backends import Backend, PollerBackend, PrometheusBackend
+from facefleet.dashboard.svg import chart, sparkline
+from facefleet.settings import DashboardSettings
 
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
@@ -37,7 +37,7 @@ def create_app(
     app.extensions["facefleet.settings"] = settings
     app.jinja_env.globals.update(sparkline=sparkline, chart=chart, ago=ago, fmt=fmt, refresh_s=settings.poll_interval_s)
 
-    from .views import api, auth, pages
+    from facefleet.dashboard.views import api, auth, pages
 
     app.register_blueprint(pages)
     app.register_blueprint(api)

@@ -10,10 +10,10 @@ import time
 import urllib.parse
 from typing import Any, ClassVar, Protocol
 
-from .config import DashboardSettings
-from .poller import FIGURES, Poller, fetch
-from .status import ORDER, classify, gpu_expected, provider_states
-from .store import Store
+from facefleet.dashboard.poller import FIGURES, Poller, fetch
+from facefleet.dashboard.status import ORDER, classify, gpu_expected, provider_states
+from facefleet.dashboard.store import Store
+from facefleet.settings import DashboardSettings
 
 SPARK_WINDOW_S = 3600
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from gunicorn.app.base import BaseApplication
 
-from .config import DashboardSettings
+from facefleet.settings import DashboardSettings
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -40,6 +40,6 @@ class DashboardApplication(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> Flask:
-        from . import create_app
+        from facefleet.dashboard import create_app
 
         return create_app(self.settings)

@@ -16,10 +16,10 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from . import answers, figures, targets
-from .config import DashboardSettings
-from .status import classify, gpu_expected, provider_states
-from .store import Store
+from facefleet.dashboard import answers, figures, targets
+from facefleet.dashboard.status import classify, gpu_expected, provider_states
+from facefleet.dashboard.store import Store
+from facefleet.settings import DashboardSettings
 
 log = logging.getLogger("facefleet.dashboard")
 FAILURES_KEPT = 20

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import DashboardSettings
+from facefleet.settings import DashboardSettings
 
 
 @dataclass(frozen=True)

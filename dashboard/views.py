@@ -22,8 +22,8 @@ from flask import (
 )
 from werkzeug.wrappers import Response as BaseResponse
 
-from .backends import Backend
-from .status import ORDER
+from facefleet.dashboard.backends import Backend
+from facefleet.dashboard.status import ORDER
 
 pages = Blueprint("pages", __name__)
 api = Blueprint("api", __name__, url_prefix="/api")

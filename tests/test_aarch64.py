@@ -49,10 +49,10 @@ CHROOT_ENV = {
     "PIP_NO_INPUT": "1",
 }
 CHECK = """
-import json, platform, cv2, numpy, onnxruntime, service
+import json, platform, cv2, numpy, onnxruntime, facefleet
 print(json.dumps({"machine": platform.machine(), "python": platform.python_version(), "numpy": numpy.__version__,
                   "onnxruntime": onnxruntime.__version__, "providers": onnxruntime.get_available_providers(),
-                  "cv2": cv2.__version__, "service": service.__file__}))
+                  "cv2": cv2.__version__, "facefleet": facefleet.__file__}))
 """
 
 
@@ -180,7 +180,7 @@ def test_imports_on_aarch64_with_numpy_below_2(emulated):
     assert report["numpy"] == pins["numpy"] and report["onnxruntime"] == pins["onnxruntime"], report
     assert report["cv2"].startswith(pins["opencv-python-headless"].rsplit(".", 1)[0]), report
     assert "CPUExecutionProvider" in report["providers"], report
-    assert report["service"].startswith(f"{VENV}/lib/python3"), report
+    assert report["facefleet"].startswith(f"{VENV}/lib/python3"), report
 
 
 def test_one_detection_finds_the_two_faces(emulated):

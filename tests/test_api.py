@@ -21,10 +21,10 @@ from PIL import Image
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from service.api import create_app
-from service.api.contract.openapi import document
-from service.manifest import load_manifest
-from service.pipeline import FaceEngine
+from facefleet.api import create_app
+from facefleet.api.contract.openapi import document
+from facefleet.engine.pipeline import FaceEngine
+from facefleet.models.manifest import load_manifest
 
 from .test_decode import _png_header_declaring
 
@@ -35,7 +35,7 @@ def b64(data: bytes) -> str:
 
 @pytest.fixture(scope="module")
 def settings_for(default_pack, cache_dir, tmp_path_factory):
-    from service.config import Settings
+    from facefleet.settings import Settings
 
     root = tmp_path_factory.mktemp("images-root")
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from service.api import create_app
-from service.api.auth import key_matches
-from service.config import Settings
-from service.errors import ConfigError
+from facefleet.api import create_app
+from facefleet.api.auth import key_matches
+from facefleet.errors import ConfigError
+from facefleet.settings import Settings
 
 from .server import Service
 
@@ -112,7 +112,7 @@ def test_a_configuration_that_would_be_open_by_accident_is_refused(default_pack,
 def test_serve_without_keys_exits_with_one_line(default_pack):
     env = {k: v for k, v in os.environ.items() if not k.startswith("FACEFLEET_")}
     result = subprocess.run(
-        [sys.executable, "-m", "service", "serve", "--models-dir", str(default_pack)],
+        [sys.executable, "-m", "facefleet", "serve", "--models-dir", str(default_pack)],
         env=env,
         capture_output=True,
         text=True,
@@ -145,7 +145,7 @@ def test_the_real_service_under_gunicorn_requires_the_key(default_pack, tmp_path
 
 
 def test_the_dashboard_presents_the_first_key_of_an_appliance_key_file(tmp_path):
-    from dashboard.config import DashboardSettings
+    from facefleet.settings import DashboardSettings
 
     keys = tmp_path / "api-keys"
     keys.write_text(f"# comment\n\n{KEY_A}\n{KEY_B}\n")

@@ -13,7 +13,7 @@ import pytest
 
 def bench(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "service", "bench", "providers", *args],
+        [sys.executable, "-m", "facefleet", "bench", "providers", *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -87,7 +87,7 @@ def keyed_service(default_pack, cache_dir, tmp_path_factory):
 def load(url: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("FACEFLEET_")}
     return subprocess.run(
-        [sys.executable, "-m", "service", "bench", "load", url, *args],
+        [sys.executable, "-m", "facefleet", "bench", "load", url, *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -164,7 +164,7 @@ def test_load_refuses_a_target_that_is_not_this_machine(images_dir):
         [
             sys.executable,
             "-m",
-            "service",
+            "facefleet",
             "bench",
             "load",
             "http://192.0.2.1:18080",

@@ -18,7 +18,7 @@ from .conftest import SHARED_IMAGES
 def run(*args: str, env_extra: dict | None = None, check: bool = False) -> subprocess.CompletedProcess:
     env = {**os.environ, **(env_extra or {})}
     proc = subprocess.run(
-        [sys.executable, "-m", "service", *args], capture_output=True, text=True, env=env, check=False, timeout=300
+        [sys.executable, "-m", "facefleet", *args], capture_output=True, text=True, env=env, check=False, timeout=300
     )
     if check:
         assert proc.returncode == 0, proc.stderr

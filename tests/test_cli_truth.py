@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import yaml
 
-from service import cli
-from service.appliance import (
+from facefleet import cli
+from facefleet.cli.appliance import (
     DEFAULT_ENV_FILE,
     OVERRIDE,
     ApplianceEnv,
@@ -30,21 +30,21 @@ from service.appliance import (
     parse_env_file,
     read_appliance_env,
 )
-from service.errors import ConfigError
-from service.humanize import fixed, human_size
-from service.manifest import load_manifest
-from service.pipeline import Face, ImageResult
+from facefleet.cli.humanize import fixed, human_size
+from facefleet.engine.pipeline import Face, ImageResult
+from facefleet.errors import ConfigError
+from facefleet.models.manifest import load_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("onnx", "onnxruntime", "cv2", "numpy", "matplotlib", "requests", "flask")
 
 
 def run(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """`python -m service ARGS` with the suite's environment, no FACEFLEET_ setting of the caller's
+    """`python -m facefleet ARGS` with the suite's environment, no FACEFLEET_ setting of the caller's
     leaking in, and `env` on top."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("FACEFLEET_", "MODELS_DIR", "DET_", "REC_"))}
     return subprocess.run(
-        [sys.executable, "-m", "service", *args],
+        [sys.executable, "-m", "facefleet", *args],
         capture_output=True,
         text=True,
         env={**clean, OVERRIDE: "none", **(env or {})},
@@ -113,7 +113,7 @@ def test_lookup_off_missing_and_named(tmp_path):
 def test_an_installed_file_that_cannot_be_read_is_a_note_not_a_failure(tmp_path, monkeypatch):
     """Run as a user the root-only file is closed to (simulated with a folder in its place: root
     reads any file), a command goes on with the defaults and says so."""
-    monkeypatch.setattr("service.appliance.DEFAULT_ENV_FILE", str(tmp_path))
+    monkeypatch.setattr("facefleet.cli.appliance.DEFAULT_ENV_FILE", str(tmp_path))
     appliance = read_appliance_env({})
     assert appliance.path is None and appliance.values == {}
     assert appliance.note.startswith(f"cannot read the appliance's settings {tmp_path} (Is a directory)")
@@ -244,7 +244,7 @@ def test_no_negative_zero_is_printed():
         cli._print_result("p.jpg", ImageResult(faces=[face], shape=(12, 10)))
     assert "-0.0" not in out.getvalue(), out.getvalue()
     assert "box (0.0, 0.0, 10.0, 12.0)" in out.getvalue() and "[+0.000, +0.000, +0.200, -0.300, ...]" in out.getvalue()
-    from service.api.extract import face_json
+    from facefleet.api.extract import face_json
 
     face.landmarks[0] = (-0.001, -0.004)
     face.embedding = np.array([-1e-9, 0.5], np.float32)
@@ -322,11 +322,11 @@ def _imported(code: str) -> set[str]:
 def test_help_imports_no_heavy_module():
     """`facefleet --help` and every command's argument parsing load none of onnx, onnxruntime,
     cv2, numpy, matplotlib, requests or flask (onnx alone took 0.95 s here)."""
-    proc = _python("-X", "importtime", "-m", "service", "--help")
+    proc = _python("-X", "importtime", "-m", "facefleet", "--help")
     loaded = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines() if "|" in line}
-    assert "service" in loaded and not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+    assert "facefleet" in loaded and not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
     code = (
-        "from service.cli import build_parser\n"
+        "from facefleet.cli import build_parser\n"
         "for argv in (['detect', 'a.jpg'], ['models', 'list'], ['providers'], ['compare', 'a', 'b'],"
         " ['gallery', 'list'], ['bench', 'load', 'http://127.0.0.1:1', '--image', 'a.jpg']):\n"
         "    build_parser().parse_args(argv)"
@@ -341,7 +341,7 @@ def test_detect_with_a_prepared_cache_never_imports_onnx(default_pack, images_di
     env = {"FACEFLEET_MODELS_DIR": str(default_pack), "FACEFLEET_CACHE_DIR": str(tmp_path / "cache")}
     assert run("detect", str(images_dir / "biden.jpg"), env=env).returncode == 0  # prepares the copies
     code = (
-        "import sys\nfrom service.cli import main\n"
+        "import sys\nfrom facefleet.cli import main\n"
         f"assert main(['detect', {str(images_dir / 'biden.jpg')!r}]) == 0\n"
         "print('onnx' in sys.modules, 'onnxruntime' in sys.modules)"
     )

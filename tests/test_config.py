@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from service.config import Settings
-from service.errors import ConfigError
+from facefleet.errors import ConfigError
+from facefleet.settings import Settings
 
 
 def test_config_file_then_environment_then_flags(tmp_path):
@@ -97,7 +97,7 @@ def test_gpu_memory_settings_take_onnxruntime_spellings_in_any_case():
 
 def test_each_setting_lives_in_one_section_and_reads_its_variables():
     """Sections: every flat name (a FACEFLEET_CONFIG key, a CLI override) is one section's field."""
-    from service.settings import FLAT, SECTIONS, ServerSettings
+    from facefleet.settings import FLAT, SECTIONS, ServerSettings
 
     assert set(SECTIONS) == {"engine", "server", "auth", "models", "galleries", "metrics", "jetson", "dashboard"}
     assert len(FLAT) == len(set(FLAT.values())) == 52
@@ -138,9 +138,9 @@ def test_the_dashboard_section_reads_its_own_variables():
 
 def test_gunicorn_takes_its_options_from_the_settings_object():
     """`facefleet serve` hands gunicorn the settings, not environment variables: real gunicorn validates them."""
-    from dashboard.gunicorn_conf import DashboardApplication
-    from service.gunicorn_conf import ServiceApplication
-    from service.settings import DashboardSettings
+    from facefleet.cli.gunicorn_conf import ServiceApplication
+    from facefleet.dashboard.gunicorn_conf import DashboardApplication
+    from facefleet.settings import DashboardSettings
 
     settings = Settings.of(host="127.0.0.1", port=18181, workers=2, threads=6, log_level="WARNING")
     cfg = ServiceApplication(settings).cfg

@@ -85,7 +85,7 @@ def test_service_starts_with_its_metrics_folder_on_a_bind_mount(default_pack, tm
         "FACEFLEET_HOST": "127.0.0.1",
         "FACEFLEET_PORT": str(port),
     }
-    script = f"mount --bind {source} {target} && exec {sys.executable} -m service serve"
+    script = f"mount --bind {source} {target} && exec {sys.executable} -m facefleet serve"
     service = Process(
         ["unshare", "--mount", "--propagation", "private", "sh", "-c", script], tmp_path / "service.log", env
     )

@@ -18,14 +18,14 @@ import pytest
 import requests
 from prometheus_client import generate_latest
 
-from dashboard import create_app, figures
-from dashboard.backends import PollerBackend
-from dashboard.config import DashboardSettings
-from dashboard.status import classify, gpu_expected, provider_states
-from dashboard.store import COLUMNS, Store
-from service.client import KeySource
-from service.errors import ConfigError
-from service.exporter import build_registry
+from facefleet.dashboard import create_app, figures
+from facefleet.dashboard.backends import PollerBackend
+from facefleet.dashboard.status import classify, gpu_expected, provider_states
+from facefleet.dashboard.store import COLUMNS, Store
+from facefleet.errors import ConfigError
+from facefleet.ops.client import KeySource
+from facefleet.ops.exporter import build_registry
+from facefleet.settings import DashboardSettings
 
 from .fakeappliance import FakeAppliance
 from .fakejetson import AGX_ORIN, build, nvpmodel_script, plain_host
@@ -109,7 +109,7 @@ def fleet(default_pack, cache_dir, tmp_path_factory, image_bytes):
             "FACEFLEET_DASHBOARD_PORT": str(port),
             "FACEFLEET_DASHBOARD_APPLIANCE_API_KEY_FILE": str(keys),
         }
-        started.append(Process([sys.executable, "-m", "service", "dashboard"], folder / "dashboard.log", env))
+        started.append(Process([sys.executable, "-m", "facefleet", "dashboard"], folder / "dashboard.log", env))
         url = f"http://127.0.0.1:{port}"
 
         def polled() -> bool:
@@ -282,7 +282,7 @@ def test_dashboard_without_appliances_refuses_to_start():
     import subprocess
 
     result = subprocess.run(
-        [sys.executable, "-m", "service", "dashboard"],
+        [sys.executable, "-m", "facefleet", "dashboard"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -315,7 +315,7 @@ def test_a_failing_exporter_probe_shows_in_the_reason(tmp_path):
 def run_dashboard(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("FACEFLEET_")}
     return subprocess.run(
-        [sys.executable, "-m", "service", "dashboard", *args],
+        [sys.executable, "-m", "facefleet", "dashboard", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -404,7 +404,7 @@ def test_the_cpu_is_an_alarm_only_where_a_gpu_is_expected():
 def test_a_401_flood_is_client_errors_apart_from_server_errors(make_settings, default_pack, image_bytes):
     """Requests the real service refuses for a wrong key are client errors (4xx, auth), shown
     apart from server errors (5xx); the row stays healthy and its reason says what happens."""
-    from service.api import create_app as create_service
+    from facefleet.api import create_app as create_service
 
     key = "key-of-the-flooded-appliance-01"
     app = create_service(make_settings(models_dir=str(default_pack), auth="on", api_keys=(key,), log_level="WARNING"))

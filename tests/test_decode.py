@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.decode import decode_image
-from service.errors import ImageError, ImageTooLargeError
+from facefleet.engine.decode import decode_image
+from facefleet.errors import ImageError, ImageTooLargeError
 
 
 def _encode(array: np.ndarray, fmt: str, **params) -> bytes:

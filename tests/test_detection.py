@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from service.detector import Detector
-from service.loader import load_model
-from service.manifest import load_manifest
-from service.nms import nms
+from facefleet.engine.detector import Detector
+from facefleet.engine.loader import load_model
+from facefleet.engine.nms import nms
+from facefleet.models.manifest import load_manifest
 
 from .conftest import decode_file
 
@@ -74,7 +74,7 @@ def test_fit_policy_pads_to_the_image_aspect_and_finds_the_same_faces(make_setti
     image = decode_file(images_dir / "two_people.jpg")  # 1126 x 661
     fixed = make_detector(make_settings, "scrfd_2.5g", shape_policy="fixed")
     fit = make_detector(make_settings, "scrfd_2.5g", shape_policy="fit")
-    from service.shapes import plan
+    from facefleet.engine.shapes import plan
 
     assert plan(image.shape[:2], fit.det_size, fit.policy).input_hw == (384, 640)
     a, b = fixed.detect([image])[0], fit.detect([image])[0]
@@ -109,7 +109,7 @@ def test_default_pack_yunet_int8_runs_after_prepare(make_settings, default_pack,
 
 
 def _greedy_reference(boxes: np.ndarray, scores: np.ndarray, thr: float) -> list[int]:
-    from service.nms import iou_matrix
+    from facefleet.engine.nms import iou_matrix
 
     order, kept = list(np.argsort(-scores, kind="stable")), []
     iou = iou_matrix(boxes)

@@ -7,9 +7,9 @@ import dataclasses
 import re
 from pathlib import Path
 
-from service.cli import build_parser
-from service.manifest import load_manifest
-from service.settings import SECTIONS, docs
+from facefleet.cli import build_parser
+from facefleet.models.manifest import load_manifest
+from facefleet.settings import SECTIONS, docs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,7 +62,7 @@ def test_readme_starts_with_the_two_commands():
 
 
 def test_every_dashboard_setting_is_documented():
-    from dashboard.config import DashboardSettings
+    from facefleet.settings import DashboardSettings
 
     text = (ROOT / "docs" / "dashboard.md").read_text()
     for field in dataclasses.fields(DashboardSettings):

@@ -14,9 +14,9 @@ import pytest
 import requests
 from prometheus_client import CollectorRegistry, generate_latest
 
-from service import jetson
-from service.client import KeySource
-from service.exporter import PROBE_REASONS, ExporterCollector, ServiceProbe, build_registry
+from facefleet.ops import jetson
+from facefleet.ops.client import KeySource
+from facefleet.ops.exporter import PROBE_REASONS, ExporterCollector, ServiceProbe, build_registry
 
 from .fakeappliance import FakeAppliance, FakeBrokenAppliance
 from .fakejetson import AGX_ORIN, ORIN_NANO, build, nvpmodel_script, plain_host
@@ -256,7 +256,7 @@ def test_an_exporter_port_in_use_is_one_line(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        argv = [sys.executable, "-m", "service", "exporter", "--port", str(port), "--root", str(tmp_path)]
+        argv = [sys.executable, "-m", "facefleet", "exporter", "--port", str(port), "--root", str(tmp_path)]
         result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip() == (

@@ -24,10 +24,10 @@ import pytest
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 from prometheus_client.registry import REGISTRY
 
-from service.api import create_app
-from service.failover import is_provider_failure
-from service.metrics import PrometheusObserver
-from service.pipeline import FaceEngine, ImageResult
+from facefleet.api import create_app
+from facefleet.engine.failover import is_provider_failure
+from facefleet.engine.pipeline import FaceEngine, ImageResult
+from facefleet.ops.metrics import PrometheusObserver
 from tests.test_pipeline import RecordingObserver
 
 DETECTOR, RECOGNIZER = "scrfd_2.5g", "mobilefacenet"

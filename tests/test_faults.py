@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from dashboard import CSP, create_app
-from dashboard.backends import PollerBackend
-from dashboard.config import DashboardSettings
+from facefleet.dashboard import CSP, create_app
+from facefleet.dashboard.backends import PollerBackend
+from facefleet.settings import DashboardSettings
 
 from .fakeappliance import BROKEN_MODES, FakeAppliance, FakeBrokenAppliance
 from .fakejetson import AGX_ORIN, build, nvpmodel_script
@@ -171,7 +171,7 @@ def exporter(tmp_path_factory) -> tuple[Path, str]:
     folder = tmp_path_factory.mktemp("exporter-faults")
     fresh_tree(folder / "tree")
     port = free_port()
-    argv = [sys.executable, "-m", "service", "exporter", "--port", str(port), "--root", str(folder / "tree")]
+    argv = [sys.executable, "-m", "facefleet", "exporter", "--port", str(port), "--root", str(folder / "tree")]
     # a FAKE service that answers the probe: a failed probe fails its collector too (issue 17)
     service = FakeAppliance(json.dumps(GOOD_INFO).encode(), json.dumps(GOOD_HEALTH).encode(), b"")
     argv += ["--metrics-dir", str(folder / "tree" / "metrics"), "--service-url", f"http://{service.target}"]
@@ -190,7 +190,7 @@ def fresh_tree(root: Path) -> Path:
     """A FAKE AGX Orin tree plus a multiprocess folder holding one counter the service wrote."""
     shutil.rmtree(root, ignore_errors=True)
     build(root, AGX_ORIN)
-    code = "from service import metrics; metrics.IMAGES.labels('ok').inc()"
+    code = "from facefleet.ops import metrics; metrics.IMAGES.labels('ok').inc()"
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(root / "metrics")}
     (root / "metrics").mkdir()
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)

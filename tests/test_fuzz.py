@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis.specs.openapi import checks
 
-from service.api.auth import ALWAYS_OPEN
-from service.api.contract.openapi import document
+from facefleet.api.auth import ALWAYS_OPEN
+from facefleet.api.contract.openapi import document
 
 from .conftest import SHARED_IMAGES
 from .server import Service, cpu_service

@@ -15,10 +15,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from service import bundle
-from service.api import create_app
-from service.gallery import GalleryStore, Recognizer
-from service.manifest import load_manifest
+from facefleet.api import create_app
+from facefleet.galleries import bundle
+from facefleet.galleries.store import GalleryStore, Recognizer
+from facefleet.models.manifest import load_manifest
 
 from .conftest import IDENTITIES
 
@@ -234,7 +234,18 @@ def test_gallery_build_and_import_on_the_command_line(tmp_path, images_dir, shar
     env_args = ["--models-dir", str(shared_models), "--det", "scrfd_2.5g", "--rec", "mobilefacenet"]
     out = tmp_path / "staff.gallery.zip"
     built = subprocess.run(
-        [sys.executable, "-m", "service", "gallery", "build", str(folder), "--out", str(out), "--version=7", *env_args],
+        [
+            sys.executable,
+            "-m",
+            "facefleet",
+            "gallery",
+            "build",
+            str(folder),
+            "--out",
+            str(out),
+            "--version=7",
+            *env_args,
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -245,7 +256,7 @@ def test_gallery_build_and_import_on_the_command_line(tmp_path, images_dir, shar
     db = ["--cache-dir", str(tmp_path / "cache"), "--providers", "cpu", "--rec", "mobilefacenet"]
     for expected in ("imported: staff version 7, 3 subjects, 3 faces", "unchanged: staff version 7"):
         result = subprocess.run(
-            [sys.executable, "-m", "service", "gallery", "import", str(out), *env_args, *db],
+            [sys.executable, "-m", "facefleet", "gallery", "import", str(out), *env_args, *db],
             capture_output=True,
             text=True,
             timeout=120,
@@ -253,7 +264,7 @@ def test_gallery_build_and_import_on_the_command_line(tmp_path, images_dir, shar
         )
         assert result.returncode == 0 and expected in result.stdout, result.stderr
     missing = subprocess.run(
-        [sys.executable, "-m", "service", "gallery", "import", str(tmp_path / "none.zip"), *env_args, *db],
+        [sys.executable, "-m", "facefleet", "gallery", "import", str(tmp_path / "none.zip"), *env_args, *db],
         capture_output=True,
         text=True,
         timeout=120,
@@ -264,7 +275,7 @@ def test_gallery_build_and_import_on_the_command_line(tmp_path, images_dir, shar
     other.mkdir()
     (other / "mobilefacenet.onnx").write_bytes((shared_models / "mobilefacenet.onnx").read_bytes() + b"\0")
     wrong = subprocess.run(
-        [sys.executable, "-m", "service", "gallery", "import", str(out), *db, "--models-dir", str(other)],
+        [sys.executable, "-m", "facefleet", "gallery", "import", str(out), *db, "--models-dir", str(other)],
         env={**os.environ, "FACEFLEET_VERIFY_MODELS": "false"},
         capture_output=True,
         text=True,
@@ -276,7 +287,7 @@ def test_gallery_build_and_import_on_the_command_line(tmp_path, images_dir, shar
 
 
 def test_the_dashboard_flags_an_appliance_whose_gallery_lags(staff):
-    from dashboard.poller import _galleries, flag_lagging_galleries
+    from facefleet.dashboard.poller import _galleries, flag_lagging_galleries
 
     current = staff.get("/info").get_json()  # the real /info of an appliance
     newest = current["galleries"][0]["version"]
@@ -293,8 +304,8 @@ def test_the_dashboard_flags_an_appliance_whose_gallery_lags(staff):
 def test_large_galleries_preselect_in_int8_and_answer_as_the_exact_search():
     """Past MIN_ROWS a gallery is searched through its int8 copy (onnxruntime MatMulInteger),
     then re-scored in float32: the same subjects and the same exact scores as a full product."""
-    from service.coarse import MIN_ROWS, CoarseIndex
-    from service.gallery import Index
+    from facefleet.galleries.coarse import MIN_ROWS, CoarseIndex
+    from facefleet.galleries.store import Index
 
     rng = np.random.default_rng(3)
     matrix = rng.standard_normal((MIN_ROWS + 100, 128)).astype(np.float32)

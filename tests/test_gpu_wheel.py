@@ -17,10 +17,10 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 
-from service import gpuprobe
-from service.config import PROVIDER_NAMES, Settings
-from service.manifest import load_manifest
-from service.runtime import open_session
+from facefleet.engine import gpuprobe
+from facefleet.engine.runtime import open_session
+from facefleet.models.manifest import load_manifest
+from facefleet.settings import PROVIDER_NAMES, Settings
 
 GPU_OFFERED = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in ort.get_available_providers()]
 pytestmark = pytest.mark.skipif(
@@ -72,7 +72,7 @@ def test_facefleet_providers_names_the_causes_without_onnxruntime_banners(shared
     """The real CLI in a child process, as an operator runs it on a Jetson whose libraries do not
     match: both models end on the CPU, each fallback says what is missing, and neither stdout nor
     stderr carries one of onnxruntime's coloured E/W lines or its EP Error block."""
-    command = [sys.executable, "-m", "service", "providers", "--providers", "tensorrt,cuda,cpu"]
+    command = [sys.executable, "-m", "facefleet", "providers", "--providers", "tensorrt,cuda,cpu"]
     command += ["--models-dir", str(shared_models), "--cache-dir", str(tmp_path), "--det", "scrfd_500m_bnkps"]
     command += ["--rec", "mobilefacenet"]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)

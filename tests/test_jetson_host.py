@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from service import jetson
+from facefleet.ops import jetson
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from service.errors import ManifestError
-from service.manifest import load_manifest
-from service.modelfiles import sha256_file
-from service.verify import verify_model
+from facefleet.errors import ManifestError
+from facefleet.models.manifest import load_manifest
+from facefleet.models.modelfiles import sha256_file
+from facefleet.models.verify import verify_model
 
 ZOO = [
     "scrfd_500m_bnkps",

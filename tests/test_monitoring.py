@@ -16,7 +16,7 @@ import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.exporter import build_registry
+from facefleet.ops.exporter import build_registry
 
 from .fakejetson import AGX_ORIN, build, nvpmodel_script
 from .monitoring.render import ROLE, render
@@ -136,8 +136,8 @@ def test_grafana_provisioning_files(tmp_path):
 def test_endpoint_labels_are_readable_route_names(make_settings, default_pack):
     """Every route's `endpoint` label is a plain name (`docs`, not `docs_<path:path>`, the raw
     Flask rule a Grafana legend used to show), and the real /metrics with it passes promtool."""
-    from service.api import create_app
-    from service.api.logs import endpoint_label
+    from facefleet.api import create_app
+    from facefleet.api.logs import endpoint_label
 
     app = create_app(make_settings(models_dir=str(default_pack), log_level="WARNING"))
     adapter = app.url_map.bind("localhost")

@@ -32,7 +32,7 @@ def test_wheel_contents(tmp_path):
     for required in (
         "service/api/__init__.py",
         "service/api/extract.py",
-        "service/gunicorn_conf.py",
+        "service/cli/gunicorn_conf.py",
         "service/manifest_data/manifest.yml",
         "dashboard/templates/overview.html",
         "dashboard/static/dashboard.js",

@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from service.errors import ImageTooLargeError
-from service.observer import ModelReport
-from service.pipeline import FaceEngine, timed_process
-from service.runner import RecordingRunner
+from facefleet.engine.observer import ModelReport
+from facefleet.engine.pipeline import FaceEngine, timed_process
+from facefleet.engine.runner import RecordingRunner
+from facefleet.errors import ImageTooLargeError
 
 
 def test_bad_images_fail_alone_and_the_rest_are_answered(engine_factory, image_bytes):
@@ -43,7 +43,7 @@ def test_timings_cover_every_stage(engine_factory, image_bytes):
 
 
 class RecordingObserver:
-    """A real EngineObserver (service/observer.py) that keeps every report, in order."""
+    """A real EngineObserver (service/engine/observer.py) that keeps every report, in order."""
 
     def __init__(self) -> None:
         self.loaded: list[ModelReport] = []

@@ -9,9 +9,9 @@ import onnxruntime as ort
 import pytest
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
-from service.manifest import load_manifest
-from service.modelfiles import sha256_file
-from service.prepare import prepare_model, prepared_path
+from facefleet.models.manifest import load_manifest
+from facefleet.models.modelfiles import sha256_file
+from facefleet.models.prepare import prepare_model, prepared_path
 
 # What onnxruntime raises for a model it refuses: its own error types, or ValueError for unfed inputs.
 ORT_ERRORS = (

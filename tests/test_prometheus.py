@@ -148,8 +148,8 @@ def test_exporter_process_serves_hardware_and_service_metrics(stack):
 
 def test_dashboard_reads_the_same_fleet_through_prometheus(stack, tmp_path):
     """The dashboard's second backend: the fake-Jetson appliance is degraded, through PromQL."""
-    from dashboard.backends import PrometheusBackend
-    from dashboard.config import DashboardSettings
+    from facefleet.dashboard.backends import PrometheusBackend
+    from facefleet.settings import DashboardSettings
 
     backend = PrometheusBackend(DashboardSettings(prometheus_url=stack["api"].removesuffix("/api/v1")))
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from service.errors import PullError
-from service.manifest import ModelSpec, Source
-from service.pull import pull
+from facefleet.errors import PullError
+from facefleet.models.manifest import ModelSpec, Source
+from facefleet.models.pull import pull
 
 
 @pytest.fixture

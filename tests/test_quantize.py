@@ -9,14 +9,14 @@ import numpy as np
 import onnx
 import pytest
 
-from service.align import align_all
-from service.config import Settings
-from service.detector import Detector
-from service.errors import FacefleetError
-from service.loader import load_model
-from service.manifest import load_manifest
-from service.quantize import calibration_images, output_heads, quantize, ready_for_quantization
-from service.recognizer import Recognizer
+from facefleet.app.quantize import calibration_images, output_heads, quantize, ready_for_quantization
+from facefleet.engine.align import align_all
+from facefleet.engine.detector import Detector
+from facefleet.engine.loader import load_model
+from facefleet.engine.recognizer import Recognizer
+from facefleet.errors import FacefleetError
+from facefleet.models.manifest import load_manifest
+from facefleet.settings import Settings
 
 from .conftest import IDENTITIES, decode_file
 from .test_cli import run

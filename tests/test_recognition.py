@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from service.align import ARCFACE_TEMPLATE, align, similarity_transform
+from facefleet.engine.align import ARCFACE_TEMPLATE, align, similarity_transform
 
 from .conftest import IDENTITIES
 
@@ -75,7 +75,7 @@ def test_alignment_maps_landmarks_onto_the_arcface_template(engine_factory, imag
     assert np.abs(mapped - ARCFACE_TEMPLATE).max() < 6.0  # 5 real points never fit a template exactly
     assert face.crop.shape == (112, 112, 3)
     # A rotation is undone: turn the photo a quarter (landmarks with it), the crop stays the same.
-    from service.decode import decode_image
+    from facefleet.engine.decode import decode_image
 
     image = decode_image(image_bytes("obama.jpg"))
     turned = np.ascontiguousarray(np.rot90(image))  # counter-clockwise: (x, y) -> (y, W - 1 - x)

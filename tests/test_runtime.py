@@ -21,23 +21,24 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.registry import REGISTRY
 
-from service import gpuprobe, metrics
-from service.cli import print_providers
-from service.config import PROVIDER_NAMES, Settings
-from service.diagnose import environment_report
-from service.errors import ConfigError, ProviderError
-from service.loader import load_model, trt_fixed_hw
-from service.manifest import load_manifest
-from service.observer import ModelReport
-from service.ortlog import first_error, onnxruntime_output_to_log
-from service.placement import read_profile
-from service.runtime import (
+from facefleet.cli import print_providers
+from facefleet.engine import gpuprobe
+from facefleet.engine.loader import load_model, trt_fixed_hw
+from facefleet.engine.observer import ModelReport
+from facefleet.engine.ortlog import first_error, onnxruntime_output_to_log
+from facefleet.engine.placement import read_profile
+from facefleet.engine.runtime import (
     ModelInput,
     device_tag,
     open_session,
     provider_entry,
     trt_profile_shapes,
 )
+from facefleet.errors import ConfigError, ProviderError
+from facefleet.models.manifest import load_manifest
+from facefleet.ops import metrics
+from facefleet.ops.diagnose import environment_report
+from facefleet.settings import PROVIDER_NAMES, Settings
 
 MIB = 1024 * 1024
 GPU_ORT = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
@@ -336,7 +337,7 @@ def test_partial_fallback_is_reported_in_info_metrics_and_the_provider_report(sh
     spec = load_manifest().get("mobilefacenet")
     fake = FakeGpuOnnxruntime(left_on_cpu=frozenset({"Reshape"}))
     settings = Settings.of(models_dir=str(shared_models), cache_dir=str(cache_dir))
-    with caplog.at_level(logging.WARNING, logger="service.runtime"):
+    with caplog.at_level(logging.WARNING, logger="facefleet.engine.runtime"):
         opened, _ = load_model(spec, settings, available=GPU_ORT, session_factory=fake)
     assert opened.provider == "tensorrt" and not opened.fell_back
     report = opened.report()
@@ -393,7 +394,7 @@ def test_onnxruntime_output_goes_to_the_log_not_the_terminal(shared_models, capf
 
     refused()
     assert "[E:onnxruntime" in capfd.readouterr().err  # the control: it does print
-    with caplog.at_level(logging.DEBUG, logger="service.ortlog"), onnxruntime_output_to_log() as caught:
+    with caplog.at_level(logging.DEBUG, logger="facefleet.engine.ortlog"), onnxruntime_output_to_log() as caught:
         refused()
         os.write(2, b"another writer's line\n")
     out, err = capfd.readouterr()

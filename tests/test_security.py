@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.api import create_app
-from service.config import Settings
-from service.pipeline import FaceEngine
+from facefleet.api import create_app
+from facefleet.engine.pipeline import FaceEngine
+from facefleet.settings import Settings
 
 KEY = "a" * 20
 LEAKS = ("Traceback", 'File "', "/work/", "site-packages")

@@ -111,7 +111,7 @@ def test_overload_answers_503_with_retry_after_and_nothing_else_fails(default_pa
 
 def test_serve_refuses_to_start_without_its_model_files(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "service", "serve", "--models-dir", str(tmp_path)],
+        [sys.executable, "-m", "facefleet", "serve", "--models-dir", str(tmp_path)],
         env={**os.environ, "FACEFLEET_AUTH": "off"},
         capture_output=True,
         text=True,
@@ -129,7 +129,7 @@ def test_serve_refuses_a_model_file_with_the_wrong_digest(default_pack, tmp_path
         handle.seek(1000)
         handle.write(b"\xff" * 8)
     result = subprocess.run(
-        [sys.executable, "-m", "service", "serve", "--models-dir", str(tmp_path)],
+        [sys.executable, "-m", "facefleet", "serve", "--models-dir", str(tmp_path)],
         env={**os.environ, "FACEFLEET_AUTH": "off"},
         capture_output=True,
         text=True,

@@ -9,13 +9,13 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from service.config import Settings
-from service.detector import Detector
-from service.loader import load_model
-from service.manifest import load_manifest
-from service.recognizer import Recognizer
-from service.synth import SCRFD_2_5G, SCRFD_10G, iresnet, scrfd, synthesize
-from service.verify import verify_model
+from facefleet.engine.detector import Detector
+from facefleet.engine.loader import load_model
+from facefleet.engine.recognizer import Recognizer
+from facefleet.models.manifest import load_manifest
+from facefleet.models.synth import SCRFD_2_5G, SCRFD_10G, iresnet, scrfd, synthesize
+from facefleet.models.verify import verify_model
+from facefleet.settings import Settings
 
 
 @pytest.mark.slow  # builds the 65M-parameter graph, about 5 s; the scrfd tests keep the generator fast

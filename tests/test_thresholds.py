@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.api import create_app
-from service.config import Settings
-from service.errors import ManifestError
-from service.manifest import load_manifest
-from service.thresholds import DEFAULT_DET_THRESHOLD, DEFAULT_VERIFY_THRESHOLD, det_threshold, verify_threshold
+from facefleet.api import create_app
+from facefleet.errors import ManifestError
+from facefleet.models.manifest import load_manifest
+from facefleet.models.thresholds import DEFAULT_DET_THRESHOLD, DEFAULT_VERIFY_THRESHOLD, det_threshold, verify_threshold
+from facefleet.settings import Settings
 
 from .conftest import FACE_COUNTS, IDENTITIES, SHARED_MODELS, decode_file
 

@@ -8,20 +8,20 @@ from __future__ import annotations
 
 from flask import Flask
 
-from .. import metrics
-from ..config import Settings
-from ..pipeline import FaceEngine
-from . import auth, docs, errors, galleries, logs
-from .admission import Admission
-from .extract import bp as extract_bp
-from .status import bp as status_bp
+from facefleet.api import auth, docs, errors, galleries, logs
+from facefleet.api.admission import Admission
+from facefleet.api.extract import bp as extract_bp
+from facefleet.api.status import bp as status_bp
+from facefleet.engine.pipeline import FaceEngine
+from facefleet.ops import metrics
+from facefleet.settings import Settings
 
 
 def create_app(settings: Settings | None = None, engine: FaceEngine | None = None) -> Flask:
     settings = settings or Settings.from_env()
     logs.configure(settings.server.log_format, settings.server.log_level)
     keys = auth.load_keys(settings)  # a missing key file stops start-up before the models load
-    # A given engine was composed by its caller (observer and batching included: service/runner.py).
+    # A given engine was composed by its caller (observer and batching included: service/engine/runner.py).
     engine = engine or FaceEngine.from_settings(
         settings, observer=metrics.PrometheusObserver(), batching=settings.engine.batching
     )

@@ -12,8 +12,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .. import metrics
-from .errors import APIError
+from facefleet.api.errors import APIError
+from facefleet.ops import metrics
 
 
 class Admission:

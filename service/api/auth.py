@@ -15,9 +15,9 @@ from pathlib import Path
 
 from flask import Flask, Request, Response, request
 
-from ..config import Settings, key_lines
-from ..errors import ConfigError
-from .errors import error_response
+from facefleet.api.errors import error_response
+from facefleet.errors import ConfigError
+from facefleet.settings import Settings, key_lines
 
 log = logging.getLogger("facefleet.api")
 MIN_KEY_LENGTH = 16

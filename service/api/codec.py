@@ -8,7 +8,7 @@ from typing import Any
 import msgpack
 from flask import Request, Response, jsonify
 
-from .errors import APIError
+from facefleet.api.errors import APIError
 
 MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack")
 

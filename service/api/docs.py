@@ -8,9 +8,9 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, redirect
 from flask_swagger_ui import get_swaggerui_blueprint
 from werkzeug.wrappers.response import Response as Redirect
 
-from ..config import Settings
-from .auth import ALWAYS_OPEN
-from .contract.openapi import document
+from facefleet.api.auth import ALWAYS_OPEN
+from facefleet.api.contract.openapi import document
+from facefleet.settings import Settings
 
 bp = Blueprint("docs", __name__)
 

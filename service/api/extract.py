@@ -15,22 +15,30 @@ import cv2
 import numpy as np
 from flask import Blueprint, Response, current_app, g, request
 
-from .. import metrics
-from ..compare import Side, best_pair, choose, find_faces, similarities
-from ..decode import decode_image
-from ..draw import draw_faces
-from ..errors import ImageError
-from ..pipeline import Face, FaceEngine, ImageResult, embeddings_of
-from ..thresholds import DEFAULT_VERIFY_THRESHOLD
-from ..timing import Timings
-from . import sources
-from .admission import Admission
-from .codec import read_body, respond, wants_msgpack
-from .contract import models as m
-from .contract.fields import MISSING_IMAGES, bad
-from .contract.models import DrawForm, DrawRequest, ExtractRequest, ImageRef, ImageRequest, VerifyRequest, parse
-from .errors import APIError
-from .logs import endpoint_label
+from facefleet.api import sources
+from facefleet.api.admission import Admission
+from facefleet.api.codec import read_body, respond, wants_msgpack
+from facefleet.api.contract import models as m
+from facefleet.api.contract.fields import MISSING_IMAGES, bad
+from facefleet.api.contract.models import (
+    DrawForm,
+    DrawRequest,
+    ExtractRequest,
+    ImageRef,
+    ImageRequest,
+    VerifyRequest,
+    parse,
+)
+from facefleet.api.errors import APIError
+from facefleet.api.logs import endpoint_label
+from facefleet.app.compare import Side, best_pair, choose, find_faces, similarities
+from facefleet.engine.decode import decode_image
+from facefleet.engine.draw import draw_faces
+from facefleet.engine.pipeline import Face, FaceEngine, ImageResult, embeddings_of
+from facefleet.errors import ImageError
+from facefleet.models.thresholds import DEFAULT_VERIFY_THRESHOLD
+from facefleet.ops import metrics
+from facefleet.timing import Timings
 
 bp = Blueprint("extract", __name__)
 Q = TypeVar("Q", bound=ImageRequest)

@@ -17,7 +17,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 
-from ..errors import ImageError
+from facefleet.errors import ImageError
 
 MAX_REDIRECTS = 3
 

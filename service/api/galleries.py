@@ -11,15 +11,15 @@ from typing import Any
 import numpy as np
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
-from .. import bundle
-from ..gallery import GalleryError, GalleryStore, Recognizer
-from ..pipeline import FaceEngine, ImageResult, embeddings_of, first_face
-from .codec import read_body, respond, wants_msgpack
-from .contract import models as m
-from .contract.fields import MISSING_IMAGES, bad
-from .contract.models import EnrolRequest, GalleryCreate, ImageRequest, SearchRequest, parse
-from .errors import APIError, error_response
-from .extract import detection_threshold, error_of, extract_results, face_fields, image_refs, queued
+from facefleet.api.codec import read_body, respond, wants_msgpack
+from facefleet.api.contract import models as m
+from facefleet.api.contract.fields import MISSING_IMAGES, bad
+from facefleet.api.contract.models import EnrolRequest, GalleryCreate, ImageRequest, SearchRequest, parse
+from facefleet.api.errors import APIError, error_response
+from facefleet.api.extract import detection_threshold, error_of, extract_results, face_fields, image_refs, queued
+from facefleet.engine.pipeline import FaceEngine, ImageResult, embeddings_of, first_face
+from facefleet.galleries import bundle
+from facefleet.galleries.store import GalleryError, GalleryStore, Recognizer
 
 bp = Blueprint("galleries", __name__)
 

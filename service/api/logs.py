@@ -12,7 +12,7 @@ import uuid
 
 from flask import Flask, Response, g, request
 
-from .. import metrics
+from facefleet.ops import metrics
 
 log = logging.getLogger("facefleet.request")
 

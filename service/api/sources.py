@@ -9,10 +9,10 @@ import base64
 import binascii
 from pathlib import Path, PurePosixPath
 
-from ..config import Settings
-from ..errors import ImageError
-from .contract.models import ImageRef
-from .fetch import FetchPolicy, URLRefused, fetch
+from facefleet.api.contract.models import ImageRef
+from facefleet.api.fetch import FetchPolicy, URLRefused, fetch
+from facefleet.errors import ImageError
+from facefleet.settings import Settings
 
 
 def from_base64(text: str) -> bytes:

@@ -7,11 +7,12 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from .. import __version__, metrics
-from ..ort import ort_module
-from ..pipeline import FaceEngine
-from ..settings import value_of
-from .contract import models as m
+from facefleet import __version__
+from facefleet.api.contract import models as m
+from facefleet.engine.ort import ort_module
+from facefleet.engine.pipeline import FaceEngine
+from facefleet.ops import metrics
+from facefleet.settings import value_of
 
 bp = Blueprint("status", __name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .env import (
+from facefleet.settings.env import (
     ARENA_STRATEGIES,
     CONV_ALGO_SEARCHES,
     PROVIDER_NAMES,
@@ -21,8 +21,8 @@ from .env import (
     parse_providers,
     parse_size,
 )
-from .root import FLAT, Settings, flat_knobs, value_of
-from .sections import (
+from facefleet.settings.root import FLAT, Settings, flat_knobs, value_of
+from facefleet.settings.sections import (
     SECTIONS,
     AuthSettings,
     DashboardSettings,

@@ -1,6 +1,6 @@
 """docs/configuration.md's settings tables, written from the sections' declarations.
 
-`python -m service.settings.docs` rewrites the block between the markers; tests/test_docs.py
+`python -m facefleet.settings.docs` rewrites the block between the markers; tests/test_docs.py
 fails (and names this command) when the file and the declarations differ.
 """
 
@@ -10,8 +10,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from .env import Knob
-from .sections import SECTIONS, Section
+from facefleet.settings.env import Knob
+from facefleet.settings.sections import SECTIONS, Section
 
 BEGIN = "<!-- BEGIN settings: generated from the sections' declarations, do not edit -->"
 END = "<!-- END settings -->"
@@ -41,7 +41,7 @@ def section_table(name: str, section: type[Section]) -> list[str]:
     for f in dataclasses.fields(section):  # type: ignore[arg-type]
         spec: Knob = f.metadata["knob"]
         aliases = ", ".join(f"`{a}`" for a in spec.aliases)
-        lines.append(f"| `{spec.env}` | {aliases} | `{name}.{f.name}` | {_shown_default(f, spec)} | {spec.doc} |")
+        lines.append(f"| `{spec.env}` | {aliases} | `settings.{name}.{f.name}` | {_shown_default(f, spec)} | {spec.doc} |")
     return [*lines, ""]
 
 

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from ..errors import ConfigError
+from facefleet.errors import ConfigError
 
 PROVIDER_NAMES = {
     "tensorrt": "TensorrtExecutionProvider",

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .env import Knob, knobs, read_config_file, read_variables
-from .sections import (
+from facefleet.settings.env import Knob, knobs, read_config_file, read_variables
+from facefleet.settings.sections import (
     SECTIONS,
     AuthSettings,
     DashboardSettings,

@@ -2,7 +2,7 @@
 
 `Settings` (service/settings/root.py) holds one of each; a part of the program takes the section
 it needs. docs/configuration.md's tables are generated from these declarations
-(`python -m service.settings.docs`).
+(`python -m facefleet.settings.docs`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import ConfigError
-from .env import (
+from facefleet.errors import ConfigError
+from facefleet.settings.env import (
     ARENA_STRATEGIES,
     CONV_ALGO_SEARCHES,
     SHAPE_POLICIES,

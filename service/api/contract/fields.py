@@ -16,8 +16,8 @@ from pydantic import BeforeValidator, Field, GetCoreSchemaHandler, GetJsonSchema
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
-from ...gallery import NAME, GalleryError, check_subject
-from ..errors import APIError
+from facefleet.api.errors import APIError
+from facefleet.galleries.store import NAME, GalleryError, check_subject
 
 Check = Callable[[Any, ValidationInfo], Any]
 

@@ -12,8 +12,8 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, models_json_schema
 from pydantic_core import core_schema
 
-from ... import __version__
-from .operations import OPERATIONS, PATH_PARAMETERS, Operation, Reply
+from facefleet import __version__
+from facefleet.api.contract.operations import OPERATIONS, PATH_PARAMETERS, Operation, Reply
 
 REF = "#/components/schemas/{model}"
 SECURITY: list[dict[str, list[str]]] = [{"ApiKeyHeader": []}, {"Bearer": []}]

@@ -1,0 +1,1 @@
+"""Running face models: decode, detect, align, embed, on onnxruntime's provider chain."""

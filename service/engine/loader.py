@@ -1,0 +1,63 @@
+"""From a manifest name to a warmed-up session: file check, prepared copy, provider chain."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from facefleet.engine.runtime import OpenedSession, open_session
+from facefleet.models.manifest import ModelSpec
+from facefleet.models.modelfiles import require_model_file
+from facefleet.models.prepare import prepare_model
+from facefleet.settings import Settings
+
+
+def trt_fixed_hw(spec: ModelSpec, settings: Settings) -> tuple[int, int] | None:
+    """A detector with dynamic H x W gets a fixed-size copy when TensorRT leads the chain:
+    TensorRT rejects dynamic spatial dimensions without optimisation profiles, and one fixed
+    shape builds one cached engine."""
+    if (
+        spec.task != "detection"
+        or spec.fixed_hw
+        or not settings.engine.providers
+        or settings.engine.providers[0] != "tensorrt"
+    ):
+        return None
+    width, height = settings.engine.det_size
+    return (height, width)
+
+
+def largest_batch(spec: ModelSpec, settings: Settings) -> int:
+    """The largest batch the engine runs the model with, where TensorRT's optimisation profile
+    ends: the recognizer's batch size; the detector's, unless its outputs have no batch axis
+    (the flat SCRFD layout, run one image at a time; service/engine/detector.py decides the same)."""
+    size: int = settings.engine.rec_batch_size
+    if spec.task == "detection":
+        size = settings.engine.det_batch_size if spec.layout != "scrfd_flat" else 1
+    return size
+
+
+def load_model(
+    spec: ModelSpec,
+    settings: Settings,
+    *,
+    available: Sequence[str] | None = None,
+    session_factory: Callable[..., Any] | None = None,
+) -> tuple[OpenedSession, str]:
+    """The opened session and the source file's sha256 (its identity in reports and caches)."""
+    path, digest = require_model_file(spec, settings.models.models_dir, settings.models.verify_models)
+    runnable = prepare_model(spec, path, digest, settings.models.cache_dir, trt_fixed_hw(spec, settings))
+    if spec.task == "detection":
+        hw = spec.fixed_hw or (settings.engine.det_size[1], settings.engine.det_size[0])
+    else:
+        hw = spec.fixed_hw or (112, 112)
+    opened = open_session(
+        runnable,
+        digest,
+        settings,
+        hw,
+        batch=largest_batch(spec, settings),
+        available=available,
+        session_factory=session_factory,
+    )
+    return opened, digest

@@ -1,0 +1,364 @@
+"""The request path, top to bottom: decode -> detect -> align -> embed -> results.
+
+A bad image fails alone: its error is kept in its own result and every other image of the
+call is still detected and embedded, with all faces of all images sharing recognizer runs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from facefleet.engine.align import CROP_SIZE, align_all
+from facefleet.engine.decode import decode_image
+from facefleet.engine.detector import Detections, Detector
+from facefleet.engine.detector import batch_limit as det_batch_limit
+from facefleet.engine.failover import Failover, Reopen, reopener
+from facefleet.engine.loader import load_model
+from facefleet.engine.observer import EngineObserver, ModelReport, NullObserver
+from facefleet.engine.recognizer import Recognizer
+from facefleet.engine.recognizer import batch_limit as rec_batch_limit
+from facefleet.engine.runner import Batching, Chain, Link, build_runner
+from facefleet.engine.runtime import OpenedSession, SessionSlot, warmup_input
+from facefleet.errors import FacefleetError, ImageError, NoFaceError
+from facefleet.models.manifest import Manifest, ModelSpec, load_manifest
+from facefleet.settings import Settings
+from facefleet.timing import Timings, maybe
+
+
+@dataclass
+class Face:
+    bbox: np.ndarray  # x1, y1, x2, y2
+    score: float
+    landmarks: np.ndarray  # 5 x 2
+    embedding: np.ndarray | None = None
+    norm: float | None = None
+    crop: np.ndarray | None = None  # aligned 112 x 112 RGB
+
+    @property
+    def size(self) -> float:
+        """The larger side of the box: what `limit_faces` and `min_face_size` compare."""
+        return float(max(self.bbox[2] - self.bbox[0], self.bbox[3] - self.bbox[1]))
+
+
+@dataclass
+class ImageResult:
+    faces: list[Face] = field(default_factory=list)
+    error: FacefleetError | None = None
+    shape: tuple[int, int] | None = None
+    decode_ms: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class ActiveCalls:
+    """How many calls are inside the engine now: what a batcher waits for (a lone call never waits)."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int:
+        return self._count
+
+    @contextmanager
+    def tracked(self) -> Iterator[None]:
+        with self._lock:
+            self._count += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._count -= 1
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """How the engine composes each model's chain (service/engine/runner.py): who observes, whether
+    concurrent calls share runs, how a failed provider is replaced, and extra links by task."""
+
+    observer: EngineObserver = field(default_factory=NullObserver)
+    batching: bool = False
+    reopen: Reopen | None = None
+    extra: Mapping[str, Sequence[Link]] = field(default_factory=dict)
+
+
+class FaceEngine:
+    """One detector and one recognizer, opened once and shared by every call."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        detector: Detector,
+        recognizer: Recognizer | None,
+        manifest: Manifest,
+        calls: ActiveCalls,
+        observer: EngineObserver | None = None,
+    ) -> None:
+        self.settings = settings
+        self.detector = detector
+        self.recognizer = recognizer
+        self.manifest = manifest
+        self._calls = calls
+        # A provider failing mid-service moves its model down the chain (service/engine/failover.py).
+        self.failovers: dict[str, Failover] = {
+            m.spec.name: m.chain.failover for m in self.models() if m.chain.failover is not None
+        }
+        (observer or NullObserver()).models_loaded([ModelReport.of(m.spec, m.opened) for m in self.models()])
+
+    def models(self) -> list[Detector | Recognizer]:
+        return [m for m in (self.detector, self.recognizer) if m is not None]
+
+    @property
+    def active(self) -> int:
+        """Calls inside process()/embed_crops() now: how many could still join a batch."""
+        return self._calls()
+
+    def _tracked(self) -> AbstractContextManager[None]:
+        return self._calls.tracked()
+
+    def chains(self) -> dict[str, tuple[str, ...]]:
+        """What a call to each model goes through, innermost link first."""
+        return {m.spec.name: m.chain.links for m in self.models()}
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        with_recognizer: bool = True,
+        observer: EngineObserver | None = None,
+        batching: bool = False,
+        extra: Mapping[str, Sequence[Link]] | None = None,
+        available: Sequence[str] | None = None,
+        session_factory: Callable[..., Any] | None = None,
+    ) -> FaceEngine:
+        """Open the models and compose their chains. The service passes its observer and
+        `batching=settings.batching` (only a server has concurrent calls to batch); `extra`
+        adds links by task ("detection", "recognition"): recorders, a test's FAKE failure."""
+        manifest = load_manifest()
+        wiring = Wiring(
+            observer or NullObserver(), batching, reopener(settings, available, session_factory), extra or {}
+        )
+        calls = ActiveCalls()
+        det_spec = manifest.get(settings.models.det_name or manifest.default_detection)
+        opened, _ = load_model(det_spec, settings, available=available, session_factory=session_factory)
+        slot = SessionSlot(opened)
+        chain = compose(det_spec, slot, det_batch_limit(det_spec, opened, settings), settings, wiring, calls)
+        detector = Detector(det_spec, slot, settings, chain)
+        recognizer = None
+        if with_recognizer:
+            rec_spec = manifest.get(settings.models.rec_name or manifest.default_recognition)
+            opened, _ = load_model(rec_spec, settings, available=available, session_factory=session_factory)
+            slot = SessionSlot(opened)
+            chain = compose(rec_spec, slot, rec_batch_limit(opened, settings), settings, wiring, calls)
+            recognizer = Recognizer(rec_spec, slot, settings, chain)
+        return cls(settings, detector, recognizer, manifest, calls, wiring.observer)
+
+    def process(
+        self,
+        inputs: Sequence[bytes | np.ndarray | ImageError],
+        *,
+        threshold: float | None = None,
+        embed: bool = True,
+        keep_crops: bool = False,
+        min_face_size: float = 0,
+        limit_faces: int = 0,
+        timings: Timings | None = None,
+    ) -> list[ImageResult]:
+        """Faces of every input, in input order; an input that cannot be decoded fails alone.
+        Faces smaller than `min_face_size` px are dropped, and `limit_faces` keeps the largest,
+        before alignment and embedding, so filtered faces cost nothing more."""
+        with self._tracked():
+            results, images = self._decode_all(inputs, timings)
+            order = list(images)
+            detections = self.detector.detect([images[i] for i in order], threshold, timings)
+            detections = [_filter(d, min_face_size, limit_faces) for d in detections]
+            return self._align_embed(order, images, detections, results, embed, keep_crops, timings)
+
+    def _decode_all(
+        self, inputs: Sequence[bytes | np.ndarray | ImageError], timings: Timings | None
+    ) -> tuple[list[ImageResult], dict[int, np.ndarray]]:
+        results = [ImageResult() for _ in inputs]
+        images: dict[int, np.ndarray] = {}
+        with maybe(timings, "decode"):
+            for i, item in enumerate(inputs):
+                start = time.perf_counter()
+                try:
+                    if isinstance(item, ImageError):  # a reference that could not be read
+                        raise item
+                    images[i] = (
+                        item if isinstance(item, np.ndarray) else decode_image(item, self.settings.engine.max_pixels)
+                    )
+                    results[i].shape = images[i].shape[:2]
+                except ImageError as exc:
+                    results[i].error = exc
+                results[i].decode_ms = (time.perf_counter() - start) * 1000
+        return results, images
+
+    def _align_embed(
+        self,
+        order: list[int],
+        images: dict[int, np.ndarray],
+        detections: list[Detections],
+        results: list[ImageResult],
+        embed: bool,
+        keep_crops: bool,
+        timings: Timings | None,
+    ) -> list[ImageResult]:
+        crops = self._align(order, images, detections, results, timings)
+        if embed and self.recognizer is not None:
+            vectors, norms = self.recognizer.embed(crops, timings)
+            faces = [face for i in order for face in results[i].faces]
+            for face, vector, norm in zip(faces, vectors, norms, strict=True):
+                face.embedding, face.norm = vector, float(norm)
+        if not keep_crops:
+            for i in order:
+                for face in results[i].faces:
+                    face.crop = None
+        return results
+
+    def embed_faces(self, faces: Sequence[Face], timings: Timings | None = None) -> None:
+        """Embed faces that process(embed=False, keep_crops=True) found, in place: a caller that
+        picks which faces count (a 1:1 comparison) pays the recognizer only for those."""
+        if self.recognizer is None:
+            raise FacefleetError("no recognizer is loaded")
+        todo = list({id(f): f for f in faces if f.embedding is None}.values())
+        if any(f.crop is None for f in todo):
+            raise FacefleetError("embed_faces needs the faces' aligned crops (process(keep_crops=True))")
+        with self._tracked():
+            vectors, norms = self.recognizer.embed([f.crop for f in todo if f.crop is not None], timings)
+        for face, vector, norm in zip(todo, vectors, norms, strict=True):
+            face.embedding, face.norm = vector, float(norm)
+
+    def embed_crops(
+        self, inputs: Sequence[bytes | np.ndarray | ImageError], timings: Timings | None = None
+    ) -> list[ImageResult]:
+        """Each input is an already aligned face crop (InsightFace-REST's embed_only): one face
+        per image, resized to 112 x 112 when it is not."""
+        if self.recognizer is None:
+            raise FacefleetError("no recognizer is loaded")
+        with self._tracked():
+            results, images = self._decode_all(inputs, timings)
+            order = list(images)
+            with maybe(timings, "align"):
+                crops = [_as_crop(images[i]) for i in order]
+            vectors, norms = self.recognizer.embed(crops, timings)
+            for i, vector, norm in zip(order, vectors, norms, strict=True):
+                h, w = images[i].shape[:2]
+                box = np.array([0, 0, w, h], np.float32)
+                results[i].faces = [Face(box, 1.0, np.zeros((5, 2), np.float32), vector, float(norm))]
+            return results
+
+    def health(self) -> dict[str, Any]:
+        """Each model run once on a fixed input: outputs of the expected shape and finite."""
+        checks: dict[str, Any] = {}
+        for model in self.models():
+            name = model.spec.name
+            try:
+                _, zeros = warmup_input(model.opened.session, (self.detector.det_size[1], self.detector.det_size[0]))
+                outputs = model.session_run(zeros)
+                bad = [i for i, out in enumerate(outputs) if not np.isfinite(out).all()]
+                if len(outputs) != len(model.opened.session.get_outputs()) or bad:
+                    checks[name] = {"ok": False, "reason": f"outputs {bad} are not finite"}
+                else:
+                    checks[name] = {"ok": True, "provider": model.opened.provider, **_degradation(model.opened)}
+            except Exception as exc:
+                checks[name] = {"ok": False, "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+        return checks
+
+    def _align(
+        self,
+        order: list[int],
+        images: dict[int, np.ndarray],
+        detections: list[Detections],
+        results: list[ImageResult],
+        timings: Timings | None,
+    ) -> list[np.ndarray]:
+        crops: list[np.ndarray] = []
+        with maybe(timings, "align"):
+            for i, found in zip(order, detections, strict=True):
+                image_crops = align_all(images[i], found.landmarks)
+                crops.extend(image_crops)
+                results[i].faces = [
+                    Face(found.boxes[k], float(found.scores[k]), found.landmarks[k], crop=image_crops[k])
+                    for k in range(len(found))
+                ]
+        return crops
+
+
+def compose(
+    spec: ModelSpec, slot: SessionSlot, max_batch: int, settings: Settings, wiring: Wiring, calls: ActiveCalls
+) -> Chain:
+    """One model's chain, from the engine's wiring: the only caller of build_runner in the engine."""
+    batching = Batching(max_batch, settings.engine.batch_wait_ms / 1000, calls) if wiring.batching else None
+    return build_runner(
+        spec,
+        slot,
+        providers=settings.engine.providers,
+        reopen=wiring.reopen,
+        batching=batching,
+        observer=wiring.observer,
+        extra=wiring.extra.get(spec.task, ()),
+    )
+
+
+def _degradation(opened: OpenedSession) -> dict[str, str]:
+    """For /health: a model that left its provider at run time works, but an operator must see it."""
+    if not opened.runtime_failures:
+        return {}
+    last = opened.runtime_failures[-1].as_dict()
+    return {
+        "degraded": f"{last['provider']} failed at run time at {last['at']}: {last['error']}; now on {opened.provider}"
+    }
+
+
+def first_face(result: ImageResult) -> tuple[np.ndarray | None, FacefleetError | None]:
+    """(the embedding of a result's first face, or why there is none): enrolment keeps the
+    largest face of each photo (limit_faces=1) and reports the others."""
+    if result.error is not None:
+        return None, result.error
+    if not result.faces or result.faces[0].embedding is None:
+        return None, NoFaceError("no face found")
+    return result.faces[0].embedding, None
+
+
+def embeddings_of(results: Sequence[ImageResult]) -> list[list[np.ndarray]]:
+    """Each image's face embeddings, in face order (none for a failed image)."""
+    return [[f.embedding for f in r.faces if f.embedding is not None] for r in results]
+
+
+def _filter(found: Detections, min_face_size: float, limit_faces: int) -> Detections:
+    """Drop faces under min_face_size px; keep the limit_faces largest (largest first)."""
+    if not len(found) or (not min_face_size and not limit_faces):
+        return found
+    sizes = np.maximum(found.boxes[:, 2] - found.boxes[:, 0], found.boxes[:, 3] - found.boxes[:, 1])
+    keep = np.flatnonzero(sizes >= min_face_size)
+    if limit_faces:
+        keep = keep[np.argsort(-sizes[keep], kind="stable")][:limit_faces]
+    return Detections(found.boxes[keep], found.scores[keep], found.landmarks[keep])
+
+
+def _as_crop(image: np.ndarray) -> np.ndarray:
+    if image.shape[:2] == (CROP_SIZE, CROP_SIZE):
+        return image
+    return cv2.resize(image, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA)
+
+
+def timed_process(
+    engine: FaceEngine, inputs: Sequence[bytes | np.ndarray | ImageError], **kwargs: Any
+) -> tuple[list[ImageResult], Timings, float]:
+    """process() plus its per-stage timings and total wall time in ms."""
+    timings = Timings()
+    start = time.perf_counter()
+    results = engine.process(inputs, timings=timings, **kwargs)
+    return results, timings, (time.perf_counter() - start) * 1000

@@ -1,0 +1,1 @@
+"""Galleries of known faces: the SQLite store, coarse search and bundles."""

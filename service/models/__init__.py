@@ -1,0 +1,1 @@
+"""The model files: manifest, pull, verify, prepare, synthesise, quantise, thresholds."""

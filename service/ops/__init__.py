@@ -1,0 +1,1 @@
+"""Running the appliance: Prometheus metrics, the exporter, Jetson telemetry, clients, load tools."""

@@ -1,0 +1,65 @@
+"""The API key a client of the service presents: `facefleet exporter`'s probe and `facefleet
+bench load`. Keys are on by default, so a client without one gets nothing but 401s.
+
+Looked for in this order: the command line's --api-key, then --api-key-file, then
+FACEFLEET_API_KEY, FACEFLEET_API_KEY_FILE, and last the service's own FACEFLEET_API_KEYS_FILE and
+FACEFLEET_API_KEYS (a client started with the appliance's environment presents its first key).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from facefleet.errors import ConfigError
+from facefleet.settings import key_lines
+
+
+@dataclass(frozen=True)
+class KeySource:
+    """A key given as such, or a file holding it; `origin` names the flag or variable it came from,
+    so an error says what to fix."""
+
+    key: str = field(default="", repr=False)
+    file: str = ""
+    origin: str = ""
+
+    def read(self) -> str:
+        """The key now ("" when none is configured). A file is read again on each call: a key the
+        role rotates reaches a long-running exporter without a restart."""
+        if self.key or not self.file:
+            return self.key
+        try:
+            keys = key_lines(Path(self.file).read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read {self.origin}={self.file}: {exc.strerror}") from None
+        if not keys:
+            raise ConfigError(f"{self.origin}={self.file} holds no key")
+        return keys[0]
+
+    def headers(self) -> dict[str, str]:
+        key = self.read()
+        return {"X-API-Key": key} if key else {}
+
+
+def key_source(
+    key: str | None = None, key_file: str | None = None, environ: Mapping[str, str] | None = None
+) -> KeySource:
+    """Where this client's key comes from (see the module's docstring for the order)."""
+    environ = os.environ if environ is None else environ
+    if key:
+        return KeySource(key=key, origin="--api-key")
+    if key_file:
+        return KeySource(file=key_file, origin="--api-key-file")
+    if environ.get("FACEFLEET_API_KEY"):
+        return KeySource(key=environ["FACEFLEET_API_KEY"], origin="FACEFLEET_API_KEY")
+    for variable in ("FACEFLEET_API_KEY_FILE", "FACEFLEET_API_KEYS_FILE"):
+        if environ.get(variable):
+            return KeySource(file=environ[variable], origin=variable)
+    first = next((k.strip() for k in environ.get("FACEFLEET_API_KEYS", "").split(",") if k.strip()), "")
+    return KeySource(key=first, origin="FACEFLEET_API_KEYS") if first else KeySource()
+
+
+NO_KEY_HINT = "give the appliance's key with --api-key-file /etc/facefleet/api-keys (or FACEFLEET_API_KEY_FILE)"
