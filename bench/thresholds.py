@@ -33,6 +33,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from facefleet.app.extract import ExtractRequest, extract  # noqa: E402
+from facefleet.app.faces import largest  # noqa: E402
 from facefleet.engine.decode import decode_image  # noqa: E402
 from facefleet.engine.loader import load_model  # noqa: E402
 from facefleet.engine.pipeline import FaceEngine  # noqa: E402
@@ -144,10 +146,10 @@ def measure_detector(spec: ModelSpec, engine: FaceEngine, images: dict[str, np.n
 
 def largest_crops(engine: FaceEngine, images: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     one_face = {n: img for n, img in images.items() if n == ASTRONAUT or n in IDENTITIES}
-    results = engine.process(list(one_face.values()), embed=False, keep_crops=True)
+    results = extract(engine, list(one_face.values()), ExtractRequest(embed=False, keep_crops=True)).images
     crops = {}
     for name, result in zip(one_face, results, strict=True):
-        crop = max(result.faces, key=lambda f: f.size).crop if result.faces else None
+        crop = result.faces[largest(result.faces)].crop if result.faces else None
         if crop is not None:
             crops[name] = crop
     return crops

@@ -83,6 +83,17 @@ def playbook(*argv: str, vars_file: Path, timeout: int = 900) -> subprocess.Comp
     return run(str(BIN / "ansible-playbook"), *argv, "-e", f"@{vars_file}", timeout=timeout)
 
 
+def changed_tasks(result: subprocess.CompletedProcess) -> str:
+    """The tasks that reported a change, each with its result line: what a second run must not have."""
+    shown, task = [], ""
+    for line in result.stdout.splitlines():
+        if line.startswith("TASK ["):
+            task = line.rstrip("* ")
+        elif line.startswith("changed:"):
+            shown.append(f"{task}\n  {line[:300]}")
+    return "tasks that changed:\n" + "\n".join(shown)
+
+
 def changed(result: subprocess.CompletedProcess) -> int:
     recap = re.search(r"localhost\s+: ok=\d+\s+changed=(\d+)", result.stdout)
     assert recap, result.stdout[-3000:]
@@ -159,7 +170,7 @@ def test_default_inventory_brings_up_the_appliance_and_a_second_run_changes_noth
     assert pidfiles == ["facefleet-test-dashboard.pid", "facefleet-test-exporter.pid", "facefleet-test-service.pid"]
     second = playbook("site.yml", vars_file=default_run.vars_file)
     assert second.returncode == 0, second.stdout[-4000:]
-    assert changed(second) == 0, second.stdout[-3000:]
+    assert changed(second) == 0, changed_tasks(second)
 
 
 def test_monitoring_role_runs_prometheus_on_the_fleet(default_run, tmp_path):
@@ -185,7 +196,7 @@ def test_monitoring_role_runs_prometheus_on_the_fleet(default_run, tmp_path):
         }
         assert Path(default_run.values["monitoring_grafana_dashboards_dir"], "facefleet.json").is_file()
         second = playbook(*monitored, vars_file=default_run.vars_file)
-        assert changed(second) == 0, second.stdout[-3000:]
+        assert changed(second) == 0, changed_tasks(second)
     finally:
         removed = playbook(*monitored, "-e", "monitoring_state=absent", vars_file=default_run.vars_file)
         assert removed.returncode == 0, removed.stdout[-3000:]
@@ -249,7 +260,7 @@ def test_models_role_ships_a_gallery_bundle_and_the_service_searches_it(default_
     assert first.returncode == 0, first.stdout[-3000:]
     assert changed(first) >= 1, first.stdout[-3000:]
     second = playbook(*ship, vars_file=default_run.vars_file)
-    assert changed(second) == 0, second.stdout[-3000:]
+    assert changed(second) == 0, changed_tasks(second)
     key = default_run.key
     galleries = requests.get(f"{SERVICE}/galleries", headers=key, timeout=30).json()["galleries"]
     assert [g["name"] for g in galleries] == ["staff"] and galleries[0]["checksum"]

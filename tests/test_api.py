@@ -22,7 +22,7 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from facefleet.api import create_app
-from facefleet.api.contract.openapi import document
+from facefleet.contract.openapi import document
 from facefleet.engine.pipeline import FaceEngine
 from facefleet.models.manifest import load_manifest
 
@@ -97,7 +97,7 @@ def test_the_document_declares_keys_only_when_authentication_is_on(settings_for)
 
 
 def test_no_schema_is_written_by_hand():
-    """Every schema of the document comes from the models (service/api/contract): no JSON Schema
+    """Every schema of the document comes from the models (service/contract): no JSON Schema
     `"type":` is written anywhere in the API's code."""
     root = Path(__file__).resolve().parents[1] / "service" / "api"
     written = [

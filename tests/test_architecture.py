@@ -258,6 +258,52 @@ def test_every_module_parses_and_the_mapping_finds_the_packages() -> None:
     assert sum(map(len, proj.imports.values())) > 0
 
 
+# The rooms of the `facefleet` package (docs/architecture.md, "What imports what"), lowest first. A module may
+# import its own room and any room of a lower rank; two rooms of one rank know nothing of each other.
+ROOM_RANKS = {
+    "errors": 0,  # shared: errors with a stable code
+    "timing": 0,  # shared: per-stage wall time
+    "": 0,  # facefleet/__init__.py: the version
+    "settings": 1,  # shared: typed settings, read once
+    "models": 2,  # model files: manifest, pull, verify, prepare, synth, thresholds
+    "engine": 3,  # running models: decode, detect, align, embed, the runner chain
+    "galleries": 4,  # the gallery store, coarse search, bundles
+    "ops": 4,  # metrics, exporter, Jetson telemetry, clients and load tools
+    "app": 5,  # use cases, no Flask
+    "contract": 5,  # the HTTP contract: typed request and answer models, OpenAPI
+    "api": 6,  # adapter: the HTTP service
+    "dashboard": 6,  # adapter: the fleet dashboard (reaches appliances over HTTP)
+    "cli": 7,  # adapter: the `facefleet` command
+    "__main__": 8,
+}
+# The one place an adapter starts another: `facefleet serve` and `facefleet dashboard` run those apps under gunicorn.
+PROCESS_STARTS = {
+    ("facefleet.cli.gunicorn_conf", "facefleet.api"),
+    ("facefleet.cli", "facefleet.dashboard.gunicorn_conf"),
+}
+
+
+def room_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def test_every_room_imports_only_the_rooms_below_it() -> None:
+    edges = graph(project())
+    unknown = sorted({room_of(m) for m in edges} - set(ROOM_RANKS))
+    assert not unknown, f"rooms without a rank in ROOM_RANKS (add them, and to docs/architecture.md): {unknown}"
+    wrong = []
+    for module, targets in edges.items():
+        for target, where in targets.items():
+            here, there = room_of(module), room_of(target)
+            if here == there or (ROOM_RANKS[there] < ROOM_RANKS[here] and there not in ("api", "dashboard")):
+                continue
+            if (module, target) in PROCESS_STARTS:
+                continue
+            wrong.append(f"{where.path.relative_to(ROOT)}:{where.line}: {module} ({here}) imports {target} ({there})")
+    assert not wrong, "imports against the rooms' order (docs/architecture.md):\n" + "\n".join(wrong)
+
+
 def test_no_import_cycles() -> None:
     edges = graph(project())
     found = sorted(cycles(edges))

@@ -244,7 +244,7 @@ def test_no_negative_zero_is_printed():
         cli._print_result("p.jpg", ImageResult(faces=[face], shape=(12, 10)))
     assert "-0.0" not in out.getvalue(), out.getvalue()
     assert "box (0.0, 0.0, 10.0, 12.0)" in out.getvalue() and "[+0.000, +0.000, +0.200, -0.300, ...]" in out.getvalue()
-    from facefleet.api.extract import face_json
+    from facefleet.contract.faces import face_json
 
     face.landmarks[0] = (-0.001, -0.004)
     face.embedding = np.array([-1e-9, 0.5], np.float32)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from schemathesis.specs.openapi import checks
 
 from facefleet.api.auth import ALWAYS_OPEN
-from facefleet.api.contract.openapi import document
+from facefleet.contract.openapi import document
 
 from .conftest import SHARED_IMAGES
 from .server import Service, cpu_service

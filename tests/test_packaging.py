@@ -30,14 +30,25 @@ def test_wheel_contents(tmp_path):
     [wheel] = tmp_path.glob("facefleet-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for required in (
-        "service/api/__init__.py",
-        "service/api/extract.py",
-        "service/cli/gunicorn_conf.py",
-        "service/manifest_data/manifest.yml",
-        "dashboard/templates/overview.html",
-        "dashboard/static/dashboard.js",
-        "dashboard/static/dashboard.css",
-        "dashboard/gunicorn_conf.py",
+        "facefleet/__init__.py",
+        "facefleet/__main__.py",
+        "facefleet/api/__init__.py",
+        "facefleet/api/extract.py",
+        "facefleet/engine/pipeline.py",
+        "facefleet/settings/__init__.py",
+        "facefleet/cli/gunicorn_conf.py",
+        "facefleet/manifest_data/manifest.yml",
+        "facefleet/dashboard/templates/overview.html",
+        "facefleet/dashboard/static/dashboard.js",
+        "facefleet/dashboard/static/dashboard.css",
+        "facefleet/dashboard/gunicorn_conf.py",
     ):
         assert required in names, required
+    # one import package: nothing else a venv could collide with (a top-level `service` or `dashboard`)
+    assert {n.split("/")[0] for n in names} == {"facefleet", wheel.name.split("-py3")[0] + ".dist-info"}
+    # every folder of the package with Python modules is declared, so none is missing from the wheel
+    folders = {str(p.parent.relative_to(ROOT / "service")) for p in (ROOT / "service").rglob("*.py")}
+    for folder in folders - {"."}:
+        if "__pycache__" not in folder:
+            assert f"facefleet/{folder}/__init__.py" in names, folder
     assert not [n for n in names if n.endswith((".onnx", ".sqlite3"))]

@@ -11,40 +11,18 @@ from __future__ import annotations
 
 import hmac
 import logging
-from pathlib import Path
 
 from flask import Flask, Request, Response, request
 
 from facefleet.api.errors import error_response
-from facefleet.errors import ConfigError
-from facefleet.settings import Settings, key_lines
+from facefleet.settings import Settings
+from facefleet.settings.keys import load_keys
+
+# load_keys lives with the settings (the CLI checks keys without importing the HTTP layer); kept here for create_app.
+__all__ = ["ALWAYS_OPEN", "is_open", "key_matches", "load_keys", "presented_key", "register"]
 
 log = logging.getLogger("facefleet.api")
-MIN_KEY_LENGTH = 16
 ALWAYS_OPEN = ("/livez",)
-
-
-def _keys_from_file(path: str) -> list[str]:
-    try:
-        return key_lines(Path(path).read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read FACEFLEET_API_KEYS_FILE={path}: {exc.strerror}") from None
-
-
-def load_keys(settings: Settings) -> tuple[bytes, ...]:
-    """The configured keys; a configuration that would leave the service open by accident is an error."""
-    keys = list(settings.auth.api_keys)
-    if settings.auth.api_keys_file:
-        keys += _keys_from_file(settings.auth.api_keys_file)
-    short = [k for k in keys if len(k) < MIN_KEY_LENGTH]
-    if short:
-        raise ConfigError(f"API keys must have at least {MIN_KEY_LENGTH} characters ({len(short)} shorter)")
-    if settings.auth.mode == "on" and not keys:
-        raise ConfigError(
-            "no API keys: set FACEFLEET_API_KEYS_FILE (one key per line) or FACEFLEET_API_KEYS, "
-            "or FACEFLEET_AUTH=off to serve without authentication"
-        )
-    return tuple(k.encode() for k in keys)
 
 
 def presented_key(req: Request) -> bytes | None:

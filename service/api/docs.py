@@ -9,7 +9,7 @@ from flask_swagger_ui import get_swaggerui_blueprint
 from werkzeug.wrappers.response import Response as Redirect
 
 from facefleet.api.auth import ALWAYS_OPEN
-from facefleet.api.contract.openapi import document
+from facefleet.contract.openapi import document
 from facefleet.settings import Settings
 
 bp = Blueprint("docs", __name__)

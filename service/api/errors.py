@@ -7,15 +7,11 @@ import logging
 from flask import Flask, Response, g, jsonify
 from werkzeug.exceptions import HTTPException
 
+from facefleet.contract.errors import APIError
+
+__all__ = ["APIError", "error_response", "register"]
+
 log = logging.getLogger("facefleet.api")
-
-
-class APIError(Exception):
-    """A request the service refuses: status, stable code, a sentence for the client."""
-
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:

@@ -1,26 +1,32 @@
 """/extract, /draw_detections, /multipart/draw_detections and /verify: images in, faces out.
 
-Each handler reads top to bottom: parse -> read images -> (queue) -> engine -> respond.
+Each handler reads top to bottom: parse the contract model -> read images -> (queue) -> the use case
+in facefleet.app (extract, draw, compare) -> map its result into the contract's answer -> respond.
 """
 
 from __future__ import annotations
 
-import base64
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-import cv2
 import numpy as np
 from flask import Blueprint, Response, current_app, g, request
 
 from facefleet.api import sources
 from facefleet.api.admission import Admission
 from facefleet.api.codec import read_body, respond, wants_msgpack
-from facefleet.api.contract import models as m
-from facefleet.api.contract.fields import MISSING_IMAGES, bad
-from facefleet.api.contract.models import (
+from facefleet.api.errors import APIError
+from facefleet.api.logs import endpoint_label
+from facefleet.app import compare as app_compare
+from facefleet.app import draw as app_draw
+from facefleet.app import extract as app_extract
+from facefleet.app.faces import Side, detection_threshold, verification_threshold
+from facefleet.contract import models as m
+from facefleet.contract.faces import face_fields
+from facefleet.contract.fields import MISSING_IMAGES, bad
+from facefleet.contract.models import (
     DrawForm,
     DrawRequest,
     ExtractRequest,
@@ -29,21 +35,13 @@ from facefleet.api.contract.models import (
     VerifyRequest,
     parse,
 )
-from facefleet.api.errors import APIError
-from facefleet.api.logs import endpoint_label
-from facefleet.app.compare import Side, best_pair, choose, find_faces, similarities
 from facefleet.engine.decode import decode_image
-from facefleet.engine.draw import draw_faces
 from facefleet.engine.pipeline import Face, FaceEngine, ImageResult, embeddings_of
 from facefleet.errors import ImageError
-from facefleet.models.thresholds import DEFAULT_VERIFY_THRESHOLD
-from facefleet.ops import metrics
 from facefleet.timing import Timings
 
 bp = Blueprint("extract", __name__)
 Q = TypeVar("Q", bound=ImageRequest)
-
-GA_UNAVAILABLE = "not available: no gender/age model is configured on this appliance"
 
 
 def engine() -> FaceEngine:
@@ -52,34 +50,6 @@ def engine() -> FaceEngine:
 
 def admission() -> Admission:
     return current_app.extensions["facefleet.admission"]
-
-
-def face_fields(
-    face: Face, index: int, landmarks: bool = False, face_data: bool = False, ga: bool = False, vector: bool = True
-) -> dict[str, Any]:
-    """One face's fields in InsightFace-REST's shape and order, optional ones as the request asked."""
-    out: dict[str, Any] = {
-        "bbox": [round(float(v), 2) + 0.0 for v in face.bbox],  # + 0.0: -0.0 becomes 0.0
-        "prob": round(face.score, 5),
-        "size": round(face.size, 1),
-        "num_det": index,
-    }
-    if landmarks:
-        out["landmarks"] = [[round(float(x), 2) + 0.0, round(float(y), 2) + 0.0] for x, y in face.landmarks]
-    if face.embedding is not None and vector:
-        out["norm"] = round(float(face.norm or 0.0), 5)
-        out["vec"] = [round(float(v), 7) + 0.0 for v in face.embedding]
-    if face_data and face.crop is not None:
-        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(face.crop, cv2.COLOR_RGB2BGR))
-        out["facedata"] = base64.b64encode(jpeg.tobytes()).decode() if ok else None
-    if ga:
-        out.update({"gender": None, "age": None, "ga_error": GA_UNAVAILABLE})
-    return out
-
-
-def face_json(face: Face, index: int, landmarks: bool = False, face_data: bool = False, ga: bool = False) -> dict:
-    """One face as /extract answers it (the CLI's `detect --json` prints the same)."""
-    return m.Face.model_validate(face_fields(face, index, landmarks, face_data, ga)).dump()
 
 
 def _face(face: Face, index: int, params: ImageRequest, vector: bool = True) -> dict[str, Any]:
@@ -109,22 +79,21 @@ def _image(result: ImageResult, params: ImageRequest, shared_ms: float, matches:
     return m.ImageResult.model_validate({"status": "ok", "took_ms": took, "faces": faces})
 
 
-def _run(params: ImageRequest, inputs: list[bytes | np.ndarray | ImageError], timings: Timings) -> list[ImageResult]:
-    eng = engine()
-    if params.embed_only:
-        return eng.embed_crops(inputs, timings)
-    return eng.process(
-        inputs,
+def finding(params: ImageRequest) -> app_extract.ExtractRequest:
+    """The use case's request from the contract's: which faces to find and what to keep."""
+    return app_extract.ExtractRequest(
         threshold=params.threshold,
         embed=params.extract_embedding,
         keep_crops=params.return_face_data,
         min_face_size=params.min_face_size,
         limit_faces=params.limit_faces,
-        timings=timings,
+        embed_only=params.embed_only,
     )
 
 
-def _observe(results: list[ImageResult], timings: Timings, queue_s: float) -> None:
+def _observe(results: Sequence[ImageResult], timings: Timings, queue_s: float) -> None:
+    """A request's stages and images, told to the engine's observer (the service's is Prometheus)."""
+    observer = engine().observer
     seconds = timings.seconds
     stages = {
         "decode": seconds["decode"],
@@ -134,10 +103,9 @@ def _observe(results: list[ImageResult], timings: Timings, queue_s: float) -> No
         "queue_wait": queue_s,
     }
     for stage, value in stages.items():
-        metrics.STAGE_SECONDS.labels(stage).observe(value)
+        observer.stage(stage, value)
     for result in results:
-        metrics.IMAGES.labels("ok" if result.ok else "failed").inc()
-        metrics.FACES.inc(len(result.faces))
+        observer.image_done(result.ok, len(result.faces))
 
 
 def queued(handler: Callable[..., Response]) -> Callable[..., Response]:
@@ -173,8 +141,8 @@ def extract_results(
         [*sources.read_all(image_refs(params.images), settings)] if inputs is None else inputs
     )
     read_ms = (time.perf_counter() - start) * 1000
-    timings = Timings()
-    results = _run(params, images, timings)
+    found = app_extract.extract(engine(), images, finding(params))
+    results, timings = list(found.images), found.timings
     queue_s = g.get("queue_s", 0.0)
     _observe(results, timings, queue_s)
     ms = timings.ms()
@@ -197,18 +165,18 @@ def image_refs(images: m.Images | None) -> list[ImageRef]:
     return refs
 
 
-def detection_threshold(params: Q) -> Q:
-    """The request with its face score threshold set: its own, or the detector's."""
+def with_threshold(params: Q) -> Q:
+    """The request with its face score threshold set by the one rule (facefleet.app.faces)."""
     if params.threshold is not None:
         return params
-    return params.model_copy(update={"threshold": engine().detector.threshold})
+    return params.model_copy(update={"threshold": detection_threshold(engine())})
 
 
 @bp.post("/extract")
 @queued
 def extract() -> Response:
     body = read_body(request)
-    params = detection_threshold(parse(ExtractRequest, body))
+    params = with_threshold(parse(ExtractRequest, body))
     image_refs(params.images)
     gallery = _gallery_option(params)
     if gallery:
@@ -235,10 +203,7 @@ def _gallery_option(params: ExtractRequest) -> tuple[str, float] | None:
     """facefleet's addition to /extract: `"gallery": NAME` adds each face's best match."""
     if params.gallery is None:
         return None
-    recognizer = engine().recognizer
-    default = recognizer.threshold if recognizer else DEFAULT_VERIFY_THRESHOLD
-    threshold = params.gallery_threshold
-    return params.gallery, default if threshold is None else threshold
+    return params.gallery, verification_threshold(engine(), params.gallery_threshold)
 
 
 def _jpeg_of_first(params: ImageRequest, scores: bool, landmarks: bool, sizes: bool) -> Response:
@@ -250,18 +215,18 @@ def _jpeg_of_first(params: ImageRequest, scores: bool, landmarks: bool, sizes: b
         image = decode_image(sources.read(first, settings), settings.engine.max_pixels)
     except ImageError as exc:
         raise APIError(400, exc.code, exc.message) from None
-    results, _ = extract_results(params, [image])
-    canvas = draw_faces(image, results[0].faces, scores, landmarks, sizes)
-    ok, jpeg = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, 90])
-    if not ok:
-        raise APIError(500, "encode_failed", "could not encode the annotated image")
-    return Response(jpeg.tobytes(), mimetype="image/jpeg")
+    try:
+        drawing = app_draw.draw(engine(), image, app_draw.DrawRequest(finding(params), scores, landmarks, sizes))
+    except app_draw.EncodeError as exc:
+        raise APIError(500, exc.code, exc.message) from None
+    _observe(drawing.found.images, drawing.found.timings, g.get("queue_s", 0.0))
+    return Response(drawing.jpeg, mimetype="image/jpeg")
 
 
 @bp.post("/draw_detections")
 @queued
 def draw_detections() -> Response:
-    params = detection_threshold(parse(DrawRequest, read_body(request)))
+    params = with_threshold(parse(DrawRequest, read_body(request)))
     image_refs(params.images)
     return _jpeg_of_first(params, params.draw_scores, params.draw_landmarks, params.draw_sizes)
 
@@ -283,7 +248,7 @@ def multipart_draw_detections() -> Response:
         raise bad(f'multipart form needs one "file" field with the image, not {len(uploads)}')
     fields = {name: _form_field(name) for name in DrawForm.model_fields if name != "file"}
     form = parse(DrawForm, {**fields, "file": uploads[0].read()})
-    threshold = engine().detector.threshold if form.threshold is None else form.threshold
+    threshold = detection_threshold(engine(), form.threshold)
     params = ImageRequest.model_validate(
         {"images": {"data": [form.file]}, "threshold": threshold, "limit_faces": form.limit_faces or 0}
     )
@@ -292,51 +257,43 @@ def multipart_draw_detections() -> Response:
 
 
 def _embedding_of(item: Any, index: int, size: int) -> np.ndarray:
-    """A client's vector, normalised. Its length is the deployed recognizer's (/info), which no
-    request schema can state, so a wrong one is `bad_embedding`, like a zero or infinite one."""
+    """A client's vector, normalised (facefleet.app.compare.unit_vector); its length is the deployed
+    recognizer's (/info), which no request schema can state, so a wrong one is `bad_embedding`."""
     if not isinstance(item, list) or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in item):
         raise bad(f"embeddings[{index}] must be a list of numbers")
-    if len(item) != size:
-        raise APIError(400, "bad_embedding", f"embeddings[{index}] must be a list of {size} numbers")
     try:
-        vector = np.asarray(item, dtype=np.float64)
-    except OverflowError:  # an integer beyond any float
-        vector = np.full(size, np.inf)
-    peak = float(np.abs(vector).max()) if size else 0.0
-    if not np.isfinite(peak) or peak == 0:
-        raise APIError(400, "bad_embedding", f"embeddings[{index}] must be finite and non-zero")
-    vector /= peak  # scaled first, so a vector of 1e300s still has a norm
-    return (vector / np.linalg.norm(vector)).astype(np.float32)
+        return app_compare.unit_vector(item, index, size)
+    except app_compare.EmbeddingError as exc:
+        raise APIError(400, exc.code, exc.message) from None
 
 
-def _chosen_sides(params: VerifyRequest) -> tuple[list[Side], list[ImageResult], Timings]:
-    """Both images' faces and the ones compared, refused per image when unusable."""
-    settings = engine().settings
+def _refused(exc: app_compare.SideError) -> APIError:
+    """An image of the pair the comparison cannot use, in /verify's words."""
+    n = exc.image + 1
+    if isinstance(exc, app_compare.NoSuchFaceError):
+        return APIError(
+            422,
+            exc.code,
+            f"image {n} has {exc.found} face(s): face_indices[{exc.image}] must be from 0 to {exc.found - 1}",
+        )
+    return APIError(422 if exc.code == "no_face" else 400, exc.code, f"image {n}: {exc.reason}")
+
+
+def _compared_images(params: VerifyRequest) -> app_compare.Comparison:
+    """Both images read, their faces found and the chosen ones compared; an unusable image is refused."""
     if params.images is None:
         raise bad(MISSING_IMAGES)
     refs = image_refs(params.images)
     if len(refs) != 2:
         raise bad("verify takes exactly two images (or two embeddings)")
-    indices = params.face_indices or [None, None]
-    inputs = sources.read_all(refs, settings)
-    timings = Timings()
-    results = find_faces(engine(), inputs, timings)
-    sides = []
-    for i, (result, index) in enumerate(zip(results, indices, strict=True)):
-        if not result.ok:
-            assert result.error is not None
-            raise APIError(400, result.error.code, f"image {i + 1}: {result.error.message}")
-        if not result.faces:
-            raise APIError(422, "no_face", f"image {i + 1}: no face found")
-        if index is not None and index >= len(result.faces):
-            found = len(result.faces)
-            raise APIError(
-                422,
-                "no_such_face",
-                f"image {i + 1} has {found} face(s): face_indices[{i}] must be from 0 to {found - 1}",
-            )
-        sides.append(choose(result.faces, index, params.all_pairs))
-    return sides, results, timings
+    first, second = params.face_indices or [None, None]
+    asked = app_compare.CompareRequest((first, second), params.all_pairs, params.threshold)
+    try:
+        comparison = app_compare.compare_images(engine(), sources.read_all(refs, engine().settings), asked)
+    except app_compare.SideError as exc:
+        raise _refused(exc) from None
+    _observe(comparison.images, comparison.timings, g.get("queue_s", 0.0))
+    return comparison
 
 
 def _side_json(side: Side) -> dict[str, Any]:
@@ -344,24 +301,16 @@ def _side_json(side: Side) -> dict[str, Any]:
     return {"faces_found": len(side.faces), "chosen": side.chosen, "compared": compared}
 
 
-def _compare_images(params: VerifyRequest, threshold: float) -> tuple[float, dict[str, Any]]:
-    """Similarity of the chosen faces (or every pair), which faces they were, and a warning per
-    image whose largest face was taken from several."""
-    (first, second), results, timings = _chosen_sides(params)
-    scores = similarities(engine(), first, second, timings)
-    _observe(results, timings, g.get("queue_s", 0.0))
-    row, column = best_pair(scores)
+def _images_json(comparison: app_compare.Comparison, all_pairs: bool) -> dict[str, Any]:
+    """Which faces were compared (and every pair's verdict when asked), and a warning per image
+    whose largest face was taken from several."""
+    assert comparison.sides is not None
+    first, second = comparison.sides
     out: dict[str, Any] = {"faces": [_side_json(first), _side_json(second)]}
-    if params.all_pairs:
+    if all_pairs:
         out["pairs"] = [
-            {
-                "a": i,
-                "b": j,
-                "similarity": round(float(scores[r, c]), 6),
-                "same_person": bool(scores[r, c] >= threshold),
-            }
-            for r, i in enumerate(first.used)
-            for c, j in enumerate(second.used)
+            {"a": p.a, "b": p.b, "similarity": round(p.similarity, 6), "same_person": p.same_person}
+            for p in comparison.pairs()
         ]
     warnings = [
         f"image {n} has {len(side.faces)} faces; compared the largest (num_det {side.used[0]}): "
@@ -371,7 +320,7 @@ def _compare_images(params: VerifyRequest, threshold: float) -> tuple[float, dic
     ]
     if warnings:
         out["warnings"] = warnings
-    return float(scores[row, column]), out
+    return out
 
 
 @bp.post("/verify")
@@ -381,20 +330,20 @@ def verify() -> Response:
     recognizer = engine().recognizer
     assert recognizer is not None
     params = parse(VerifyRequest, body)
-    threshold = recognizer.threshold if params.threshold is None else params.threshold
     start = time.perf_counter()
     compared: dict[str, Any] = {}
     if params.embeddings is not None:
         first, second = (_embedding_of(item, i, recognizer.size) for i, item in enumerate(params.embeddings))
-        similarity = float(np.dot(first, second))
+        comparison = app_compare.compare_vectors(engine(), first, second, params.threshold)
     else:
-        similarity, compared = _compare_images(params, threshold)
+        comparison = _compared_images(params)
+        compared = _images_json(comparison, params.all_pairs)
     answer = m.VerifyResponse.model_validate(
         {
-            "similarity": round(similarity, 6),
-            "threshold": threshold,
-            "same_person": similarity >= threshold,
-            "recognizer": recognizer.spec.name,
+            "similarity": round(comparison.similarity, 6),
+            "threshold": comparison.threshold,
+            "same_person": comparison.same_person,
+            "recognizer": comparison.recognizer,
             "took_ms": round((time.perf_counter() - start) * 1000, 3),
             **compared,
         }

@@ -9,8 +9,8 @@ import base64
 import binascii
 from pathlib import Path, PurePosixPath
 
-from facefleet.api.contract.models import ImageRef
 from facefleet.api.fetch import FetchPolicy, URLRefused, fetch
+from facefleet.contract.models import ImageRef
 from facefleet.errors import ImageError
 from facefleet.settings import Settings
 

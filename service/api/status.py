@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify
 
 from facefleet import __version__
-from facefleet.api.contract import models as m
+from facefleet.contract import models as m
 from facefleet.engine.ort import ort_module
 from facefleet.engine.pipeline import FaceEngine
 from facefleet.ops import metrics

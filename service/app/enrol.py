@@ -9,33 +9,40 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
+from facefleet.app.galleries import recognizer_identity
 from facefleet.engine.pipeline import FaceEngine, first_face
 from facefleet.errors import FacefleetError
 from facefleet.galleries import bundle
-from facefleet.galleries.store import Recognizer, check_name, check_subject
-from facefleet.models.manifest import load_manifest
-from facefleet.models.modelfiles import require_model_file
+from facefleet.galleries.store import check_name, check_subject
 from facefleet.settings import Settings
 
 log = logging.getLogger("facefleet.gallery")
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
-def recognizer_identity(settings: Settings) -> Recognizer:
-    """The configured recognizer's name, file sha256 and width, without opening a session:
-    an import only has to match a bundle against the model file."""
-    manifest = load_manifest()
-    spec = manifest.get(settings.models.rec_name or manifest.default_recognition)
-    _, digest = require_model_file(spec, settings.models.models_dir, settings.models.verify_models)
-    if not spec.embedding_size:
-        raise FacefleetError(f"{spec.name}: the manifest gives no embedding_size")
-    return Recognizer(spec.name, digest, spec.embedding_size)
+@dataclass(frozen=True)
+class BuildGallery:
+    """A folder of SUBJECT/PHOTO.jpg to make into a bundle; the name defaults to the folder's."""
+
+    folder: Path
+    name: str | None = None
+    version: int | None = None  # default: the time of the build
+
+
+@dataclass(frozen=True)
+class BuiltBundle:
+    name: str
+    data: bytes
+    subjects: int
+    faces: int
+    skipped: tuple[str, ...]  # one line per photo that gave no face
 
 
 def photos_by_subject(folder: Path) -> dict[str, list[Path]]:
@@ -52,11 +59,11 @@ def photos_by_subject(folder: Path) -> dict[str, list[Path]]:
     return found
 
 
-def build(settings: Settings, folder: Path, name: str, version: int | None = None) -> tuple[bytes, list[str]]:
-    """(the bundle, one line per photo that gave no face)."""
-    check_name(name)
-    subjects = photos_by_subject(folder)
-    engine = FaceEngine.from_settings(settings)
+def build_gallery(settings: Settings, request: BuildGallery, engine: FaceEngine | None = None) -> BuiltBundle:
+    """The bundle of a folder, embedded by the configured models (or the engine given, which must be them)."""
+    name = check_name(request.name or request.folder.resolve().name)
+    subjects = photos_by_subject(request.folder)
+    engine = engine or FaceEngine.from_settings(settings)
     identity = recognizer_identity(settings)
     rows: list[np.ndarray] = []
     kept: list[tuple[str, dict[str, Any], int]] = []
@@ -70,16 +77,17 @@ def build(settings: Settings, folder: Path, name: str, version: int | None = Non
                 rows.extend(vectors)
                 kept.append((subject, {"photos": len(vectors)}, len(vectors)))
     if not rows:
-        raise FacefleetError(f"no face found in any photo of {folder}")
+        raise FacefleetError(f"no face found in any photo of {request.folder}")
     header = {
         "name": name,
-        "version": version or int(time.time()),
+        "version": request.version or int(time.time()),
         "recognizer": identity.name,
         "recognizer_sha256": identity.sha256,
         "dim": identity.dim,
-        "metadata": {"source": folder.name, "built": int(time.time())},
+        "metadata": {"source": request.folder.name, "built": int(time.time())},
     }
-    return bundle.pack(header, kept, np.stack(rows)), skipped
+    data = bundle.pack(header, kept, np.stack(rows))
+    return BuiltBundle(name, data, len(kept), len(rows), tuple(skipped))
 
 
 def _embed(engine: FaceEngine, photos: list[Path], skipped: list[str]) -> list[np.ndarray]:

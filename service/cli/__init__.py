@@ -77,22 +77,13 @@ def _models_dir_said(args: argparse.Namespace, settings: Settings) -> str:
 
 
 def cmd_models_verify(args: argparse.Namespace) -> int:
-    from facefleet.models.verify import verify_model
+    from facefleet.app.models import VerifyModels, verify_models
 
-    settings, manifest = _settings(args), load_manifest()
-    specs = _selected(args.names, [])
-    if not specs:  # everything that is present, plus the defaults, which must be
-        defaults = {manifest.default_detection, manifest.default_recognition}
-        specs = [
-            s
-            for s in manifest.models.values()
-            if s.name in defaults or (Path(settings.models.models_dir) / s.file).is_file()
-        ]
-    problems = [p for spec in specs for p in verify_model(spec, settings.models.models_dir)]
-    for problem in problems:
+    report = verify_models(_settings(args), VerifyModels(tuple(args.names)))
+    for problem in report.problems:
         print(problem)
-    print(f"{len(specs)} models checked, {len(problems)} problems")
-    return 1 if problems else 0
+    print(f"{len(report.checked)} models checked, {len(report.problems)} problems")
+    return 0 if report.ok else 1
 
 
 def cmd_models_prepare(args: argparse.Namespace) -> int:
@@ -113,18 +104,16 @@ def cmd_models_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_models_pull(args: argparse.Namespace) -> int:
-    from facefleet.models.pull import pull
+    from facefleet.app.models import Pulled, PullModels, pull_models
 
-    settings, manifest = _settings(args), load_manifest()
-    failed = 0
-    for spec in _selected(args.names, [manifest.default_detection, manifest.default_recognition]):
-        try:
-            path, fetched = pull(spec, settings.models.models_dir, settings.models.cache_dir)
-            print(f"{spec.name}: {'fetched' if fetched else 'already present'} {path}")
-        except FacefleetError as exc:
-            print(f"facefleet: {exc}", file=sys.stderr)
-            failed += 1
-    return 1 if failed else 0
+    def said(done: Pulled) -> None:
+        if done.error is not None:
+            print(f"facefleet: {done.error}", file=sys.stderr)
+        else:
+            print(f"{done.name}: {'fetched' if done.fetched else 'already present'} {done.path}")
+
+    report = pull_models(_settings(args), PullModels(tuple(args.names)), said)
+    return 1 if report.failed else 0
 
 
 def cmd_models_synth(args: argparse.Namespace) -> int:
@@ -274,8 +263,8 @@ def _draw(paths: list[str], results: list[ImageResult], images: list[bytes | Ima
     """Write each answered image with its faces drawn; the number of images that could not be written."""
     import cv2
 
+    from facefleet.app.draw import annotate
     from facefleet.engine.decode import decode_image
-    from facefleet.engine.draw import draw_faces
 
     target, as_dir = _draw_target(paths, out)
     failed = 0
@@ -283,7 +272,7 @@ def _draw(paths: list[str], results: list[ImageResult], images: list[bytes | Ima
         if not result.ok or isinstance(data, ImageError):
             continue
         file = target / f"{Path(path).stem}.faces.jpg" if as_dir else target
-        if not cv2.imwrite(str(file), draw_faces(decode_image(data), result.faces)):
+        if not cv2.imwrite(str(file), annotate(decode_image(data), result.faces)):
             print(f"facefleet: {path}: cannot write {file}", file=sys.stderr)
             failed += 1
             continue
@@ -314,7 +303,7 @@ def _read_each(paths: list[str]) -> list[bytes | ImageError]:
 
 def _detect_json(paths: list[str], results: list[ImageResult]) -> str:
     """`facefleet detect --json`: answers like /extract with landmarks asked for."""
-    from facefleet.api.extract import face_json
+    from facefleet.contract.faces import face_json
 
     payload = [
         {
@@ -341,6 +330,7 @@ def _engine_line(engine: Any) -> str:
 
 def cmd_detect(args: argparse.Namespace) -> int:
     """Every image answered that can be: a bad or unreadable one is one line on stderr and exit 1."""
+    from facefleet.app.extract import ExtractRequest, extract
     from facefleet.engine.pipeline import FaceEngine, ImageResult
 
     settings = _settings(args)
@@ -350,7 +340,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
         results = [ImageResult(error=item) for item in images if isinstance(item, ImageError)]
     else:
         engine = FaceEngine.from_settings(settings, with_recognizer=not args.no_embed)
-        results = engine.process(images, embed=not args.no_embed)
+        results = list(extract(engine, images, ExtractRequest(embed=not args.no_embed)).images)
     if args.json:
         print(_detect_json(args.images, results))
         for path, result in zip(args.images, results, strict=True):
@@ -380,29 +370,29 @@ def _box(face: Any) -> list[float]:
     return [round(float(v), 1) + 0.0 for v in face.bbox]  # + 0.0: never -0.0
 
 
-def _compare_sides(args: argparse.Namespace, engine: Any) -> list[Any]:
-    """Each image's faces and the ones compared; a face number out of range is one line."""
-    from facefleet.app.compare import choose, find_faces
+def _compared(args: argparse.Namespace, engine: Any) -> Any:
+    """The comparison of A and B (facefleet.app.compare); an unusable image or a face number out of
+    range is one line, and a warning names the face taken from several."""
+    from facefleet.app.compare import CompareRequest, NoSuchFaceError, SideError, compare_images
 
-    sides = []
-    results = find_faces(engine, _read([args.a, args.b]))
-    for path, result, number, flag in zip(
-        (args.a, args.b), results, (args.face_a, args.face_b), ("--face-a", "--face-b"), strict=True
-    ):
-        if not result.ok or not result.faces:
-            raise FacefleetError(f"{path}: {result.error or 'no face found'}")
-        found = len(result.faces)
-        if number is not None and number > found:
-            raise FacefleetError(f"{path} has {found} face(s): {flag} must be from 1 to {found}")
-        side = choose(result.faces, None if number is None else number - 1, args.all_pairs)
+    paths, flags = (args.a, args.b), ("--face-a", "--face-b")
+    face_a, face_b = (None if n is None else n - 1 for n in (args.face_a, args.face_b))
+    try:
+        comparison = compare_images(engine, _read(list(paths)), CompareRequest((face_a, face_b), args.all_pairs))
+    except NoSuchFaceError as exc:
+        path, flag = paths[exc.image], flags[exc.image]
+        raise FacefleetError(f"{path} has {exc.found} face(s): {flag} must be from 1 to {exc.found}") from None
+    except SideError as exc:
+        raise FacefleetError(f"{paths[exc.image]}: {exc.reason}") from None
+    assert comparison.sides is not None  # two images were compared
+    for path, side, flag in zip(paths, comparison.sides, flags, strict=True):
         if side.ambiguous:
             print(
-                f"facefleet: warning: {path} has {found} faces; compared face {side.used[0] + 1}, the largest "
-                f"(choose with {flag} N, or --all-pairs)",
+                f"facefleet: warning: {path} has {len(side.faces)} faces; compared face {side.used[0] + 1}, "
+                f"the largest (choose with {flag} N, or --all-pairs)",
                 file=sys.stderr,
             )
-        sides.append(side)
-    return sides
+    return comparison
 
 
 def _side_json(path: str, side: Any) -> dict[str, Any]:
@@ -418,46 +408,41 @@ def _print_side(path: str, side: Any) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from facefleet.app.compare import best_pair, similarities
     from facefleet.engine.pipeline import FaceEngine
 
-    engine = FaceEngine.from_settings(_settings(args))
-    assert engine.recognizer is not None
-    first, second = _compare_sides(args, engine)
-    scores = similarities(engine, first, second)
-    threshold = engine.recognizer.threshold
-    row, column = best_pair(scores)
-    same = bool(scores[row, column] >= threshold)
-    similarity = round(float(scores[row, column]), 4) + 0.0
+    comparison = _compared(args, FaceEngine.from_settings(_settings(args)))
+    first, second = comparison.sides
+    threshold = comparison.threshold
+    similarity = round(comparison.similarity, 4) + 0.0
     if args.json:
         payload = {
             "similarity": similarity,
             "threshold": threshold,
-            "same_person": same,
-            "recognizer": engine.recognizer.spec.name,
+            "same_person": comparison.same_person,
+            "recognizer": comparison.recognizer,
             "a": _side_json(args.a, first),
             "b": _side_json(args.b, second),
         }
         if args.all_pairs:
             payload["pairs"] = [
                 {
-                    "face_a": i + 1,
-                    "face_b": j + 1,
-                    "similarity": round(float(scores[r, c]), 4) + 0.0,
-                    "same_person": bool(scores[r, c] >= threshold),
+                    "face_a": p.a + 1,
+                    "face_b": p.b + 1,
+                    "similarity": round(p.similarity, 4) + 0.0,
+                    "same_person": p.same_person,
                 }
-                for r, i in enumerate(first.used)
-                for c, j in enumerate(second.used)
+                for p in comparison.pairs()
             ]
         print(json.dumps(payload))
         return 0
     _print_side(args.a, first)
     _print_side(args.b, second)
-    rec = f"threshold {threshold} for {engine.recognizer.spec.name}"
+    rec = f"threshold {threshold} for {comparison.recognizer}"
     if args.all_pairs:
-        _print_matrix(args, first, second, scores, threshold)
-        rec = f"the most similar pair: face {first.used[row] + 1} of A, face {second.used[column] + 1} of B; {rec}"
-    verdict = "same person" if same else "different people"
+        _print_matrix(args, first, second, comparison.scores, threshold)
+        a, b = comparison.best
+        rec = f"the most similar pair: face {a + 1} of A, face {b + 1} of B; {rec}"
+    verdict = "same person" if comparison.same_person else "different people"
     print(f"similarity {similarity:.4f} ({verdict}; {rec})")
     return 0
 
@@ -489,7 +474,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         Path(settings.metrics_path).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise FacefleetError(f"cannot create the metrics folder {settings.metrics_path}: {exc.strerror}") from None
-    from facefleet.api.auth import load_keys
+    from facefleet.settings.keys import load_keys
 
     load_keys(settings)
     manifest = load_manifest()
@@ -627,10 +612,9 @@ def cmd_bench_load(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- gallery
 def _gallery_store(settings: Settings) -> Any:
-    from facefleet.app.enrol import recognizer_identity
-    from facefleet.galleries.store import GalleryStore
+    from facefleet.app.galleries import open_store
 
-    return GalleryStore(settings.gallery_path, recognizer_identity(settings))
+    return open_store(settings)
 
 
 def _write_bundle(path: Path, data: bytes) -> None:
@@ -641,43 +625,44 @@ def _write_bundle(path: Path, data: bytes) -> None:
 
 
 def cmd_gallery_build(args: argparse.Namespace) -> int:
-    from facefleet.app.enrol import build
+    from facefleet.app.enrol import BuildGallery, build_gallery
 
-    settings = _settings(args)
-    data, skipped = build(settings, Path(args.folder), args.name or Path(args.folder).resolve().name, args.version)
-    out = Path(args.out or f"{args.name or Path(args.folder).resolve().name}.gallery.zip")
-    _write_bundle(out, data)
-    for line in skipped:
+    built = build_gallery(_settings(args), BuildGallery(Path(args.folder), args.name, args.version))
+    out = Path(args.out or f"{built.name}.gallery.zip")
+    _write_bundle(out, built.data)
+    for line in built.skipped:
         print(f"skipped {line}", file=sys.stderr)
-    print(f"{out}: {human_size(len(data))}")
+    print(f"{out}: {human_size(len(built.data))}")
     return 0
 
 
 def cmd_gallery_import(args: argparse.Namespace) -> int:
-    from facefleet.galleries.bundle import install
+    from facefleet.app.galleries import ImportBundle, import_bundle
 
     settings = _settings(args)
     try:
         data = Path(args.bundle).read_bytes()
     except OSError as exc:
         raise FacefleetError(f"cannot read {args.bundle}: {exc.strerror}") from None
-    info, changed = install(_gallery_store(settings), data)
-    state = "imported" if changed else "unchanged"
-    print(f"{state}: {info['name']} version {info['version']}, {info['subjects']} subjects, {info['faces']} faces")
+    done = import_bundle(_gallery_store(settings), ImportBundle(data))
+    g, state = done.gallery, "imported" if done.changed else "unchanged"
+    print(f"{state}: {g.name} version {g.version}, {g.subjects} subjects, {g.faces} faces")
     return 0
 
 
 def cmd_gallery_export(args: argparse.Namespace) -> int:
-    from facefleet.galleries.bundle import export
+    from facefleet.app.galleries import export_bundle
 
-    data = export(_gallery_store(_settings(args)), args.name)
-    _write_bundle(Path(args.out or f"{args.name}.gallery.zip"), data)
+    exported = export_bundle(_gallery_store(_settings(args)), args.name)
+    _write_bundle(Path(args.out or f"{exported.name}.gallery.zip"), exported.data)
     return 0
 
 
 def cmd_gallery_list(args: argparse.Namespace) -> int:
-    for g in _gallery_store(_settings(args)).list():
-        print(f"{g['name']}\tversion {g['version']}\t{g['subjects']} subjects\t{g['faces']} faces\t{g['recognizer']}")
+    from facefleet.app.galleries import list_galleries
+
+    for g in list_galleries(_gallery_store(_settings(args))):
+        print(f"{g.name}\tversion {g.version}\t{g.subjects} subjects\t{g.faces} faces\t{g.recognizer}")
     return 0
 
 

@@ -90,7 +90,7 @@ class Detector:
         self, images: list[np.ndarray], threshold: float | None = None, timings: Timings | None = None
     ) -> list[Detections]:
         """Detect faces in every image; images whose inputs share a shape share model runs."""
-        threshold = self.threshold if threshold is None else threshold
+        threshold = det_threshold(self.spec, self.settings.engine.det_threshold, threshold)
         with maybe(timings, "det_prep"):
             placements = [plan(img.shape[:2], self.det_size, self.policy) for img in images]
         by_shape: dict[tuple[int, int], list[int]] = {}

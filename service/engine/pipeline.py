@@ -109,11 +109,13 @@ class FaceEngine:
         self.recognizer = recognizer
         self.manifest = manifest
         self._calls = calls
+        # Where the engine and the use cases on it report (models loaded, runs, failovers, stages, images).
+        self.observer: EngineObserver = observer or NullObserver()
         # A provider failing mid-service moves its model down the chain (service/engine/failover.py).
         self.failovers: dict[str, Failover] = {
             m.spec.name: m.chain.failover for m in self.models() if m.chain.failover is not None
         }
-        (observer or NullObserver()).models_loaded([ModelReport.of(m.spec, m.opened) for m in self.models()])
+        self.observer.models_loaded([ModelReport.of(m.spec, m.opened) for m in self.models()])
 
     def models(self) -> list[Detector | Recognizer]:
         return [m for m in (self.detector, self.recognizer) if m is not None]
@@ -323,8 +325,9 @@ def _degradation(opened: OpenedSession) -> dict[str, str]:
 
 
 def first_face(result: ImageResult) -> tuple[np.ndarray | None, FacefleetError | None]:
-    """(the embedding of a result's first face, or why there is none): enrolment keeps the
-    largest face of each photo (limit_faces=1) and reports the others."""
+    """(the embedding of a result's first face, or why there is none): with limit_faces=1 the first
+    face is the largest (`largest_first`), which is how enrolment keeps one face per photo
+    (facefleet.app.faces.ONE_FACE)."""
     if result.error is not None:
         return None, result.error
     if not result.faces or result.faces[0].embedding is None:
@@ -337,6 +340,14 @@ def embeddings_of(results: Sequence[ImageResult]) -> list[list[np.ndarray]]:
     return [[f.embedding for f in r.faces if f.embedding is not None] for r in results]
 
 
+def largest_first(sizes: np.ndarray) -> np.ndarray:
+    """THE "which face" order (facefleet.app.faces builds every choice on it): the larger face first,
+    detection order among equals. It lives here because the engine applies it before alignment
+    (limit_faces), and the engine imports nothing from the application layer."""
+    order: np.ndarray = np.argsort(-np.asarray(sizes, np.float64), kind="stable")
+    return order
+
+
 def _filter(found: Detections, min_face_size: float, limit_faces: int) -> Detections:
     """Drop faces under min_face_size px; keep the limit_faces largest (largest first)."""
     if not len(found) or (not min_face_size and not limit_faces):
@@ -344,7 +355,7 @@ def _filter(found: Detections, min_face_size: float, limit_faces: int) -> Detect
     sizes = np.maximum(found.boxes[:, 2] - found.boxes[:, 0], found.boxes[:, 3] - found.boxes[:, 1])
     keep = np.flatnonzero(sizes >= min_face_size)
     if limit_faces:
-        keep = keep[np.argsort(-sizes[keep], kind="stable")][:limit_faces]
+        keep = keep[largest_first(sizes[keep])][:limit_faces]
     return Detections(found.boxes[keep], found.scores[keep], found.landmarks[keep])
 
 

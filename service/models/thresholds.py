@@ -1,8 +1,11 @@
 """One rule for every detection and verification threshold, so no call site keeps its own fallback.
 
-An explicit value (the request's, else the operator's FACEFLEET_* setting) wins; then the model's own
-value from models/manifest.yml, chosen per model on a labelled set (bench/thresholds.py,
-docs/models.md); the global default only covers a model whose manifest entry has none.
+Request value > operator's setting (FACEFLEET_DET_THRESH / FACEFLEET_VERIFY_THRESH) > the model's own
+value from models/manifest.yml, chosen per model on a labelled set (bench/thresholds.py, docs/models.md)
+> the global default, which only covers a model whose manifest entry has none (or no model at all).
+The detector, the recognizer, the HTTP handlers, the galleries and the CLI all come here, through
+`Detector.threshold` / `Recognizer.threshold` or facefleet.app.faces' `detection_threshold` /
+`verification_threshold`.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ def det_threshold(spec: ModelSpec, setting: float | None, requested: float | Non
     return pick(explicit, spec.det_threshold, DEFAULT_DET_THRESHOLD)
 
 
-def verify_threshold(spec: ModelSpec, setting: float | None, requested: float | None = None) -> float:
+def verify_threshold(spec: ModelSpec | None, setting: float | None, requested: float | None = None) -> float:
     """Cosine similarity at or above which two faces are one person: the request's, else
-    FACEFLEET_VERIFY_THRESH, else the recognizer's manifest value."""
+    FACEFLEET_VERIFY_THRESH, else the recognizer's manifest value (`spec` None: no recognizer loaded)."""
     explicit = requested if requested is not None else setting
-    return pick(explicit, spec.verify_threshold, DEFAULT_VERIFY_THRESHOLD)
+    return pick(explicit, spec.verify_threshold if spec else None, DEFAULT_VERIFY_THRESHOLD)

@@ -41,7 +41,8 @@ def section_table(name: str, section: type[Section]) -> list[str]:
     for f in dataclasses.fields(section):  # type: ignore[arg-type]
         spec: Knob = f.metadata["knob"]
         aliases = ", ".join(f"`{a}`" for a in spec.aliases)
-        lines.append(f"| `{spec.env}` | {aliases} | `settings.{name}.{f.name}` | {_shown_default(f, spec)} | {spec.doc} |")
+        field_name = f"settings.{name}.{f.name}"
+        lines.append(f"| `{spec.env}` | {aliases} | `{field_name}` | {_shown_default(f, spec)} | {spec.doc} |")
     return [*lines, ""]
 
 

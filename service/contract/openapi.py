@@ -13,7 +13,7 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, models_jso
 from pydantic_core import core_schema
 
 from facefleet import __version__
-from facefleet.api.contract.operations import OPERATIONS, PATH_PARAMETERS, Operation, Reply
+from facefleet.contract.operations import OPERATIONS, PATH_PARAMETERS, Operation, Reply
 
 REF = "#/components/schemas/{model}"
 SECURITY: list[dict[str, list[str]]] = [{"ApiKeyHeader": []}, {"Bearer": []}]

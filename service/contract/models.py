@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from facefleet.api.contract.fields import (
+from facefleet.contract.fields import (
     EnrolVectors,
     FaceIndices,
     Flag,

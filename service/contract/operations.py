@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from facefleet.api.contract import models as m
-from facefleet.api.contract.fields import GalleryName, Subject
+from facefleet.contract import models as m
+from facefleet.contract.fields import GalleryName, Subject
 
 JSON = ("application/json",)
 JSON_OR_MSGPACK_IN = ("application/json", "application/msgpack")

@@ -16,7 +16,7 @@ from pydantic import BeforeValidator, Field, GetCoreSchemaHandler, GetJsonSchema
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
-from facefleet.api.errors import APIError
+from facefleet.contract.errors import APIError
 from facefleet.galleries.store import NAME, GalleryError, check_subject
 
 Check = Callable[[Any, ValidationInfo], Any]
