@@ -1,6 +1,7 @@
 """Two sources of the same figures behind one interface: the embedded poller (default), and
-Prometheus over its HTTP API for fleets too large for one poller. Pages and the JSON API only
-ever call `fleet()` and `appliance(name)`."""
+Prometheus over its HTTP API for fleets too large for one poller. Both build their views with
+`snapshot.appliance_view`; the pages only ever call `fleet_view()` and `appliance_view(name)`, and
+the JSON API serves `fleet()` and `appliance(name)`, their JSON form."""
 
 from __future__ import annotations
 
@@ -8,10 +9,20 @@ import json
 import math
 import time
 import urllib.parse
+from abc import ABC, abstractmethod
+from dataclasses import replace
 from typing import Any, ClassVar, Protocol
 
-from facefleet.dashboard.poller import FIGURES, Poller, fetch
-from facefleet.dashboard.status import ORDER, classify, gpu_expected, provider_states
+from facefleet.dashboard.poller import Poller, fetch
+from facefleet.dashboard.snapshot import (
+    FIGURES,
+    ApplianceView,
+    FleetView,
+    Numbers,
+    Observation,
+    appliance_view,
+    fleet_view,
+)
 from facefleet.dashboard.store import Store
 from facefleet.settings import DashboardSettings
 
@@ -19,43 +30,54 @@ SPARK_WINDOW_S = 3600
 
 
 class Backend(Protocol):
-    def fleet(self) -> dict[str, Any]: ...
+    def fleet_view(self) -> FleetView: ...
 
-    def appliance(self, name: str) -> dict[str, Any] | None: ...
-
-
-def _summary(views: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-    counts = dict.fromkeys(ORDER, 0)
-    for view in views:
-        counts[view["status"]] += 1
-    ordered = sorted(views, key=lambda v: (ORDER[v["status"]], v["group"], v["name"]))
-    return {"appliances": ordered, "counts": counts, "generated": time.time(), **extra}
+    def appliance_view(self, name: str) -> ApplianceView | None: ...
 
 
-class PollerBackend:
+class JsonForm(ABC):
+    """`fleet()` and `appliance(name)`: the JSON API's bodies, from the typed views."""
+
+    @abstractmethod
+    def fleet_view(self) -> FleetView: ...
+
+    @abstractmethod
+    def appliance_view(self, name: str) -> ApplianceView | None: ...
+
+    def fleet(self) -> dict[str, Any]:
+        return self.fleet_view().as_json()
+
+    def appliance(self, name: str) -> dict[str, Any] | None:
+        view = self.appliance_view(name)
+        return None if view is None else view.as_json()
+
+
+class PollerBackend(JsonForm):
     def __init__(self, settings: DashboardSettings) -> None:
         self.store = Store(settings.database, settings.retention_h)
         self.poller = Poller(settings, self.store)
 
-    def fleet(self) -> dict[str, Any]:
+    def fleet_view(self) -> FleetView:
         settings = self.poller.settings
         # a cycle lasts up to the per-host timeout, so "three missed polls" is measured in cycles
         stale_after = 3 * max(settings.poll_interval_s, settings.timeout_s, self.poller.last_cycle_s or 0.0)
         now = time.time()
         views = []
         for current in list(self.poller.views.values()):
-            view = {**current, "spark": [r["p95_s"] for r in self.store.history(current["name"], SPARK_WINDOW_S)]}
-            if view["status"] in ("ok", "degraded") and now - view["polled"] > stale_after:
-                view.update(status="stale", reason=f"no poll for {now - view['polled']:.0f} s")
-            views.append(view)
-        return _summary(views, cycle_s=self.poller.last_cycle_s, error=self.poller.fleet_error, backend="poller")
+            spark = tuple(r["p95_s"] for r in self.store.history(current.name, SPARK_WINDOW_S))
+            polled = current.polled or 0.0
+            if current.status in ("ok", "degraded") and now - polled > stale_after:
+                views.append(replace(current, spark=spark, status="stale", reason=f"no poll for {now - polled:.0f} s"))
+            else:
+                views.append(replace(current, spark=spark))
+        return fleet_view(views, self.poller.last_cycle_s, self.poller.fleet_error, "poller")
 
-    def appliance(self, name: str) -> dict[str, Any] | None:
+    def appliance_view(self, name: str) -> ApplianceView | None:
         view = self.poller.views.get(name)
         if view is None:
             return None
         history = self.store.history(name, 24 * 3600)
-        return {**view, "history": history, "provider_changes": provider_changes(history)}
+        return replace(view, history=tuple(history), provider_changes=tuple(provider_changes(history)))
 
 
 def provider_changes(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -70,7 +92,7 @@ def provider_changes(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return changes
 
 
-class PrometheusBackend:
+class PrometheusBackend(JsonForm):
     """The same figures through PromQL; appliances are told apart by the `appliance` label the
     file_sd targets carry (falling back to `instance`)."""
 
@@ -154,52 +176,29 @@ class PrometheusBackend:
             views.setdefault(self._key(result["metric"]), new())["jetson"] = result["metric"]
         return views
 
-    def fleet(self) -> dict[str, Any]:
+    def fleet_view(self) -> FleetView:
         views = []
         for name, raw in self._collect().items():
-            gpu = gpu_expected({}, [], raw["jetson"], raw.get("gpu_load"), raw["fallbacks"])
-            snapshot = {
-                "health": {
+            seen = Observation(
+                name=name,
+                group=raw.get("group", ""),
+                answered_at=time.time() if raw.get("up") else None,
+                unreachable="Prometheus cannot scrape the service" if raw.get("up") == 0 else "",
+                probe_failure=raw.get("probe_failure", ""),
+                health={
                     "status": "ok" if raw.get("healthy", 1) == 1 else "failing",
                     "reason": "the exporter's probe says /health fails",
                 },
-                "providers": raw["providers"],
-                "jetson": raw["jetson"],
-                "error_ratio": raw.get("error_ratio"),
-                "auth_failure_ratio": raw.get("auth_failure_ratio"),
-                "gpu_expected": gpu,
-            }
-            if raw.get("up") == 0:
-                snapshot["unreachable"] = "Prometheus cannot scrape the service"
-            status, reason = classify(snapshot)
-            if raw.get("probe_failure") and status == "ok":
-                reason = f"the exporter's probe of the service fails ({raw['probe_failure']})"
-            jetson = raw["jetson"] or {}
-            views.append(
-                {
-                    "name": name,
-                    "group": raw.get("group", ""),
-                    "status": status,
-                    "reason": reason,
-                    "providers": raw["providers"],
-                    "chains": {},
-                    "gpu_expected": gpu,
-                    "provider_states": provider_states(raw["providers"], gpu),
-                    "last_seen": time.time() if raw.get("up") else None,
-                    "versions": {
-                        k: v for k, v in (("L4T", jetson.get("l4t")), ("JetPack", jetson.get("jetpack"))) if v
-                    },
-                    "spark": [],
-                    "failures": [],
-                    "info": None,
-                    "power_mode": None,
-                    **{k: raw.get(k) for k in FIGURES},
-                }
+                providers=raw["providers"],
+                fallbacks=raw["fallbacks"],
+                jetson=raw["jetson"],
+                numbers=Numbers(**{k: raw.get(k) for k in FIGURES}),
             )
-        return _summary(views, cycle_s=None, error="", backend="prometheus")
+            views.append(replace(appliance_view(seen), spark=()))
+        return fleet_view(views, None, "", "prometheus")
 
-    def appliance(self, name: str) -> dict[str, Any] | None:
-        for view in self.fleet()["appliances"]:
-            if view["name"] == name:
-                return {**view, "history": [], "provider_changes": []}
+    def appliance_view(self, name: str) -> ApplianceView | None:
+        for view in self.fleet_view().appliances:
+            if view.name == name:
+                return replace(view, history=(), provider_changes=())
         return None

@@ -14,26 +14,25 @@ import urllib.error
 import urllib.request
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from facefleet.dashboard import answers, figures, targets
-from facefleet.dashboard.status import classify, gpu_expected, provider_states
+from facefleet.dashboard.snapshot import (
+    FIGURES,
+    ApplianceView,
+    Numbers,
+    Observation,
+    appliance_view,
+    flag_lagging,
+    gallery_views,
+    newest_galleries,
+)
 from facefleet.dashboard.store import Store
 from facefleet.settings import DashboardSettings
 
 log = logging.getLogger("facefleet.dashboard")
 FAILURES_KEPT = 20
-FIGURES = (
-    "p50_s",
-    "p95_s",
-    "rate_rps",
-    "error_ratio",
-    "client_error_ratio",
-    "auth_failure_ratio",
-    "gpu_load",
-    "temperature",
-    "power_watts",
-)
 
 
 class UnreachableError(Exception):
@@ -89,133 +88,119 @@ def _json(status_body: tuple[int, bytes]) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+@dataclass
+class _Poll:
+    """The raw answers of one poll of one appliance, before they become an `Observation`."""
+
+    appliance: targets.Appliance
+    at: float
+    unreachable: str = ""
+    timed_out: str = ""
+    unauthorized: str = ""
+    info_error: str = ""
+    exporter_error: str = ""
+    info: answers.InfoSeen | None = None
+    health: dict[str, Any] = field(default_factory=dict)
+    scrape: figures.Scrape | None = None
+
+
 class Poller:
     def __init__(self, settings: DashboardSettings, store: Store) -> None:
         self.settings, self.store = settings, store
         self._pool = ThreadPoolExecutor(settings.pool, thread_name_prefix="poll")
         self._lock = threading.Lock()
         self._scrapes: dict[str, figures.Scrape] = {}
-        self._failures: dict[str, deque] = {}
-        self.views: dict[str, dict[str, Any]] = {}
+        self._failures: dict[str, deque[tuple[float, str]]] = {}
+        self.views: dict[str, ApplianceView] = {}
         self.last_cycle_s: float | None = None
         self.fleet_error = ""
         self._stop = threading.Event()
 
     # ------------------------------------------------------------ one appliance
-    def _poll(self, appliance: targets.Appliance) -> dict[str, Any]:
+    def _poll(self, appliance: targets.Appliance) -> _Poll:
         timeout, key = self.settings.timeout_s, self.settings.appliance_api_key
-        snapshot: dict[str, Any] = {"appliance": appliance, "at": time.time()}
+        poll = _Poll(appliance, time.time())
         try:
             info_answer = fetch(f"{appliance.service}/info", timeout, key)
             health_answer = fetch(f"{appliance.service}/health", timeout, key)
         except UnreachableError as exc:
-            snapshot["unreachable"] = f"service unreachable: {exc}"
-            return snapshot
+            poll.unreachable = f"service unreachable: {exc}"
+            return poll
         except TimedOutError as exc:
-            snapshot["timed_out"] = f"service slow: {exc}"
-            return snapshot
+            poll.timed_out = f"service slow: {exc}"
+            return poll
         by_path = {"/info": info_answer, "/health": health_answer}
         refused = [f"{path} answered HTTP {code}" for path, (code, _) in by_path.items() if code in (401, 403)]
         if refused:
-            snapshot["unauthorized"] = f"{_refusal(bool(key))} ({', '.join(refused)})"
+            poll.unauthorized = f"{_refusal(bool(key))} ({', '.join(refused)})"
         else:
-            info = answers.clean_info(_json(info_answer))
-            snapshot.update(info=info, health=_json(health_answer))
-            if info_answer[0] != 200 or not info:
-                snapshot["info_error"] = f"/info answered HTTP {info_answer[0]}{'' if info else ', not a JSON object'}"
-        self._scrape_exporter(appliance, snapshot)
-        return snapshot
+            info = answers.read_info(_json(info_answer))
+            poll.info, poll.health = info, _json(health_answer)
+            if info_answer[0] != 200 or not info.shown:
+                poll.info_error = f"/info answered HTTP {info_answer[0]}{'' if info.shown else ', not a JSON object'}"
+        self._scrape_exporter(appliance, poll)
+        return poll
 
-    def _scrape_exporter(self, appliance: targets.Appliance, snapshot: dict[str, Any]) -> None:
+    def _scrape_exporter(self, appliance: targets.Appliance, poll: _Poll) -> None:
         """The exporter's figures; the exporter needs no key, so an unauthorized appliance has them too."""
         timeout = self.settings.timeout_s
         try:
             code, body = fetch(f"{appliance.exporter}/metrics", timeout)
             if code == 200:
-                snapshot["scrape"] = figures.parse(body.decode(errors="replace"), snapshot["at"])
+                poll.scrape = figures.parse(body.decode(errors="replace"), poll.at)
             else:
-                snapshot["exporter_error"] = f"exporter answered HTTP {code}"
+                poll.exporter_error = f"exporter answered HTTP {code}"
         except (UnreachableError, TimedOutError, ValueError) as exc:
-            snapshot["exporter_error"] = f"exporter: {exc}"
+            poll.exporter_error = f"exporter: {exc}"
 
-    def _view(self, snapshot: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _view(self, poll: _Poll) -> tuple[ApplianceView, dict[str, Any]]:
         """(the in-memory view, the history row) of one appliance's poll."""
-        appliance: targets.Appliance = snapshot["appliance"]
-        scrape: figures.Scrape | None = snapshot.get("scrape")
-        info = snapshot.get("info") or {}
-        models = info.get("models") or {}
-        providers = {str(m.get("name")): str(m.get("active_provider")) for m in models.values() if isinstance(m, dict)}
-        if not providers and scrape:
-            providers = dict(scrape.providers)
+        appliance, scrape = poll.appliance, poll.scrape
         found = figures.between(self._scrapes.get(appliance.name), scrape) if scrape else figures.Figures()
         if scrape:
             self._scrapes[appliance.name] = scrape
-        chains = {
-            str(m.get("name")): [a.get("provider") for a in m.get("attempts", [])]
-            for m in models.values()
-            if isinstance(m, dict)
-        }
-        configured = (info.get("defaults") or {}).get("providers")
-        gpu = gpu_expected(
-            chains,
-            configured if isinstance(configured, list) else [],
-            scrape.jetson if scrape else None,
-            scrape.gpu_load if scrape else None,
-            scrape.fallbacks if scrape else {},
+        seen = Observation(
+            name=appliance.name,
+            group=appliance.group,
+            answered_at=poll.at,
+            unreachable=poll.unreachable,
+            timed_out=poll.timed_out,
+            unauthorized=poll.unauthorized,
+            info_error=poll.info_error,
+            exporter_error=poll.exporter_error,
+            probe_failure=(scrape.probe_failure or "") if scrape else "",
+            health=poll.health,
+            info=poll.info,
+            providers=scrape.providers if scrape else {},
+            fallbacks=scrape.fallbacks if scrape else {},
+            jetson=scrape.jetson if scrape else None,
+            power_mode=scrape.power_mode if scrape else None,
+            numbers=Numbers(
+                **vars(found),
+                gpu_load=scrape.gpu_load if scrape else None,
+                temperature=scrape.temperature if scrape else None,
+                power_watts=scrape.power_watts if scrape else None,
+            ),
         )
-        status, reason = classify(
-            {
-                **snapshot,
-                "providers": providers,
-                "error_ratio": found.error_ratio,
-                "auth_failure_ratio": found.auth_failure_ratio,
-                "jetson": scrape.jetson if scrape else None,
-                "gpu_expected": gpu,
-            }
+        previous = self.views.get(appliance.name)
+        view = appliance_view(seen, previous)
+        if view.status != "ok":
+            self._failures.setdefault(appliance.name, deque(maxlen=FAILURES_KEPT)).append((poll.at, view.reason))
+        view = replace(
+            view,
+            service=appliance.service,
+            exporter=appliance.exporter,
+            polled=poll.at,
+            galleries=gallery_views(answers.galleries(view.info or {})),  # this /info's, or the last one's
+            failures=tuple(self._failures.get(appliance.name, ())),
         )
-        if snapshot.get("exporter_error") and status == "ok":
-            reason = snapshot["exporter_error"]
-        elif scrape and scrape.probe_failure and status == "ok":
-            reason = f"the exporter's probe of the service fails ({scrape.probe_failure})"
-        previous = self.views.get(appliance.name, {})
-        seen = snapshot["at"] if status in ("ok", "degraded") else previous.get("last_seen")
-        view = {
-            "name": appliance.name,
-            "group": appliance.group,
-            "service": appliance.service,
-            "exporter": appliance.exporter,
-            "status": status,
-            "reason": reason,
-            "polled": snapshot["at"],
-            "last_seen": seen,
-            "providers": providers,
-            "chains": chains,
-            "gpu_expected": gpu,  # why a GPU is expected; "" on a CPU appliance (its charts say "no GPU")
-            "provider_states": provider_states(providers, gpu),
-            "versions": _versions(info, scrape),
-            "galleries": _galleries(info or previous.get("info") or {}),
-            "info": info or previous.get("info"),
-            "gpu_load": scrape.gpu_load if scrape else None,
-            "temperature": scrape.temperature if scrape else None,
-            "power_watts": scrape.power_watts if scrape else None,
-            "power_mode": scrape.power_mode if scrape else None,
-            "p50_s": found.p50_s,
-            "p95_s": found.p95_s,
-            "rate_rps": found.rate_rps,
-            "error_ratio": found.error_ratio,
-            "client_error_ratio": found.client_error_ratio,
-            "auth_failure_ratio": found.auth_failure_ratio,
-        }
-        if status != "ok":
-            self._failures.setdefault(appliance.name, deque(maxlen=FAILURES_KEPT)).append((snapshot["at"], reason))
-        view["failures"] = list(self._failures.get(appliance.name, ()))
         row = {
             "appliance": appliance.name,
-            "at": snapshot["at"],
-            "status": status,
-            "reason": reason,
-            "providers": providers,
-            **{k: view[k] for k in FIGURES},
+            "at": poll.at,
+            "status": view.status,
+            "reason": view.reason,
+            "providers": dict(view.providers),
+            **{k: getattr(view, k) for k in FIGURES},
         }
         return view, row
 
@@ -231,14 +216,13 @@ class Poller:
             log.warning(self.fleet_error)
             fleet = []
         snapshots = list(self._pool.map(self._poll, fleet))
-        views, rows = {}, []
+        views, rows = [], []
         with self._lock:
             for snapshot in snapshots:
                 view, row = self._view(snapshot)
-                views[view["name"]] = view
+                views.append(view)
                 rows.append(row)
-            flag_lagging_galleries(views)
-            self.views = views
+            self.views = {view.name: view for view in flag_lagging(views)}
         if rows:
             self.store.add(rows)
         self.last_cycle_s = time.perf_counter() - start
@@ -267,38 +251,14 @@ def _refusal(with_key: bool) -> str:
 
 
 def _galleries(info: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """{gallery: {version, checksum, subjects}} from an appliance's /info; garbage is skipped."""
-    items = info.get("galleries")
-    out: dict[str, dict[str, Any]] = {}
-    for g in items if isinstance(items, list) else []:
-        if isinstance(g, dict) and isinstance(g.get("name"), str) and isinstance(g.get("version"), int):
-            out[g["name"]] = {"version": g["version"], "checksum": str(g.get("checksum", "")), "lagging_behind": None}
-            out[g["name"]]["subjects"] = g.get("subjects") if isinstance(g.get("subjects"), int) else None
-    return out
+    """{gallery: {version, checksum, subjects, lagging_behind}} from an appliance's /info, in the
+    JSON API's form; garbage is skipped."""
+    return {name: g.as_json() for name, g in gallery_views(answers.galleries(info)).items()}
 
 
 def flag_lagging_galleries(views: dict[str, dict[str, Any]]) -> None:
-    """Mark each appliance's gallery whose version is behind the newest in the fleet: an
-    appliance the last bundle did not reach still answers, with yesterday's identities."""
-    newest: dict[str, int] = {}
-    for view in views.values():
-        for name, g in view["galleries"].items():
-            newest[name] = max(newest.get(name, 0), g["version"])
+    """`flag_lagging` over views in the JSON API's form ({name: {"galleries": ...}}), in place."""
+    newest = newest_galleries({n: g["version"] for n, g in v["galleries"].items()} for v in views.values())
     for view in views.values():
         for name, g in view["galleries"].items():
             g["lagging_behind"] = newest[name] if g["version"] < newest[name] else None
-
-
-def _versions(info: dict[str, Any], scrape: figures.Scrape | None) -> dict[str, str]:
-    out = {}
-    if info.get("version"):
-        out["facefleet"] = str(info["version"])
-    ort = info.get("onnxruntime") or {}
-    if isinstance(ort, dict) and ort.get("version"):
-        out["onnxruntime"] = str(ort["version"])
-    if isinstance(ort, dict) and ort.get("tensorrt"):
-        out["TensorRT"] = str(ort["tensorrt"])
-    if scrape and scrape.jetson:
-        out["L4T"] = scrape.jetson.get("l4t", "")
-        out["JetPack"] = scrape.jetson.get("jetpack", "")
-    return out

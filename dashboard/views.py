@@ -1,4 +1,5 @@
-"""Blueprints: the pages (overview, appliance, login) and the JSON API behind them."""
+"""Blueprints: the pages (overview, appliance, login) and the JSON API behind them, both rendered from
+the backend's typed views (`snapshot.FleetView`, `snapshot.ApplianceView`)."""
 
 from __future__ import annotations
 
@@ -23,18 +24,19 @@ from flask import (
 from werkzeug.wrappers import Response as BaseResponse
 
 from facefleet.dashboard.backends import Backend
+from facefleet.dashboard.snapshot import ApplianceView, FleetView
 from facefleet.dashboard.status import ORDER
 
 pages = Blueprint("pages", __name__)
 api = Blueprint("api", __name__, url_prefix="/api")
 auth = Blueprint("auth", __name__)
 
-SORTS = {
-    "status": lambda v: (ORDER[v["status"]], v["name"]),
-    "name": lambda v: v["name"],
-    "group": lambda v: (v["group"], v["name"]),
-    "p95": lambda v: -(v.get("p95_s") or 0),
-    "rate": lambda v: -(v.get("rate_rps") or 0),
+SORTS: dict[str, Callable[[ApplianceView], Any]] = {
+    "status": lambda v: (ORDER[v.status], v.name),
+    "name": lambda v: v.name,
+    "group": lambda v: (v.group, v.name),
+    "p95": lambda v: -(v.p95_s or 0),
+    "rate": lambda v: -(v.rate_rps or 0),
 }
 
 
@@ -61,19 +63,17 @@ def login_required(view: Callable[P, Any]) -> Callable[P, Any]:
     return wrapped
 
 
-def filtered(fleet: dict[str, Any]) -> list[dict[str, Any]]:
+def filtered(fleet: FleetView) -> list[ApplianceView]:
     status, group = request.args.get("status", ""), request.args.get("group", "")
-    rows = [
-        v for v in fleet["appliances"] if (not status or v["status"] == status) and (not group or v["group"] == group)
-    ]
+    rows = [v for v in fleet.appliances if (not status or v.status == status) and (not group or v.group == group)]
     return sorted(rows, key=SORTS.get(request.args.get("sort", "status"), SORTS["status"]))
 
 
 @pages.get("/")
 @login_required
 def overview() -> str:
-    fleet = backend().fleet()
-    groups = sorted({v["group"] for v in fleet["appliances"] if v["group"]})
+    fleet = backend().fleet_view()
+    groups = sorted({v.group for v in fleet.appliances if v.group})
     return render_template(
         "overview.html", fleet=fleet, rows=filtered(fleet), groups=groups, now=time.time(), args=request.args
     )
@@ -83,14 +83,14 @@ def overview() -> str:
 @login_required
 def rows_fragment() -> str:
     """The table body and counts, for the page's own refresh without a full reload."""
-    fleet = backend().fleet()
+    fleet = backend().fleet_view()
     return render_template("_rows.html", fleet=fleet, rows=filtered(fleet), now=time.time())
 
 
 @pages.get("/appliances/<name>")
 @login_required
 def appliance_page(name: str) -> str:
-    detail = backend().appliance(name)
+    detail = backend().appliance_view(name)
     if detail is None:
         abort(404)
     return render_template("appliance.html", a=detail, now=time.time())
@@ -99,18 +99,18 @@ def appliance_page(name: str) -> str:
 @api.get("/fleet")
 @login_required
 def api_fleet() -> Response:
-    return jsonify(backend().fleet())
+    return jsonify(backend().fleet_view().as_json())
 
 
 @api.get("/appliances/<name>")
 @login_required
 def api_appliance(name: str) -> Response:
-    detail = backend().appliance(name)
+    detail = backend().appliance_view(name)
     if detail is None:
         response = jsonify({"error": {"code": "not_found", "message": f"no appliance named {name!r}"}})
         response.status_code = 404
         return response
-    return jsonify(detail)
+    return jsonify(detail.as_json())
 
 
 @pages.get("/healthz")

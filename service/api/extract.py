@@ -22,6 +22,7 @@ from facefleet.api.logs import endpoint_label
 from facefleet.app import compare as app_compare
 from facefleet.app import draw as app_draw
 from facefleet.app import extract as app_extract
+from facefleet.app import galleries as app_galleries
 from facefleet.app.faces import Side, detection_threshold, verification_threshold
 from facefleet.contract import models as m
 from facefleet.contract.faces import face_fields
@@ -36,7 +37,7 @@ from facefleet.contract.models import (
     parse,
 )
 from facefleet.engine.decode import decode_image
-from facefleet.engine.pipeline import Face, FaceEngine, ImageResult, embeddings_of
+from facefleet.engine.pipeline import Face, FaceEngine, ImageResult
 from facefleet.errors import ImageError
 from facefleet.timing import Timings
 
@@ -68,14 +69,19 @@ def error_of(result: ImageResult) -> m.ErrorDetail:
     return m.ErrorDetail(code=result.error.code, message=result.error.message)
 
 
-def _image(result: ImageResult, params: ImageRequest, shared_ms: float, matches: list[Any] | None) -> m.ImageResult:
+def _image(
+    result: ImageResult,
+    params: ImageRequest,
+    shared_ms: float,
+    matches: Sequence[Sequence[app_galleries.Match]] | None,
+) -> m.ImageResult:
     took = round(result.decode_ms + shared_ms, 3)
     if not result.ok:
         return m.ImageResult(status="failed", took_ms=took, faces=[], error=error_of(result))
     faces = [_face(f, i, params) for i, f in enumerate(result.faces)]
     if matches is not None:  # with a gallery: each face's best match, or null
         for face, best in zip(faces, matches, strict=True):
-            face["match"] = {"subject": best[0][0], "score": best[0][1]} if best else None
+            face["match"] = {"subject": best[0].subject, "score": best[0].score} if best else None
     return m.ImageResult.model_validate({"status": "ok", "took_ms": took, "faces": faces})
 
 
@@ -191,10 +197,13 @@ def extract() -> Response:
         data = [_image(r, params, shared_ms if r.ok else 0.0, None) for r in results]
         answer = m.ExtractResponse(took=took, data=data)
     else:
-        store = current_app.extensions["facefleet.galleries"]
-        version, matches = store.search_groups(gallery[0], embeddings_of(results), 1, gallery[1])
-        data = [_image(r, params, shared_ms if r.ok else 0.0, found) for r, found in zip(results, matches, strict=True)]
-        searched = m.GallerySearched(name=gallery[0], version=version, threshold=gallery[1])
+        # the same 1:N search as /galleries/{name}/search, on the faces this request already found
+        asked = app_galleries.Search(gallery=gallery[0], top_k=1, threshold=gallery[1])
+        found = app_galleries.search(
+            current_app.extensions["facefleet.galleries"], engine(), asked, faces=lambda _query: results
+        )
+        data = [_image(i.result, params, shared_ms if i.result.ok else 0.0, i.matches) for i in found.images]
+        searched = m.GallerySearched(name=found.gallery, version=found.version, threshold=found.threshold)
         answer = m.ExtractResponse(took=took, data=data, gallery=searched)
     return respond(answer.dump(), wants_msgpack(request, body))
 
