@@ -208,6 +208,27 @@ def test_malformed_bodies_are_a_clear_400(service, photo, body, content_type):
     assert_still_serves(service, photo)
 
 
+def test_a_msgpack_map_keyed_by_a_list_is_a_clear_400(service, photo):
+    body = b"\x81\x91\x01\x01"  # {[1]: 1}: a key Python cannot hash
+    response = requests.post(
+        f"{service.url}/extract", data=body, headers={"Content-Type": "application/msgpack"}, timeout=60
+    )
+    assert "not valid msgpack" in assert_json_error(response, 400, ("invalid_body",))
+    assert_still_serves(service, photo)
+
+
+def test_a_lone_surrogate_in_a_path_fails_that_image_alone(service, photo):
+    body = '{"images": {"data": ["' + b64(photo) + '"], "urls": ["/tmp/a\\ud800.jpg"]}}'  # JSON's own escape
+    response = requests.post(
+        f"{service.url}/extract", data=body.encode(), headers={"Content-Type": "application/json"}, timeout=60
+    )
+    assert_clean(response)
+    good, bad = response.json()["data"]
+    assert good["status"] == "ok" and len(good["faces"]) == 2
+    assert bad["status"] == "failed" and "lone surrogate" in bad["error"]["message"]
+    assert_still_serves(service, photo)
+
+
 def test_ten_megabytes_of_whitespace_as_an_image_fails_alone(service, photo):
     body = {"images": {"data": [b64(photo), " " * 10_000_000]}}
     response = requests.post(f"{service.url}/extract", json=body, timeout=60)

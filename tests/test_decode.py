@@ -51,6 +51,14 @@ def test_grayscale_and_alpha_become_three_channels(photo):
     assert gray.shape == rgba.shape == photo.shape
 
 
+def test_a_16_bit_greyscale_png_keeps_its_tones(photo):
+    """A 16-bit greyscale PNG is scaled to 8 bits, not clipped: Pillow's convert("RGB") made it all white."""
+    grey = photo[..., 1].astype(np.uint16) * 257  # the same picture at 16 bits (0..65535)
+    decoded = decode_image(_encode(grey, "PNG"))
+    assert decoded.shape == photo.shape and decoded.dtype == np.uint8
+    assert np.array_equal(decoded[..., 0], photo[..., 1]) and np.array_equal(decoded[..., 2], photo[..., 1])
+
+
 def test_jpeg_exif_orientation_is_applied(photo):
     wide = np.ascontiguousarray(photo[:200, :, :])  # 200 high, 512 wide
     exif = Image.Exif()

@@ -171,6 +171,27 @@ def test_a_damaged_bundle_is_refused(staff):
     assert garbage.status_code == 400 and "not a valid gallery bundle" in garbage.get_json()["error"]["message"]
 
 
+def test_names_and_subjects_no_store_can_hold_are_refused(staff):
+    """A name with a final newline (re's `$` matches before it) and a subject holding a lone surrogate
+    were accepted, then every later request on them failed."""
+    answer = staff.post("/galleries", json={"name": "abc\n"})
+    assert answer.status_code == 400 and "abc" not in [
+        g["name"] for g in staff.get("/galleries").get_json()["galleries"]
+    ]
+    body = b'{"subject": "a\\ud800b", "embeddings": [[' + b",".join([b"0.1"] * 128) + b"]]}"
+    added = staff.post("/galleries/staff/subjects", data=body, content_type="application/json")
+    assert added.status_code == 400 and "lone surrogate" in added.get_json()["error"]["message"]
+
+
+def test_a_bundle_nested_too_deeply_is_refused(staff):
+    deep = io.BytesIO()
+    with zipfile.ZipFile(deep, "w") as out:
+        out.writestr("gallery.json", "[" * 100_000 + "]" * 100_000)
+        out.writestr("embeddings.npy", b"")
+    answer = staff.put("/galleries/staff/bundle", data=deep.getvalue(), content_type="application/zip")
+    assert answer.status_code == 400 and "nested too deeply" in answer.get_json()["error"]["message"]
+
+
 def test_a_bundle_made_with_another_recognizer_is_refused(staff):
     foreign = Recognizer("w600k_r50", "f" * 64, 128)
     rows = np.eye(2, 128, dtype=np.float32)

@@ -40,7 +40,8 @@ def read_body(request: Request) -> dict[str, Any]:
     decode = (lambda raw: msgpack.unpackb(raw, raw=False, strict_map_key=False)) if kind == "msgpack" else json.loads
     try:
         body = decode(data)
-    except (ValueError, RecursionError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+    # TypeError: a msgpack map whose key is a list or a map (unhashable in Python)
+    except (ValueError, TypeError, RecursionError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
         what = "msgpack" if kind == "msgpack" else "JSON"
         detail = "nested too deeply" if isinstance(exc, RecursionError | msgpack.StackError) else str(exc)[:200]
         raise APIError(400, "invalid_body", f"request body is not valid {what}: {detail}") from None

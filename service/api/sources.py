@@ -48,6 +48,8 @@ def read(ref: ImageRef, settings: Settings) -> bytes:
     if ref.kind == "data":
         return ref.value if isinstance(ref.value, bytes) else from_base64(ref.value)
     text = str(ref.value)
+    if not text.isascii() and not _is_text(text):
+        raise ImageError("an image path or URL must be valid Unicode text (it holds a lone surrogate)")
     if "://" not in text:
         return from_path(text, settings.server.images_root)
     if not settings.server.allow_urls:
@@ -56,6 +58,15 @@ def read(ref: ImageRef, settings: Settings) -> bytes:
         settings.server.url_allow, int(settings.server.url_max_mb * 1e6), settings.server.url_timeout_s
     )
     return fetch(text, policy)
+
+
+def _is_text(text: str) -> bool:
+    """False for a string JSON let through that no file system or URL can hold ("\\ud800")."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def read_all(refs: list[ImageRef], settings: Settings) -> list[bytes | ImageError]:

@@ -16,6 +16,8 @@ from facefleet.errors import ImageError, ImageTooLargeError
 
 ACCEPTED_FORMATS = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP", "BMP": "BMP", "MPO": "JPEG"}
 DEFAULT_MAX_PIXELS = 40_000_000
+# Pillow's modes for 16-bit greyscale PNGs ("I" in older releases): scaled to 8 bits, not clipped
+WIDE_GREY = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
 
 # facefleet enforces its own pixel limit (configurable); Pillow's bomb check would be a second,
 # different one with a less helpful message.
@@ -49,6 +51,9 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
                 warnings.simplefilter("ignore")
                 image.load()
                 ImageOps.exif_transpose(image, in_place=True)
+                if image.mode in WIDE_GREY:  # 16-bit greyscale: convert("RGB") would clip it to white
+                    grey = (np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8)
+                    return np.repeat(grey[:, :, None], 3, axis=2)
                 rgb = image if image.mode == "RGB" else image.convert("RGB")
                 return np.asarray(rgb)
         except (OSError, SyntaxError, ValueError) as exc:

@@ -74,6 +74,8 @@ def unpack(data: bytes) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any],
             matrix = np.load(io.BytesIO(_member(archive, "embeddings.npy")), allow_pickle=False)
     except (zipfile.BadZipFile, json.JSONDecodeError, ValueError, EOFError) as exc:
         raise _bad(f"not a valid gallery bundle: {exc}") from None
+    except RecursionError:  # gallery.json nested thousands of levels deep
+        raise _bad("not a valid gallery bundle: gallery.json is nested too deeply") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise _bad(f"not a gallery bundle of format {FORMAT}")
     if matrix.dtype != np.float32 or matrix.ndim != 2 or matrix.shape[1] != header.get("dim"):

@@ -30,6 +30,7 @@ import numpy as np
 from facefleet.errors import FacefleetError
 from facefleet.galleries.coarse import CANDIDATES, MIN_ROWS, CoarseIndex
 
+# Also the OpenAPI pattern (ECMA regex); checked with fullmatch, since re's `$` also matches before a final newline
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_SUBJECT_LENGTH = 128
 
@@ -139,7 +140,7 @@ def unit_rows(embeddings: np.ndarray | Sequence[Sequence[float]], dim: int) -> n
 
 
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME.match(name):
+    if not isinstance(name, str) or not NAME.fullmatch(name):
         raise GalleryError("a gallery name is 1 to 64 letters, digits, '_', '.' or '-', starting with a letter/digit")
     return name
 
@@ -149,6 +150,10 @@ def check_subject(subject: Any) -> str:
         raise GalleryError(f"a subject id is a non-empty string of at most {MAX_SUBJECT_LENGTH} characters")
     if "/" in subject or any(ord(c) < 32 or ord(c) == 127 for c in subject):
         raise GalleryError("a subject id must not contain '/' or control characters")
+    try:
+        subject.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800"): JSON lets it through, SQLite cannot store it
+        raise GalleryError("a subject id must be valid Unicode text (it holds a lone surrogate)") from None
     return subject
 
 
