@@ -20,6 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from prometheus_client import generate_latest  # noqa: E402
 
+from bench.inputs import one_line, require_models  # noqa: E402
 from facefleet.api import create_app as create_service  # noqa: E402
 from facefleet.dashboard import create_app  # noqa: E402
 from facefleet.dashboard.backends import PollerBackend  # noqa: E402
@@ -36,6 +37,7 @@ def main() -> int:
     parser.add_argument("--renders", type=int, default=50)
     parser.add_argument("--models-dir", default=str(ROOT / ".cache" / "default-pack"))
     args = parser.parse_args()
+    require_models(args.models_dir)
     work = Path(tempfile.mkdtemp(prefix="facefleet-bench-dashboard-"))
     service = create_service(
         Settings.of(models_dir=args.models_dir, providers=("cpu",), log_level="WARNING", auth="off")
@@ -96,4 +98,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(one_line("dashboard", main))

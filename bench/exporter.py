@@ -25,6 +25,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.inputs import one_line, require_file, require_models  # noqa: E402
 from bench.service import load  # noqa: E402
 from tests.fakejetson import AGX_ORIN, build, nvpmodel_script  # noqa: E402
 from tests.server import Service, free_port  # noqa: E402
@@ -36,6 +37,8 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--models-dir", default=str(ROOT / ".cache" / "default-pack"))
     args = parser.parse_args()
+    require_models(args.models_dir)
+    photo = require_file(ROOT.parent / "shared" / "images" / "two_people.jpg", "the photo")
     work = Path(tempfile.mkdtemp(prefix="facefleet-bench-exporter-"))
     env = {
         "FACEFLEET_MODELS_DIR": args.models_dir,
@@ -43,7 +46,7 @@ def main() -> int:
         "FACEFLEET_LOG_LEVEL": "WARNING",
         "FACEFLEET_METRICS_DIR": str(work / "metrics"),
     }
-    image = (ROOT.parent / "shared" / "images" / "two_people.jpg").read_bytes()
+    image = photo.read_bytes()
     body = json.dumps({"images": {"data": [base64.b64encode(image).decode()]}}).encode()
     svc = Service(env, work / "service.log")
     exporter = None
@@ -114,4 +117,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(one_line("exporter", main))

@@ -26,6 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.inputs import one_line, require_dir, require_models  # noqa: E402
 from facefleet.app import galleries as app  # noqa: E402
 from facefleet.engine.pipeline import FaceEngine  # noqa: E402
 from facefleet.galleries import bundle  # noqa: E402
@@ -89,7 +90,7 @@ def measure_enrolment(args: argparse.Namespace, work: Path) -> dict:
     engine = FaceEngine.from_settings(settings)
     store = GalleryStore(work / "enrol.sqlite3", app.engine_identity(engine))
     app.create_gallery(store, app.CreateGallery("enrol"))
-    photos = [p for p in sorted((ROOT.parent / "shared" / "images").glob("*.jpg"))]
+    photos = [p for p in sorted(require_dir(ROOT.parent / "shared" / "images", "the photos").glob("*.jpg"))]
     start = time.perf_counter()
     for round_ in range(args.enrol_rounds):
         for photo in photos:
@@ -103,7 +104,7 @@ def measure_enrolment(args: argparse.Namespace, work: Path) -> dict:
     return {"enrol_photos": enrolled, "enrol_photos_per_s": rate, "models": [args.det, args.rec]}
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--identities", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=512)
@@ -114,12 +115,14 @@ def main() -> None:
     parser.add_argument("--enrol-rounds", type=int, default=3)
     parser.add_argument("--json")
     args = parser.parse_args()
+    require_models(args.models_dir, (args.det, args.rec))
     with tempfile.TemporaryDirectory() as folder:
         report = {**measure_search(args, Path(folder)), **measure_enrolment(args, Path(folder))}
     print(json.dumps(report, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(one_line("gallery", main))

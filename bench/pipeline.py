@@ -22,6 +22,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.inputs import one_line, require_file, require_models  # noqa: E402
 from facefleet.app.extract import ExtractResult, extract  # noqa: E402
 from facefleet.engine.pipeline import FaceEngine  # noqa: E402
 from facefleet.settings import Settings  # noqa: E402
@@ -56,6 +57,8 @@ def main() -> int:
     parser.add_argument("--shape-policy", default="fixed", choices=("fixed", "fit"))
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
+    require_models(args.models_dir, (args.det, args.rec))
+    require_file(args.image, "--image")
 
     settings = Settings.from_env(
         models_dir=args.models_dir,
@@ -111,4 +114,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(one_line("pipeline", main))

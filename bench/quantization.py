@@ -26,6 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.inputs import one_line, require_dir, require_models  # noqa: E402
 from facefleet.app.quantize import calibration_images, quantize  # noqa: E402
 from facefleet.engine.align import align_all  # noqa: E402
 from facefleet.engine.decode import decode_image  # noqa: E402
@@ -136,6 +137,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--json")
     args = parser.parse_args()
+    require_models(args.models_dir, (args.det, args.rec))
+    require_dir(args.images, "--images")
 
     work = ROOT / ".cache" / "bench-int8"
     shutil.rmtree(work, ignore_errors=True)
@@ -168,4 +171,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(one_line("quantization", main))

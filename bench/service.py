@@ -34,6 +34,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.inputs import one_line, require_file, require_models  # noqa: E402
 from facefleet.engine.pipeline import FaceEngine  # noqa: E402
 from facefleet.engine.runner import RecordingRunner  # noqa: E402
 from facefleet.settings import Settings  # noqa: E402
@@ -224,7 +225,8 @@ def main() -> int:
     parts = [p for p in args.parts.split(",") if p]
     if unknown := set(parts) - set(PARTS):
         parser.error(f"unknown parts {sorted(unknown)}; known: {','.join(PARTS)}")
-    image = Path(args.image).read_bytes()
+    require_models(args.models_dir, (args.det, args.rec))
+    image = require_file(args.image, "--image").read_bytes()
     body = json.dumps({"images": {"data": [base64.b64encode(image).decode()]}}).encode()
     env = {
         "FACEFLEET_MODELS_DIR": args.models_dir,
@@ -257,4 +259,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(one_line("service", main))

@@ -13,8 +13,9 @@ The mix (weights in `build_mix`): the one- and two-face photos of ../shared/imag
 Warm-up: before any figure, every distinct input is sent once (onnxruntime plans its memory
 per input shape); then the first `--warmup` of the run (and until every kind of request has
 been answered once) is warm-up too: the worker's heap keeps growing for good reasons for a
-while (glibc keeps freed photo buffers for reuse, gunicorn's thread pool fills up to one
-thread per client). The clients pause when it ends, so the idle worker can be looked at.
+while (gunicorn's thread pool fills up to one thread per client; glibc keeps freed photo
+buffers between the worker's trims, facefleet.ops.malloc). The clients pause when it ends,
+so the idle worker can be looked at.
 
 Criteria (exit status 1 when one fails; see `verdict`): any 5xx other than 503 or a transport
 error; a wrong answer (a good photo without its faces, a bad input said ok); a worker restart;
@@ -46,6 +47,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.inputs import BenchInputError, one_line, require_dir, require_models  # noqa: E402
 from facefleet.settings import Settings  # noqa: E402
 from tests.server import Service  # noqa: E402
 
@@ -87,7 +89,10 @@ def _refused(response: requests.Response) -> bool:
 
 def build_mix(images: Path) -> list[Kind]:
     """The request mix; weights are relative frequencies."""
-    small = sorted(p for p in images.glob("*.jpg"))
+    small = sorted(p for p in require_dir(images, "--images").glob("*.jpg"))
+    missing = [name for name in ("biden.jpg", SOLVAY) if not (images / name).is_file()]
+    if missing:
+        raise BenchInputError(f"--images {images}: {', '.join(missing)} missing (the photos of ../shared/images)")
     jpeg = (images / "biden.jpg").read_bytes()
     return [
         Kind("photo", 56, "POST", "/extract", [_extract_body(p.read_bytes()) for p in small], lambda r: _faces(r, 1)),
@@ -176,10 +181,13 @@ def worker_pids(master: int) -> list[int]:
 
 
 def process_figures(pid: int) -> dict[str, float]:
-    """Resident memory (MiB), open file descriptors and threads of one process."""
+    """Resident memory (MiB: all, then anonymous, the heap, and file-backed, the mapped models and
+    libraries), open file descriptors and threads of one process."""
     status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
     return {
         "rss_mib": round(int(status["VmRSS"].split()[0]) / 1024, 1),
+        "rss_anon_mib": round(int(status["RssAnon"].split()[0]) / 1024, 1),
+        "rss_file_mib": round(int(status["RssFile"].split()[0]) / 1024, 1),
         "fds": len(os.listdir(f"/proc/{pid}/fd")),
         "threads": int(status["Threads"]),
     }
@@ -248,15 +256,17 @@ class Sampler:
         self._thread.join(timeout=10)
 
 
-def quiet_figures(master: int, wait_s: float = 15.0) -> dict:
+def quiet_figures(master: int, wait_s: float = 15.0, settle_s: float = 4.0) -> dict:
     """The worker's figures with no client connected: connections the clients closed take a
-    moment to close on the server side too, so wait until the descriptors stop changing."""
-    deadline = time.monotonic() + wait_s
+    moment to close on the server side too, so wait until the descriptors stop changing, and
+    at least `settle_s` (the worker trims its heap 2 s after its engine goes idle)."""
+    start = time.monotonic()
+    deadline = start + wait_s
     last: dict = {}
     while time.monotonic() < deadline:
         pid = worker_pids(master)[0]
         now = {**process_figures(pid), "fd_targets": fd_targets(pid)}
-        if last and now["fd_targets"] == last["fd_targets"]:
+        if last and now["fd_targets"] == last["fd_targets"] and time.monotonic() - start >= settle_s:
             return now
         last = now
         time.sleep(1.0)
@@ -368,6 +378,7 @@ def summarise(tally: Tally, sampler: Sampler, idle: dict[str, dict], seconds: fl
         "rss_mib": rss,
         "rss_baseline": baseline,
         "rss_growth_after_warm_up": round(rss["end"] / rss[f"after_warm_up_{baseline}"] - 1, 4),
+        "rss_idle_mib": {k: [idle[k]["rss_mib"], idle[k]["rss_anon_mib"], idle[k]["rss_file_mib"]] for k in idle},
         "fds_idle": {k: idle[k]["fds"] for k in idle},
         "fd_growth": fd_growth(idle["start"]["fd_targets"], idle["end"]["fd_targets"], idle["end"]["threads"]),
         "threads_idle": {k: idle[k]["threads"] for k in idle},
@@ -433,8 +444,10 @@ def service_env(args: argparse.Namespace, workdir: Path) -> dict[str, str]:
 def run(args: argparse.Namespace) -> dict:
     mix = build_mix(Path(args.images))
     workdir = Path(args.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     env = service_env(args, workdir)
+    models = Settings.from_env({**os.environ, **env}).models  # refused here as `facefleet serve` would refuse it
+    require_models(args.models_dir, (models.det_name, models.rec_name), models.verify_models)
+    workdir.mkdir(parents=True, exist_ok=True)
     with started(env, workdir) as svc:
         warm_up(svc.url, mix)
         start = quiet_figures(svc.proc.pid)
@@ -460,16 +473,38 @@ def print_summary(report: dict) -> None:
         f" {report['rss_growth_after_warm_up']:+.1%}  (idle start {rss['idle_start']},"
         f" resting after warm-up {rss['after_warm_up_resting']}, peak {rss['peak']})"
     )
+    print(f"  idle RSS MiB [all, anonymous, file]: {report['rss_idle_mib']}")
     print(f"  idle fds: {report['fds_idle']}; idle threads: {report['threads_idle']}")
     print("  PASS" if not report["failed"] else "  FAIL: " + "; ".join(report["failed"]))
 
 
-def main() -> int:
+def positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    """An argparse type: a number above 0 (argparse then names the flag in its one error line)."""
+
+    def parse(text: str) -> float:
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text} is not above 0")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse's "invalid int value" names the type
+    return parse
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a fraction of the run, above 0 and below 1."""
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=600.0)
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--sample-s", type=float, default=2.0, help="seconds between samples of the worker")
-    parser.add_argument("--warmup", type=float, default=0.2, help="fraction of the run that is warm-up")
+    parser.add_argument("--seconds", type=positive(float), default=600.0)
+    parser.add_argument("--clients", type=positive(int), default=16)
+    parser.add_argument("--sample-s", type=positive(float), default=2.0, help="seconds between samples of the worker")
+    parser.add_argument("--warmup", type=fraction, default=0.2, help="fraction of the run that is warm-up")
     parser.add_argument(
         "--rss-baseline",
         choices=("resting", "peak"),
@@ -480,7 +515,7 @@ def main() -> int:
     parser.add_argument("--images", default=str(ROOT.parent / "shared" / "images"))
     parser.add_argument("--workdir", default=str(ROOT / ".cache" / "bench-soak"))
     parser.add_argument("--json")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     report = run(args)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
@@ -489,4 +524,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(one_line("soak", main))

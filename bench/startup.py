@@ -22,6 +22,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.inputs import one_line, require_file, require_models  # noqa: E402
+
 # Launch the CLI, replace the detect command by one that prints the wall-clock time it was reached.
 START_PROBE = """
 import sys, time
@@ -86,6 +90,9 @@ def main() -> int:
     parser.add_argument("--models-dir", default=str(ROOT / ".cache" / "default-pack"))
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args()
+    if args.models_dir:
+        require_models(args.models_dir)
+    require_file(args.image, "--image")
     env = _env(args.models_dir)
     python = [sys.executable, "-m", "facefleet"]
     report = {
@@ -101,4 +108,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(one_line("startup", main))

@@ -33,6 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.inputs import one_line  # noqa: E402
 from facefleet.app.extract import ExtractRequest, extract  # noqa: E402
 from facefleet.app.faces import largest  # noqa: E402
 from facefleet.engine.decode import decode_image  # noqa: E402
@@ -246,4 +247,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(one_line("thresholds", main))

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from gunicorn.app.base import BaseApplication
-
+from facefleet.ops.gunicorn_app import FactoryApplication
 from facefleet.settings import DashboardSettings
 
 if TYPE_CHECKING:
@@ -28,18 +27,12 @@ def options(settings: DashboardSettings) -> dict[str, Any]:
     }
 
 
-class DashboardApplication(BaseApplication):
+def dashboard_application(settings: DashboardSettings) -> FactoryApplication:
     """gunicorn running the dashboard's app, built in its worker from the settings it was given."""
 
-    def __init__(self, settings: DashboardSettings) -> None:
-        self.settings = settings
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in options(self.settings).items():
-            self.cfg.set(key, value)
-
-    def load(self) -> Flask:
+    def build() -> Flask:
         from facefleet.dashboard import create_app
 
-        return create_app(self.settings)
+        return create_app(settings)
+
+    return FactoryApplication(options(settings), build)

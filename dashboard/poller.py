@@ -8,6 +8,7 @@ import http.client
 import json
 import logging
 import socket
+import ssl
 import threading
 import time
 import urllib.error
@@ -29,6 +30,7 @@ from facefleet.dashboard.snapshot import (
     newest_galleries,
 )
 from facefleet.dashboard.store import Store
+from facefleet.ops.client import tls_context, tls_failure
 from facefleet.settings import DashboardSettings
 
 log = logging.getLogger("facefleet.dashboard")
@@ -43,13 +45,14 @@ class TimedOutError(Exception):
     """The host accepted but did not answer within the timeout."""
 
 
-def fetch(url: str, timeout: float, api_key: str = "") -> tuple[int, bytes]:
+def fetch(url: str, timeout: float, api_key: str = "", tls: ssl.SSLContext | None = None) -> tuple[int, bytes]:
+    """(status, body) of one GET; `tls` verifies an https:// appliance (FACEFLEET_DASHBOARD_CA_FILE)."""
     headers = {"User-Agent": "facefleet-dashboard"}
     if api_key:
         headers["X-API-Key"] = api_key  # stays server-side: never sent to a browser
     request = urllib.request.Request(url, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout, context=tls) as response:
             return response.status, _read_within(response, 8 * 1024 * 1024, time.monotonic() + timeout, timeout)
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read(1024 * 1024)
@@ -58,6 +61,8 @@ def fetch(url: str, timeout: float, api_key: str = "") -> tuple[int, bytes]:
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, TimeoutError | socket.timeout):
             raise TimedOutError(f"no answer within {timeout:g} s") from exc
+        if isinstance(exc.reason, ssl.SSLError):
+            raise UnreachableError(f"{tls_failure(exc.reason)} (FACEFLEET_DASHBOARD_CA_FILE)") from exc
         raise UnreachableError(str(exc.reason)) from exc
     except (ConnectionError, OSError) as exc:
         raise UnreachableError(str(exc)) from exc
@@ -107,6 +112,7 @@ class _Poll:
 class Poller:
     def __init__(self, settings: DashboardSettings, store: Store) -> None:
         self.settings, self.store = settings, store
+        self.tls = tls_context(settings.ca_file, "FACEFLEET_DASHBOARD_CA_FILE")
         self._pool = ThreadPoolExecutor(settings.pool, thread_name_prefix="poll")
         self._lock = threading.Lock()
         self._scrapes: dict[str, figures.Scrape] = {}
@@ -121,8 +127,8 @@ class Poller:
         timeout, key = self.settings.timeout_s, self.settings.appliance_api_key
         poll = _Poll(appliance, time.time())
         try:
-            info_answer = fetch(f"{appliance.service}/info", timeout, key)
-            health_answer = fetch(f"{appliance.service}/health", timeout, key)
+            info_answer = fetch(f"{appliance.service}/info", timeout, key, self.tls)
+            health_answer = fetch(f"{appliance.service}/health", timeout, key, self.tls)
         except UnreachableError as exc:
             poll.unreachable = f"service unreachable: {exc}"
             return poll

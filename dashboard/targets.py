@@ -14,18 +14,24 @@ from facefleet.settings import DashboardSettings
 class Appliance:
     name: str
     group: str
-    service: str  # http://host:port
-    exporter: str  # http://host:port
+    service: str  # https://host:port (label `__scheme__: https`, as Prometheus reads it) or http://host:port
+    exporter: str  # http://host:port: the exporter carries no key
     labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+
+SCHEMES = ("http", "https")
 
 
 def _appliance(target: str, labels: dict[str, str], exporter_port: int) -> Appliance:
     host = target.rsplit(":", 1)[0]
+    scheme = labels.get("__scheme__", "http")
+    if scheme not in SCHEMES:
+        raise ValueError(f"target {target}: __scheme__ is {scheme!r}, not http or https")
     exporter = labels.get("exporter") or f"{host}:{exporter_port}"
     return Appliance(
         name=labels.get("appliance") or labels.get("name") or target,
         group=labels.get("group", ""),
-        service=f"http://{target}",
+        service=f"{scheme}://{target}",
         exporter=f"http://{exporter}",
         labels=dict(labels),
     )

@@ -35,7 +35,9 @@ FACEFLEET_EXTRAS=cpu,provision bash "$root/scripts/bootstrap.sh"
 .venv/bin/ansible-playbook site.yml "$@"
 cat <<'URLS'
 facefleet is running:
-  service    http://127.0.0.1:18080   (API docs: /docs; InsightFace-REST compatible /extract)
+  service    https://<this host>:18080  (TLS, the fleet CA: /etc/facefleet/tls/ca.crt; API docs: /docs)
+             http://127.0.0.1:18079     (plain HTTP, this machine only)
+             try: curl --cacert /etc/facefleet/tls/ca.crt https://127.0.0.1:18080/livez
   exporter   http://127.0.0.1:18090/metrics
   dashboard  http://127.0.0.1:18100/
   API key    in /etc/facefleet/api-keys (send it as X-API-Key; set inference_service_api_keys in vault to choose it)

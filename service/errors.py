@@ -18,9 +18,11 @@ class FacefleetError(Exception):
 
 
 class ImageError(FacefleetError):
-    """An input image cannot be used; only that image fails, never the request."""
+    """An input image cannot be used; only that image fails, never the request. `status` is what a
+    route that takes a single image answers with it."""
 
     code = "bad_image"
+    status = 400
 
 
 class NoFaceError(ImageError):
@@ -33,10 +35,32 @@ class ImageTooLargeError(ImageError):
     code = "image_too_large"
 
 
+class UnsupportedImageError(ImageError):
+    """A readable image in a pixel mode facefleet cannot turn into RGB (the sentence names format and mode)."""
+
+    code = "unsupported_image"
+    status = 415
+
+
+class RequestTooLargeError(FacefleetError):
+    """The images of one request declare more pixels in all than the per-request budget: the whole
+    request is refused before any image is decoded (HTTP 413), as more images than the limit are."""
+
+    code = "too_many_pixels"
+    status = 413
+
+
 class ModelError(FacefleetError):
     """A model file is missing, corrupt, or does not match its manifest entry."""
 
     code = "model_error"
+
+
+class ModelRoleError(ModelError):
+    """A model file that opens but does not fit its place (a detector where the recognizer goes, or
+    one whose first real inference fails): the service stays unready and says why."""
+
+    code = "model_role"
 
 
 class ManifestError(FacefleetError):

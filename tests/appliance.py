@@ -38,14 +38,21 @@ DEFAULT_PREFIXES = (
     "/etc/grafana",
     "/var/lib/grafana",
 )
-DEFAULT_PORTS = (18080, 18081, 18090, 18100, 9090)
+DEFAULT_PORTS = (18078, 18079, 18080, 18081, 18082, 18083, 18090, 18100, 9090)
 KEYS_FILES = (Path("/etc/facefleet/api-keys"), Path("/etc/facefleet/dashboard-password"))
 RUN_DIR = Path("/run/facefleet")
 # Hashed file by file. Left out: what the running appliance itself rewrites while it runs (its multiprocess
 # metrics, the dashboard's poll history, bytecode Python writes on a first import); logs are not listed.
 HASHED = (Path("/etc/facefleet"), Path("/opt/facefleet"), Path("/var/lib/facefleet"))
 VOLATILE = re.compile(r"(/__pycache__/|\.pyc$|^/var/lib/facefleet/metrics/|^/var/lib/facefleet/dashboard\.sqlite3)")
-TEST_PORTS = {"service": 28080, "exporter": 28090, "dashboard": 28100, "prometheus": 29090}
+TEST_PORTS = {
+    "service": 28080,  # the front: HTTPS
+    "loopback": 28079,  # the front: plain HTTP, 127.0.0.1 only
+    "backend": 28078,  # gunicorn, 127.0.0.1 only
+    "exporter": 28090,
+    "dashboard": 28100,
+    "prometheus": 29090,
+}
 
 
 def isolated_vars(prefix: Path, models_source: Path) -> dict[str, Any]:
@@ -54,6 +61,7 @@ def isolated_vars(prefix: Path, models_source: Path) -> dict[str, Any]:
     venv = str(opt / "venv")
     keys = str(etc / "api-keys")
     service, exporter, dashboard = TEST_PORTS["service"], TEST_PORTS["exporter"], TEST_PORTS["dashboard"]
+    tls, ca = etc / "tls", str(etc / "tls" / "ca.crt")
     prometheus = f"127.0.0.1:{TEST_PORTS['prometheus']}"
     return {
         # play level: the dashboard, Prometheus and verify.yml find the appliance's ports here
@@ -76,11 +84,30 @@ def isolated_vars(prefix: Path, models_source: Path) -> dict[str, Any]:
         "inference_service_gallery_db": str(var / "galleries" / "galleries.sqlite3"),
         "inference_service_api_keys_file": keys,
         "inference_service_process_name": "facefleet-test-service",
+        "inference_service_loopback_port": TEST_PORTS["loopback"],
+        "inference_service_backend_port": TEST_PORTS["backend"],
+        "inference_service_tls_dir": str(tls),
+        "inference_service_front_name": "facefleet-test-front",
+        "inference_service_state_dir": str(var),
+        # the front role's own defaults (inference_service passes the same values; extra vars win over both)
+        "facefleet_front_name": "facefleet-test-front",
+        "facefleet_front_port": service,
+        "facefleet_front_loopback_port": TEST_PORTS["loopback"],
+        "facefleet_front_backend_port": TEST_PORTS["backend"],
+        "facefleet_front_config_dir": str(etc),
+        "facefleet_front_state_dir": str(var / "facefleet-test-front"),
+        "facefleet_front_log_dir": str(prefix / "log"),
+        "facefleet_front_tls_dir": str(tls),
+        "facefleet_front_pki_dir": str(prefix / "pki"),
+        # nginx's workers must reach the temporary body folder under pytest's 0700 tmp; the role's www-data
+        # reaches /var/lib/facefleet (0755) on an appliance
+        "facefleet_front_user": "root",  # the control node's fleet CA: not the repository's pki/
         "exporter_venv": venv,
         "exporter_port": exporter,
         "exporter_config_dir": str(etc),
         "exporter_metrics_dir": str(var / "metrics"),
-        "exporter_service_url": f"http://127.0.0.1:{service}",
+        "exporter_service_url": f"https://127.0.0.1:{service}",
+        "exporter_ca_file": ca,
         "exporter_api_key_file": keys,
         "exporter_process_name": "facefleet-test-exporter",
         "dashboard_venv": venv,
@@ -92,6 +119,8 @@ def isolated_vars(prefix: Path, models_source: Path) -> dict[str, Any]:
         "dashboard_password_file": str(etc / "dashboard-password"),
         "dashboard_appliance_api_key_file": keys,
         "dashboard_database": str(var / "dashboard.sqlite3"),
+        "dashboard_ca_file": ca,
+        "dashboard_ca_source": str(prefix / "pki" / "ca.crt"),
         "dashboard_process_name": "facefleet-test-dashboard",
         "facefleet_process_run_dir": str(run),
         "facefleet_process_log_dir": str(prefix / "log"),
@@ -107,12 +136,19 @@ def isolated_vars(prefix: Path, models_source: Path) -> dict[str, Any]:
         "monitoring_grafana_provisioning_dir": str(prefix / "packages" / "grafana" / "provisioning"),
         "monitoring_grafana_dashboards_dir": str(var / "grafana" / "dashboards"),
         "monitoring_process_name": "facefleet-test-prometheus",
+        "monitoring_ca_file": ca,
+        "monitoring_ca_source": str(prefix / "pki" / "ca.crt"),
         # the container role is not run in cpu mode; its paths move too, so nothing can reach the defaults
         "inference_container_name": "facefleet-test",
         "inference_container_build_dir": str(opt / "build"),
         "inference_container_wheel_dir": str(opt / "dist"),
         "inference_container_params_file": str(etc / "container.json"),
         "inference_container_host_port": TEST_PORTS["service"] + 1,
+        "inference_container_loopback_port": TEST_PORTS["service"] + 2,
+        "inference_container_backend_port": TEST_PORTS["service"] + 3,
+        "inference_container_tls_dir": str(tls),
+        "inference_container_front_name": "facefleet-test-front",
+        "inference_container_state_dir": str(var),
         "inference_container_models_dir": str(var / "models"),
         "inference_container_cache_dir": str(var / "cache"),
         "inference_container_metrics_dir": str(var / "metrics"),
@@ -129,7 +165,9 @@ def names_the_installed_appliance(value: Any) -> bool:
         return value in DEFAULT_PORTS
     if not isinstance(value, str):
         return False
-    if value.startswith(DEFAULT_PREFIXES) or re.fullmatch(r"facefleet-(service|exporter|dashboard|prometheus)", value):
+    if value.startswith(DEFAULT_PREFIXES) or re.fullmatch(
+        r"facefleet-(service|exporter|dashboard|prometheus|front)", value
+    ):
         return True
     return bool(re.search(r"(^|:)(" + "|".join(map(str, DEFAULT_PORTS)) + r")$", value))
 

@@ -134,8 +134,14 @@ class Appliance:
     def key(self) -> dict[str, str]:
         return {"X-API-Key": Path(self.values["inference_service_api_keys_file"]).read_text().split()[0]}
 
+    @property
+    def ca(self) -> str:
+        """The fleet CA the front's certificate is verified with (made by the role on the control node)."""
+        return str(Path(self.values["facefleet_front_pki_dir"], "ca.crt"))
 
-SERVICE = f"http://127.0.0.1:{TEST_PORTS['service']}"
+
+SERVICE = f"https://127.0.0.1:{TEST_PORTS['service']}"  # the front, TLS; plain HTTP only on loopback ports
+LOOPBACK = f"http://127.0.0.1:{TEST_PORTS['loopback']}"
 EXPORTER = f"http://127.0.0.1:{TEST_PORTS['exporter']}"
 DASHBOARD = f"http://127.0.0.1:{TEST_PORTS['dashboard']}"
 
@@ -157,17 +163,29 @@ def default_run(tmp_path_factory, default_pack):
 
 def test_default_inventory_brings_up_the_appliance_and_a_second_run_changes_nothing(default_run):
     assert default_run.first.returncode == 0, default_run.first.stdout[-4000:]
-    health = requests.get(f"{SERVICE}/health", timeout=30)
+    health = requests.get(f"{SERVICE}/health", verify=default_run.ca, timeout=30)
     assert health.status_code == 200 and health.json()["status"] == "ok"
+    assert requests.get(f"{LOOPBACK}/livez", timeout=10).status_code == 200
+    plain = requests.get(f"http://127.0.0.1:{TEST_PORTS['service']}/livez", timeout=10)
+    assert plain.status_code == 400 and plain.json()["error"]["code"] == "tls_required"
+    with pytest.raises(requests.exceptions.SSLError):  # a client that trusts nothing of ours refuses it
+        requests.get(f"{SERVICE}/livez", timeout=10)
+    address = host_address()
+    if address:  # off loopback only the TLS port answers: gunicorn and the plain port are not reachable
+        for port in (TEST_PORTS["backend"], TEST_PORTS["loopback"]):
+            with pytest.raises(requests.exceptions.ConnectionError):
+                requests.get(f"http://{address}:{port}/livez", timeout=5)
+        assert requests.get(f"https://{address}:{TEST_PORTS['service']}/livez", verify=default_run.ca, timeout=10).ok
     metrics = requests.get(f"{EXPORTER}/metrics", timeout=10).text
     assert "facefleet_build_info" in metrics and "facefleet_exporter_collector_success" in metrics
     assert requests.get(f"{DASHBOARD}/healthz", timeout=10).json() == {"status": "ok"}
     keys = Path(default_run.values["inference_service_api_keys_file"])
     assert keys.is_relative_to(default_run.prefix) and keys.stat().st_mode & 0o777 == 0o600
-    assert requests.get(f"{SERVICE}/info", timeout=30).status_code == 401
-    assert requests.get(f"{SERVICE}/info", headers=default_run.key, timeout=30).status_code == 200
+    assert requests.get(f"{SERVICE}/info", verify=default_run.ca, timeout=30).status_code == 401
+    assert requests.get(f"{SERVICE}/info", headers=default_run.key, verify=default_run.ca, timeout=30).ok
+    assert "facefleet_probe_success 1.0" in metrics  # the exporter's probe went through the front, verified
     pidfiles = sorted(p.name for p in (default_run.prefix / "run").glob("*.pid"))
-    assert pidfiles == ["facefleet-test-dashboard.pid", "facefleet-test-exporter.pid", "facefleet-test-service.pid"]
+    assert pidfiles == [f"facefleet-test-{name}.pid" for name in ("dashboard", "exporter", "front", "service")]
     second = playbook("site.yml", vars_file=default_run.vars_file)
     assert second.returncode == 0, second.stdout[-4000:]
     assert changed(second) == 0, changed_tasks(second)
@@ -262,13 +280,30 @@ def test_models_role_ships_a_gallery_bundle_and_the_service_searches_it(default_
     second = playbook(*ship, vars_file=default_run.vars_file)
     assert changed(second) == 0, changed_tasks(second)
     key = default_run.key
-    galleries = requests.get(f"{SERVICE}/galleries", headers=key, timeout=30).json()["galleries"]
+    galleries = requests.get(f"{SERVICE}/galleries", headers=key, verify=default_run.ca, timeout=30).json()["galleries"]
     assert [g["name"] for g in galleries] == ["staff"] and galleries[0]["checksum"]
     probe = base64.b64encode((photos / "obama2.jpg").read_bytes()).decode()
     found = requests.post(
-        f"{SERVICE}/galleries/staff/search", json={"images": {"data": [probe]}}, headers=key, timeout=60
+        f"{SERVICE}/galleries/staff/search",
+        json={"images": {"data": [probe]}},
+        headers=key,
+        verify=default_run.ca,
+        timeout=60,
     ).json()
     assert found["data"][0]["faces"][0]["matches"][0]["subject"] == "obama"
+
+
+def host_address() -> str:
+    """This machine's address on its default route ("" without one): not loopback, as another host sees it."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: nothing is sent, the kernel only picks the route
+        except OSError:
+            return ""
+        address = probe.getsockname()[0]
+    return "" if address.startswith("127.") else address
 
 
 def listening(port: int) -> bool:
@@ -284,26 +319,26 @@ def test_stop_status_start_and_uninstall_keep_data_and_keys_unless_purged(defaul
     Runs last in this module: it takes the test appliance down."""
     assert default_run.first.returncode == 0
     values, prefix = default_run.values, default_run.prefix
-    ports = [TEST_PORTS["service"], TEST_PORTS["exporter"], TEST_PORTS["dashboard"]]
+    ports = [TEST_PORTS[name] for name in ("service", "loopback", "backend", "exporter", "dashboard")]
     status = playbook("status.yml", vars_file=default_run.vars_file)
     assert status.returncode == 0 and "facefleet-test-service: running (pid " in status.stdout, status.stdout[-3000:]
 
     stopped = playbook("site.yml", "-e", "facefleet_state=stopped", vars_file=default_run.vars_file)
-    assert stopped.returncode == 0 and changed(stopped) == 3, stopped.stdout[-3000:]
+    assert stopped.returncode == 0 and changed(stopped) == 4, stopped.stdout[-3000:]
     assert not list((prefix / "run").glob("*.pid")) and not any(listening(port) for port in ports)
     assert Path(values["inference_service_venv"], "bin", "facefleet").is_file()
     status = playbook("status.yml", vars_file=default_run.vars_file)
     assert status.returncode != 0
     assert (
-        "not running on localhost: facefleet-test-service, facefleet-test-exporter, facefleet-test-dashboard"
-        in status.stdout
+        "not running on localhost: facefleet-test-service, facefleet-test-front, facefleet-test-exporter, "
+        "facefleet-test-dashboard" in status.stdout
     )
     again = playbook("site.yml", "-e", "facefleet_state=stopped", vars_file=default_run.vars_file)
     assert again.returncode == 0 and changed(again) == 0, again.stdout[-3000:]
 
     started = playbook("site.yml", vars_file=default_run.vars_file)
-    assert started.returncode == 0 and changed(started) == 3, started.stdout[-3000:]
-    assert requests.get(f"{SERVICE}/info", headers=default_run.key, timeout=30).status_code == 200
+    assert started.returncode == 0 and changed(started) == 4, started.stdout[-3000:]
+    assert requests.get(f"{SERVICE}/info", headers=default_run.key, verify=default_run.ca, timeout=30).ok
 
     keys = Path(values["inference_service_api_keys_file"])
     key_before = keys.read_bytes()

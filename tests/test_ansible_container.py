@@ -42,6 +42,7 @@ def values(**overrides: object) -> dict[str, object]:
             "inference_container_tegra_release_found": False,  # facts the role's tasks record
             "facefleet_state": "present",  # the play-level lifecycle of ansible/group_vars/all.yml
             "facefleet_purge": False,
+            "facefleet_tls_mode": "fleet_ca",
         },
         **overrides,
     )
@@ -95,7 +96,8 @@ def test_container_parameters_for_a_jetson():
     params = json.loads(render("container.json.j2", inference_container_variant="gpu"))
     assert params["runtime"] == "nvidia" and params["restart_policy"] == "unless-stopped"
     assert params["network_mode"] == "host" and "published_ports" not in params
-    assert params["env"]["FACEFLEET_PORT"] == "18081"  # host networking: the service listens on the host's port
+    # host networking: the service listens on the host's loopback, behind the front's 18081 (TLS)
+    assert params["env"]["FACEFLEET_HOST"] == "127.0.0.1" and params["env"]["FACEFLEET_PORT"] == "18083"
     assert params["image"] == "facefleet:0123456789ab"
     assert params["volumes"] == [
         "/var/lib/facefleet/models:/models:ro",
@@ -122,9 +124,11 @@ def test_container_parameters_of_the_cpu_variant_and_without_keys():
     assert open_params["env"]["FACEFLEET_AUTH"] == "off"
     assert not any("api-keys" in volume for volume in open_params["volumes"])
     custom = json.loads(
-        render("container.json.j2", inference_container_host_port=19999, inference_container_env={"A": "1"})
+        render("container.json.j2", inference_container_backend_port=19999, inference_container_env={"A": "1"})
     )
-    assert custom["env"]["FACEFLEET_PORT"] == "19999" and custom["env"]["A"] == "1"
+    # the service listens on loopback only: clients reach it through the front on inference_container_host_port
+    assert custom["env"]["FACEFLEET_HOST"] == "127.0.0.1" and custom["env"]["FACEFLEET_PORT"] == "19999"
+    assert custom["env"]["A"] == "1"
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ service answers a good request afterwards."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import socket
@@ -17,6 +18,8 @@ import numpy as np
 import pytest
 import requests
 from PIL import Image
+
+from facefleet.settings import Settings
 
 from .server import Service, cpu_service
 
@@ -314,3 +317,99 @@ def test_verify_takes_huge_but_finite_vectors_and_refuses_infinite_ones(service)
     assert "finite" in assert_json_error(response, 400, ("bad_embedding",))
     short = requests.post(f"{service.url}/verify", json={"embeddings": [[1.0], [1.0]]}, timeout=30)
     assert assert_json_error(short, 400, ("bad_embedding",)) == f"embeddings[0] must be a list of {dim} numbers"
+
+
+# ----------------------------------------------------------------- chunked bodies (issue 18)
+LIMIT = int(Settings.of().server.max_body_mb * 1e6)  # the service fixture keeps the default
+
+
+def chunked(service: Service, head: str, body: bytes, piece: int = 1 << 20) -> tuple[int, dict]:
+    """Send `body` with Transfer-Encoding: chunked over a raw socket (as curl -T - does), in 1 MB
+    chunks, and read the one response: its status and JSON. A server that answers before the end
+    may close the connection under the sender: the answer is read all the same."""
+    framed = b"".join(b"%x\r\n%b\r\n" % (len(part), part) for part in _pieces(body, piece)) + b"0\r\n\r\n"
+    return raw_exchange(service, f"{head}\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".encode() + framed)
+
+
+def _pieces(body: bytes, piece: int) -> list[bytes]:
+    return [body[i : i + piece] for i in range(0, len(body), piece)]
+
+
+def raw_exchange(service: Service, raw: bytes) -> tuple[int, dict]:
+    with socket.create_connection(("127.0.0.1", service.port), timeout=60) as sock:
+        with contextlib.suppress(OSError):  # answered and closed before the whole body was sent
+            sock.sendall(raw)
+        answer = b""
+        while b"\r\n\r\n" not in answer or len(answer.partition(b"\r\n\r\n")[2]) < _length(answer):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"Content-Type: application/json" in head, head
+    return int(head.split()[1]), json.loads(body)
+
+
+def _length(answer: bytes) -> int:
+    for line in answer.partition(b"\r\n\r\n")[0].split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length":
+            return int(value)
+    return 1 << 62
+
+
+BAD_CHUNK = b"zz\r\n{}\r\n0\r\n\r\n"  # "zz" where the chunk's size in hex belongs
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        "POST /extract HTTP/1.1\r\nContent-Type: application/json",
+        "POST /extract HTTP/1.1\r\nContent-Type: application/msgpack",
+        "POST /multipart/draw_detections HTTP/1.1\r\nContent-Type: multipart/form-data; boundary=XyZ",
+        "PUT /galleries/chunked/bundle HTTP/1.1\r\nContent-Type: application/zip",
+    ],
+    ids=["JSON", "msgpack", "multipart", "gallery bundle"],
+)
+def test_a_chunked_body_whose_chunk_size_is_not_hex_is_a_400(service, photo, head):
+    """gunicorn raises its parse error while the app reads the body: it reached the 500 handler."""
+    raw = f"{head}\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".encode() + BAD_CHUNK
+    status, answer = raw_exchange(service, raw)
+    assert (status, answer["error"]["code"]) == (400, "invalid_body"), answer
+    assert answer["error"]["message"] == "malformed chunked request body: a chunk size is not a hexadecimal number"
+    assert_still_serves(service, photo)
+
+
+def test_a_chunked_json_body_over_the_limit_is_a_413_not_cut_and_parsed(service, photo):
+    """Valid JSON padded with spaces past the limit: the first 64 MB alone are valid JSON too, and
+    were answered 200 as if the body had ended there."""
+    document = json.dumps({"images": {"data": [b64(photo)]}}).encode()
+    head = "POST /extract HTTP/1.1\r\nContent-Type: application/json"
+    status, answer = chunked(service, head, document + b" " * (LIMIT - len(document) + 1))
+    assert (status, answer["error"]) == (
+        413,
+        {"code": "too_large", "message": "request body exceeds the limit of 64 MB"},
+    )
+    status, answer = chunked(service, head, document + b" " * (LIMIT - len(document)))  # exactly the limit: read
+    assert status == 200 and len(answer["data"][0]["faces"]) == 2
+    assert_still_serves(service, photo)
+
+
+def test_a_chunked_bundle_over_the_limit_is_a_413(service, photo):
+    """A bundle cut at the limit was read as if whole and refused for the wrong fault (not a zip).
+    (A multipart form over the limit was already a 413: werkzeug's form parser reads past the end.)"""
+    head = "PUT /galleries/chunked/bundle HTTP/1.1\r\nContent-Type: application/zip"
+    status, answer = chunked(service, head, b"\0" * (LIMIT + 1))
+    assert (status, answer["error"]["code"]) == (413, "too_large"), answer
+    assert_still_serves(service, photo)
+
+
+def test_a_newline_in_the_path_cannot_forge_a_log_line(service, photo):
+    """Through real gunicorn: `%0A` in a path was decoded into the request's log line and wrote a
+    second line of the client's choosing (tests/test_logs.py has the rest of the log rules)."""
+    forged = "FORGED%20INFO%20facefleet.request:%20GET%20/admin%20200"
+    response = requests.get(f"{service.url}/nowhere%0A{forged}%0D%0A{forged}", timeout=30)
+    assert_json_error(response, 404, ("not_found",))
+    lines = [line for line in service.log.read_text().splitlines() if "FORGED" in line]
+    assert len(lines) == 1 and "facefleet.request: GET /nowhere\\nFORGED INFO" in lines[0], lines
+    assert lines[0].endswith(f"id={response.headers['X-Request-ID']}")

@@ -100,7 +100,7 @@ def test_each_setting_lives_in_one_section_and_reads_its_variables():
     from facefleet.settings import FLAT, SECTIONS, ServerSettings
 
     assert set(SECTIONS) == {"engine", "server", "auth", "models", "galleries", "metrics", "jetson", "dashboard"}
-    assert len(FLAT) == len(set(FLAT.values())) == 52
+    assert len(FLAT) == len(set(FLAT.values())) == 54
     settings = Settings.from_env({"PORT": "9100", "FACEFLEET_AUTH": "off", "FACEFLEET_PROVIDERS": "cpu"})
     assert settings.server.port == 9100 and settings.auth.mode == "off" and settings.engine.providers == ("cpu",)
     assert ServerSettings.from_env({"NUM_WORKERS": "2"}, port=1).workers == 2
@@ -138,14 +138,14 @@ def test_the_dashboard_section_reads_its_own_variables():
 
 def test_gunicorn_takes_its_options_from_the_settings_object():
     """`facefleet serve` hands gunicorn the settings, not environment variables: real gunicorn validates them."""
-    from facefleet.cli.gunicorn_conf import ServiceApplication
-    from facefleet.dashboard.gunicorn_conf import DashboardApplication
+    from facefleet.cli.gunicorn_conf import service_application
+    from facefleet.dashboard.gunicorn_conf import dashboard_application
     from facefleet.settings import DashboardSettings
 
     settings = Settings.of(host="127.0.0.1", port=18181, workers=2, threads=6, log_level="WARNING")
-    cfg = ServiceApplication(settings).cfg
+    cfg = service_application(settings).cfg
     assert (cfg.bind, cfg.workers, cfg.threads, cfg.worker_class_str) == (["127.0.0.1:18181"], 2, 6, "gthread")
     assert (cfg.loglevel, cfg.timeout, cfg.proc_name) == ("warning", 900, "facefleet")
     assert callable(cfg.on_starting) and callable(cfg.child_exit) and callable(cfg.post_worker_init)
-    dash = DashboardApplication(DashboardSettings(host="127.0.0.1", port=18199)).cfg
+    dash = dashboard_application(DashboardSettings(host="127.0.0.1", port=18199)).cfg
     assert (dash.bind, dash.workers, dash.threads) == (["127.0.0.1:18199"], 1, 8)

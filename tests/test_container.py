@@ -154,7 +154,19 @@ def role_variables(prefix: Path, daemon: Dockerd, models: Path, wheels: Path, ho
         "inference_container_build_dir": str(prefix / "opt" / "build"),
         "inference_container_wheel_dir": str(wheels),
         "inference_container_params_file": str(prefix / "etc" / "container.json"),
-        "inference_container_host_port": free_port(),
+        "inference_container_host_port": free_port(),  # the front's TLS port
+        "inference_container_loopback_port": free_port(),  # the front's plain HTTP port, loopback only
+        "inference_container_backend_port": free_port(),  # the service in the container, loopback only
+        "inference_container_tls_dir": str(prefix / "etc" / "tls"),
+        "inference_container_front_name": "facefleet-containertest-front",
+        "inference_container_state_dir": str(prefix / "var"),
+        "facefleet_front_log_dir": str(prefix / "log"),
+        "facefleet_front_pki_dir": str(prefix / "pki"),
+        "facefleet_front_user": "root",  # its workers reach the body folder under pytest's 0700 tmp
+        "facefleet_process_run_dir": str(prefix / "run"),
+        "facefleet_process_log_dir": str(prefix / "log"),
+        "facefleet_process_bin_dir": str(prefix / "opt" / "bin"),
+        "facefleet_process_unit_dir": str(prefix / "etc" / "systemd"),
         "inference_container_models_dir": str(models),
         "inference_container_cache_dir": str(prefix / "var" / "cache"),
         "inference_container_metrics_dir": str(prefix / "var" / "metrics"),
@@ -203,11 +215,17 @@ def deployment(daemon, default_pack, tmp_path_factory):
     first, timings["first_run_s"] = playbook(folder, variables)
     state = {"folder": folder, "prefix": prefix, "variables": variables, "first": first, "timings": timings}
     state["installed_params"] = installed_params
-    state["url"] = f"http://127.0.0.1:{variables['inference_container_host_port']}"
+    # through the front: its plain loopback port (test_the_front_speaks_tls_with_the_fleet_ca checks the TLS one)
+    state["url"] = f"http://127.0.0.1:{variables['inference_container_loopback_port']}"
     try:
         yield state
     finally:
         daemon.docker("rm", "--force", variables["inference_container_name"], check=False)
+        for pidfile in (prefix / "run").glob("*.pid"):  # the front
+            subprocess.run(
+                ["start-stop-daemon", "--stop", "--quiet", "--retry", "TERM/10/KILL/5", "--pidfile", str(pidfile)],
+                check=False,
+            )
         timings["total_s"] = time.monotonic() - started
         ARTIFACTS.mkdir(exist_ok=True)
         (ARTIFACTS / "container-run.json").write_text(
@@ -230,7 +248,7 @@ def test_the_role_builds_and_starts_the_container(deployment):
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
     row = recap(first.stdout)
     assert row["failed"] == 0 and row["changed"] > 0
-    for task in ("Build the image", "Run the container", "Wait until /health answers 200"):
+    for task in ("Build the image", "Run the container", r"Wait until /health answers 200 \(through the front\)"):
         assert re.search(
             rf"TASK \[inference_container : {task}\][^\n]*\n(FAILED - RETRYING[^\n]*\n)*(changed|ok): ", first.stdout
         ), task
@@ -263,6 +281,22 @@ def test_container_runs_with_a_jetsons_mounts_environment_and_health_check(deplo
     assert check["Test"][0] == "CMD" and json.dumps(check["Test"][1:]) in jetson_dockerfile
     release = daemon.docker("exec", variables["inference_container_name"], "cat", "/etc/nv_tegra_release")
     assert release.stdout == FAKE_TEGRA_RELEASE
+
+
+@pytest.mark.ansible
+def test_the_front_speaks_tls_with_the_fleet_ca_and_the_service_is_on_loopback_only(deployment):
+    variables, prefix = deployment["variables"], deployment["prefix"]
+    tls = f"https://127.0.0.1:{variables['inference_container_host_port']}"
+    assert requests.get(f"{tls}/livez", verify=str(prefix / "pki" / "ca.crt"), timeout=30).status_code == 200
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(f"{tls}/livez", timeout=30)
+    listeners = subprocess.run(["ss", "-Hltn"], capture_output=True, text=True, check=True).stdout
+    backend = [
+        line.split()[3]
+        for line in listeners.splitlines()
+        if line.split()[3].endswith(f":{variables['inference_container_backend_port']}")
+    ]
+    assert backend == [f"127.0.0.1:{variables['inference_container_backend_port']}"], listeners
 
 
 @pytest.mark.ansible

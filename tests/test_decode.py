@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facefleet.engine.decode import decode_image
-from facefleet.errors import ImageError, ImageTooLargeError
+from facefleet.engine.decode import decode_image, to_rgb
+from facefleet.errors import ImageError, ImageTooLargeError, UnsupportedImageError
 
 
 def _encode(array: np.ndarray, fmt: str, **params) -> bytes:
@@ -115,3 +115,34 @@ def test_pixel_limit_is_configurable(photo):
 def test_gif_is_refused_by_name(photo):
     with pytest.raises(ImageError, match="unsupported image format GIF"):
         decode_image(_encode(photo, "GIF"))
+
+
+def test_a_palette_png_keeps_its_colours(photo):
+    """P (and P with a transparent entry): every pixel is its palette colour, not an index shown as grey."""
+    paletted = Image.fromarray(photo).quantize(colors=64)
+    expected = np.asarray(paletted.convert("RGB"))
+    assert np.abs(expected.astype(int) - photo.astype(int)).mean() < 12  # the palette is the photo's colours
+    plain = io.BytesIO()
+    paletted.save(plain, format="PNG")
+    with_alpha = io.BytesIO()
+    paletted.save(with_alpha, format="PNG", transparency=0)
+    for data in (plain.getvalue(), with_alpha.getvalue()):
+        assert Image.open(io.BytesIO(data)).mode == "P"
+        assert np.array_equal(decode_image(data), expected)
+
+
+def test_palette_with_alpha_keeps_its_colours(photo):
+    """PA (a palette plus an alpha band, what Pillow makes of some PNGs) converts through its palette."""
+    paletted = Image.fromarray(photo).quantize(colors=16)
+    with_alpha = paletted.convert("PA")
+    assert with_alpha.mode == "PA"
+    assert np.array_equal(to_rgb(with_alpha, "PNG"), np.asarray(paletted.convert("RGB")))
+
+
+def test_a_mode_without_a_faithful_rgb_is_refused_by_format_and_mode():
+    """No accepted format makes such an image today; should a Pillow release start to, the client gets
+    415 unsupported_image naming the format and mode instead of a 500 or a guess."""
+    image = Image.new("La", (8, 8))
+    with pytest.raises(UnsupportedImageError, match=r"^PNG image in pixel mode La cannot be converted to RGB$") as info:
+        to_rgb(image, "PNG")
+    assert info.value.code == "unsupported_image" and info.value.status == 415

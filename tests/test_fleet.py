@@ -110,6 +110,8 @@ def fleet(tmp_path_factory, default_pack):
             "ansible_python_interpreter=/usr/bin/python3\nonnxruntime_python=/usr/bin/python3\n"
             f"facefleet_package_python=/usr/bin/python3\nfacefleet_package_wheelhouse={house}\n"
             f"onnxruntime_wheelhouse={house}\nmodels_source_dir={default_pack}\n"
+            # the fleet CA of this test's control node, not the repository's pki/ (an installed appliance's)
+            f"facefleet_front_pki_dir={folder / 'pki'}\ndashboard_ca_source={folder / 'pki' / 'ca.crt'}\n"
         )
         first, first_s = playbook(inventory)
         second, second_s = playbook(inventory)
@@ -126,7 +128,7 @@ def fleet(tmp_path_factory, default_pack):
             )
         )
         (ARTIFACTS / "fleet-first-run.log").write_text(first.stdout + first.stderr)
-        yield {"hosts": {h.name: h for h in hosts}, "first": first, "second": second}
+        yield {"hosts": {h.name: h for h in hosts}, "first": first, "second": second, "folder": folder}
 
 
 def test_jetson_on_jetpack_5_fails_alone_with_one_clear_line(fleet):
@@ -148,7 +150,8 @@ def test_fake_orin_gets_its_jetson_configuration(fleet):
     assert daemon["runtimes"]["nvidia"] == {"path": "nvidia-container-runtime", "runtimeArgs": []}
     params = json.loads((a.root / "etc" / "facefleet" / "container.json").read_text())
     assert params["runtime"] == "nvidia" and params["network_mode"] == "host" and "published_ports" not in params
-    assert params["env"]["FACEFLEET_PORT"] == "18081" and params["env"]["FACEFLEET_PROVIDERS"] == "tensorrt,cuda,cpu"
+    assert params["env"]["FACEFLEET_PORT"] == "18083" and params["env"]["FACEFLEET_PROVIDERS"] == "tensorrt,cuda,cpu"
+    assert params["env"]["FACEFLEET_HOST"] == "127.0.0.1"  # behind the front the role runs on the host (18081)
     assert "/etc/nv_tegra_release:/etc/nv_tegra_release:ro" in params["volumes"]  # so /info there reports L4T
     build = a.root / "opt_facefleet" / "build"
     dockerfile = build / "Dockerfile"
@@ -165,7 +168,7 @@ def test_fake_orin_gets_its_jetson_configuration(fleet):
         "inference_container : Ask Docker for its version",
         "inference_container : Build the image",
         "inference_container : Run the container",
-        "inference_container : Wait until /health answers 200",
+        "inference_container : Wait until /health answers 200 (through the front)",
     ):
         block = rf"TASK \[{re.escape(task)}\][^\n]*\n(?:(?!TASK ).*\n)*?skipping: \[orin-a\]"
         assert re.search(block, fleet["first"].stdout), task
@@ -173,8 +176,12 @@ def test_fake_orin_gets_its_jetson_configuration(fleet):
 
 def test_plain_host_serves_the_service_exporter_and_dashboard(fleet):
     c = fleet["hosts"]["c"].address
-    health = requests.get(f"http://{c}:18080/health", timeout=30)
+    # over TLS from "another machine", verified with the fleet CA the control node made (its address is in the
+    # host's certificate); plain HTTP to that port is refused
+    health = requests.get(f"https://{c}:18080/health", verify=str(fleet["folder"] / "pki" / "ca.crt"), timeout=30)
     assert health.status_code == 200 and health.json()["status"] == "ok"
+    plain = requests.get(f"http://{c}:18080/health", timeout=30)
+    assert plain.status_code == 400 and plain.json()["error"]["code"] == "tls_required"
     assert "facefleet_build_info" in requests.get(f"http://{c}:18090/metrics", timeout=10).text
     assert requests.get(f"http://{c}:18100/healthz", timeout=10).json() == {"status": "ok"}
 

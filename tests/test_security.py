@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import base64
 import http.server
+import socketserver
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -127,25 +130,33 @@ def loopback_names() -> list[str]:
 
 
 # ----------------------------------------------------------------- URL guard
+def refusal(url: str, rule: str) -> str:
+    """The whole message for a refused URL: the host as the client wrote it and the rule, no address
+    it resolved to (issue 18: those are the appliance's network)."""
+    return f"{urlsplit(url).hostname} is an internal address ({rule}); refused (FACEFLEET_URL_ALLOW)"
+
+
 @pytest.mark.parametrize(
-    "host",
+    ("host", "rule"),
     [
-        "172.16.0.1",
-        "172.31.255.254",
-        "192.168.1.1",
-        "10.255.255.255",
-        "100.64.0.1",  # shared address space (CGNAT): not private, not global either
-        "0.0.0.0",
-        "169.254.169.254",
-        "[fd00::1]",
-        "[fe80::1]",
-        "[::ffff:169.254.169.254]",
-        "[2002:a9fe:a9fe::]",  # 6to4 wrapping 169.254.169.254
+        ("172.16.0.1", "private"),
+        ("172.31.255.254", "private"),
+        ("192.168.1.1", "private"),
+        ("10.255.255.255", "private"),
+        ("100.64.0.1", "shared (100.64.0.0/10)"),  # CGNAT: not private, not global either
+        ("0.0.0.0", "unspecified"),
+        ("169.254.169.254", "link-local"),
+        ("[fd00::1]", "private"),
+        ("[fe80::1]", "link-local"),
+        ("[ff02::1]", "multicast"),
+        ("[::ffff:169.254.169.254]", "link-local"),
+        ("[2002:a9fe:a9fe::]", "link-local"),  # 6to4 wrapping 169.254.169.254
     ],
 )
-def test_private_and_special_ranges_are_refused(client, host):
-    [(status, message)] = results(client, [f"http://{host}/latest/meta-data/"])
-    assert status == "failed" and "an internal address; refused" in message
+def test_private_and_special_ranges_are_refused_naming_the_rule(client, host, rule):
+    url = f"http://{host}/latest/meta-data/"
+    [(status, message)] = results(client, [url])
+    assert status == "failed" and message == refusal(url, rule)
 
 
 def test_every_spelling_of_loopback_is_refused_and_never_connected(client, sentinel):
@@ -154,17 +165,17 @@ def test_every_spelling_of_loopback_is_refused_and_never_connected(client, senti
     hosts = [*loopback_names(), "2130706433", "0x7f000001", "017700000001", "127.1", "[::ffff:127.0.0.1]", "[::1]"]
     urls = [f"http://{host}:{sentinel.port}/x.jpg" for host in hosts]
     outcome = results(client, urls)
-    for host, (status, message) in zip(hosts, outcome, strict=True):
-        assert status == "failed" and "an internal address; refused" in message, (host, message)
+    for url, (status, message) in zip(urls, outcome, strict=True):
+        assert status == "failed" and message == refusal(url, "loopback"), (url, message)
     assert sentinel.hits == []
 
 
 def test_redirects_from_an_allowed_host_into_the_appliance_are_refused(client, redirector, sentinel):
     targets = {
-        f"http://127.0.0.1:{sentinel.port}/admin": "resolves to 127.0.0.1, an internal address; refused",
-        f"http://localhost:{sentinel.port}/admin": "resolves to 127.0.0.1, an internal address; refused",
-        "http://169.254.169.254/latest/meta-data/": "resolves to 169.254.169.254, an internal address; refused",
-        f"http://[::1]:{sentinel.port}/": "resolves to ::1, an internal address; refused",
+        f"http://127.0.0.1:{sentinel.port}/admin": "127.0.0.1 is an internal address (loopback); refused",
+        f"http://localhost:{sentinel.port}/admin": "localhost is an internal address (loopback); refused",
+        "http://169.254.169.254/latest/meta-data/": "169.254.169.254 is an internal address (link-local); refused",
+        f"http://[::1]:{sentinel.port}/": "::1 is an internal address (loopback); refused",
         "file:///etc/passwd": "only http and https URLs are fetched",
         f"{redirector.url}/to/{redirector.url}/to/{redirector.url}/to/{redirector.url}/to/x": "more than 3 redirects",
     }
@@ -172,8 +183,119 @@ def test_redirects_from_an_allowed_host_into_the_appliance_are_refused(client, r
     *refused, followed = results(client, [*urls, f"{redirector.url}/to/{redirector.url}/photo.jpg"])
     for (status, message), expected in zip(refused, targets.values(), strict=True):
         assert status == "failed" and expected in message, (expected, message)
+    assert "127.0.0.1" not in refused[1][1]  # localhost's DNS answer is not told
     assert followed[0] == "ok"  # a redirect inside the allowed host is followed: the guard is not blanket
     assert sentinel.hits == []
+
+
+# ----------------------------------------------------------------- URL deadline
+DEADLINE_S = 2.0
+MARGIN_S = 1.0  # the good photo's own detection, and a loaded 2-core machine
+
+
+class DaemonServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True  # a handler still trickling never holds the test run open
+
+
+class Trickler:
+    """A real server on 127.0.0.2 that answers as slowly as an attacker's: headers a byte at a
+    time, a body 100 bytes at a time, redirects each trickled over about a second, and on a
+    second port a TLS handshake a byte at a time. It gives up
+    after 12 s, so a fetch without a working deadline still ends (and its test fails on time)."""
+
+    def __init__(self, photo: bytes) -> None:
+        photo_answer = b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%b" % (
+            len(photo),
+            photo,
+        )
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                path = self.rfile.readline().split()[1].decode()
+                while self.rfile.readline() not in (b"\r\n", b""):
+                    pass
+                give_up = time.monotonic() + 12
+                if path == "/photo.jpg":
+                    self.wfile.write(photo_answer)
+                elif path == "/headers":  # a status line, then one header byte every 0.1 s
+                    self._trickle(b"HTTP/1.1 200 OK\r\n" + b"X" * 1000, 1, 0.1, give_up)
+                elif path == "/body":  # complete headers, then the body 100 bytes every 0.1 s
+                    self._trickle(photo_answer, 100, 0.1, give_up)
+                elif path.startswith("/hop/"):  # three redirects, each trickled over 1.2 s, then the photo
+                    hop = int(path.removeprefix("/hop/"))
+                    if hop == 3:
+                        self.wfile.write(photo_answer)
+                        return
+                    redirect = b"HTTP/1.1 302 Found\r\nLocation: /hop/%d\r\nContent-Length: 0\r\n\r\n" % (hop + 1)
+                    self._trickle(redirect, 1, 1.2 / len(redirect), give_up)
+
+            def _trickle(self, data: bytes, step: int, pause: float, give_up: float) -> None:
+                try:
+                    for start in range(0, len(data), step):
+                        if time.monotonic() > give_up:
+                            return
+                        self.wfile.write(data[start : start + step])
+                        time.sleep(pause)
+                except OSError:  # the fetch gave up and closed: what a deadline does
+                    return
+
+        class TLSHandler(socketserver.BaseRequestHandler):
+            """Takes the ClientHello, then trickles a TLS handshake record a byte every 0.1 s."""
+
+            def handle(self) -> None:
+                self.request.recv(65536)
+                record = b"\x16\x03\x03\x40\x00" + b"\x02" * 0x4000
+                give_up = time.monotonic() + 12
+                try:
+                    for byte in record:
+                        if time.monotonic() > give_up:
+                            return
+                        self.request.sendall(bytes([byte]))
+                        time.sleep(0.1)
+                except OSError:
+                    return
+
+        self.servers = [DaemonServer(("127.0.0.2", 0), kind) for kind in (Handler, TLSHandler)]
+        for server in self.servers:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.2:{self.servers[0].server_address[1]}"
+        self.urls = {
+            "headers": f"{self.url}/headers",
+            "body": f"{self.url}/body",
+            "redirect hops": f"{self.url}/hop/0",
+            "TLS handshake": f"https://127.0.0.2:{self.servers[1].server_address[1]}/photo.jpg",
+        }
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.shutdown()
+            server.server_close()
+
+
+@pytest.fixture(scope="module")
+def trickler(photo) -> Iterator[Trickler]:
+    server = Trickler(photo)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def hurried(make_app):
+    """URLs on with a 2 s deadline, only the trickling server's 127.0.0.2 allowed."""
+    return make_app(allow_urls=True, url_allow=("127.0.0.2",), url_timeout_s=DEADLINE_S).test_client()
+
+
+@pytest.mark.parametrize("kind", ["headers", "body", "redirect hops", "TLS handshake"])
+def test_a_trickling_url_is_cut_at_the_deadline_and_the_other_image_answered(hurried, trickler, kind):
+    """One deadline for the whole fetch: a socket timeout restarts on every byte, so each of these
+    held a fetch for as long as the server cared to trickle (60 s against 10 s in the attack round)."""
+    url = trickler.urls[kind]
+    start = time.monotonic()
+    slow, good = results(hurried, [url, f"{trickler.url}/photo.jpg"])
+    elapsed = time.monotonic() - start
+    assert elapsed < DEADLINE_S + MARGIN_S, elapsed
+    assert slow == ("failed", f"fetching {url} took longer than 2 s (FACEFLEET_URL_TIMEOUT_S)")
+    assert good == ("ok", "")
 
 
 # ----------------------------------------------------------------- images root

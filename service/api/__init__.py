@@ -1,20 +1,26 @@
 """The HTTP service: Flask app factory and blueprints, as in Flask's tutorial.
 
 Models load once per process, when the app is created: under gunicorn that is once per
-worker, after the fork.
+worker, after the fork. Models that cannot be made ready (a file of the wrong kind, a failed
+first inference, a corrupt file) leave the worker up but unready (facefleet.api.unready).
 """
 
 from __future__ import annotations
 
-from flask import Flask
+import logging
 
-from facefleet.api import auth, docs, errors, galleries, logs
+from flask import Flask, Response
+
+from facefleet.api import auth, body, docs, errors, galleries, logs, unready
 from facefleet.api.admission import Admission
 from facefleet.api.extract import bp as extract_bp
 from facefleet.api.status import bp as status_bp
 from facefleet.engine.pipeline import FaceEngine
+from facefleet.errors import FacefleetError, RequestTooLargeError
 from facefleet.ops import metrics
 from facefleet.settings import Settings
+
+log = logging.getLogger("facefleet.api")
 
 
 def create_app(settings: Settings | None = None, engine: FaceEngine | None = None) -> Flask:
@@ -22,22 +28,51 @@ def create_app(settings: Settings | None = None, engine: FaceEngine | None = Non
     logs.configure(settings.server.log_format, settings.server.log_level)
     keys = auth.load_keys(settings)  # a missing key file stops start-up before the models load
     # A given engine was composed by its caller (observer and batching included: service/engine/runner.py).
-    engine = engine or FaceEngine.from_settings(
-        settings, observer=metrics.PrometheusObserver(), batching=settings.engine.batching
-    )
+    if engine is None:
+        try:
+            engine = FaceEngine.from_settings(
+                settings, observer=metrics.PrometheusObserver(), batching=settings.engine.batching
+            )
+        except FacefleetError as exc:
+            # One line, no traceback: the reason is the operator's to read, on /health and here.
+            log.error("the service is not ready: %s", exc.message)
+            return unready_app(settings, keys, exc.message)
 
-    app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = int(settings.server.max_body_mb * 1e6)
-    app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider, the one Flask installs
+    app = _base_app(settings, keys)
     app.extensions["facefleet.engine"] = engine
     app.extensions["facefleet.admission"] = Admission(
         settings.server.engine_slots, settings.server.queue_size, settings.server.queue_timeout_s
     )
-    errors.register(app)
-    logs.register(app)
-    auth.register(app, settings, keys)
     app.register_blueprint(extract_bp)
     app.register_blueprint(status_bp)
     galleries.register(app, settings, engine)
     docs.register(app, settings)
     return app
+
+
+def unready_app(settings: Settings, keys: tuple[bytes, ...], reason: str) -> Flask:
+    """A worker whose models are not ready: /livez, /health (503, the reason), /metrics and the docs
+    answer; every other route is 503 not_ready with the reason."""
+    app = _base_app(settings, keys)
+    unready.register(app, reason)
+    docs.register(app, settings)
+    return app
+
+
+def _base_app(settings: Settings, keys: tuple[bytes, ...]) -> Flask:
+    """What every worker's app has: body limit, JSON errors, request logs and keys."""
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = int(settings.server.max_body_mb * 1e6)
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider, the one Flask installs
+    errors.register(app)
+    body.register(app)  # chunked bodies: framing errors a 400, over the limit a 413 (api/body.py)
+    app.register_error_handler(RequestTooLargeError, _too_many_pixels)
+    logs.register(app)
+    auth.register(app, settings, keys)
+    return app
+
+
+def _too_many_pixels(exc: RequestTooLargeError) -> Response:
+    """The images of a request declare more pixels than FACEFLEET_MAX_REQUEST_PIXELS: a 413 for the
+    whole request, like more images than FACEFLEET_MAX_IMAGES."""
+    return errors.error_response(exc.status, exc.code, exc.message)

@@ -3,6 +3,9 @@
 `max_concurrent` requests are inside the engine at once (enough to fill cross-request
 batches); up to `queue_size` more wait, each at most `queue_timeout_s`. Everything beyond is
 refused at once, so under overload latency stays bounded and clients back off.
+
+The engine's comings and goings are told to the worker's heap trimmer (facefleet.ops.malloc):
+busy when a request enters, idle when the last one leaves.
 """
 
 from __future__ import annotations
@@ -14,13 +17,16 @@ from contextlib import contextmanager
 
 from facefleet.api.errors import APIError
 from facefleet.ops import metrics
+from facefleet.ops.malloc import Trimmer, worker_trimmer
 
 
 class Admission:
-    def __init__(self, max_concurrent: int, queue_size: int, timeout_s: float) -> None:
+    def __init__(self, max_concurrent: int, queue_size: int, timeout_s: float, trimmer: Trimmer | None = None) -> None:
         self._slots = threading.BoundedSemaphore(max_concurrent)
         self._lock = threading.Lock()
         self._waiting = 0
+        self._inside = 0
+        self._trimmer = trimmer or worker_trimmer()
         self._queue_size = queue_size
         self._timeout = timeout_s
 
@@ -48,8 +54,21 @@ class Admission:
                 metrics.REJECTED.labels(endpoint, "queue_timeout").inc()
                 raise self._overloaded(f"waited {self._timeout:g} s")
         metrics.IN_PROGRESS.inc()
+        self._entered()
         try:
             yield time.perf_counter() - start
         finally:
             metrics.IN_PROGRESS.dec()
             self._slots.release()
+            self._left()
+
+    def _entered(self) -> None:
+        with self._lock:  # in order with _left's idle: the trimmer never hears idle after busy
+            self._inside += 1
+            self._trimmer.busy()
+
+    def _left(self) -> None:
+        with self._lock:
+            self._inside -= 1
+            if self._inside == 0:
+                self._trimmer.idle()

@@ -16,6 +16,7 @@ from flask import Blueprint, Response, current_app, g, request
 
 from facefleet.api import sources
 from facefleet.api.admission import Admission
+from facefleet.api.body import drain_body
 from facefleet.api.codec import read_body, respond, wants_msgpack
 from facefleet.api.errors import APIError
 from facefleet.api.logs import endpoint_label
@@ -36,7 +37,7 @@ from facefleet.contract.models import (
     VerifyRequest,
     parse,
 )
-from facefleet.engine.decode import decode_image
+from facefleet.engine.decode import check_pixel_budget, decode_image
 from facefleet.engine.pipeline import Face, FaceEngine, ImageResult
 from facefleet.errors import ImageError
 from facefleet.timing import Timings
@@ -130,7 +131,7 @@ def queued(handler: Callable[..., Response]) -> Callable[..., Response]:
             if exc.status == 503:
                 # Drain the unread body: answering mid-upload makes the client see a reset
                 # connection instead of the 503 and its Retry-After.
-                request.get_data(cache=False)
+                drain_body()
             raise
 
     return inner
@@ -221,9 +222,11 @@ def _jpeg_of_first(params: ImageRequest, scores: bool, landmarks: bool, sizes: b
     params = params.model_copy(update={"extract_embedding": False})
     settings = engine().settings
     try:
-        image = decode_image(sources.read(first, settings), settings.engine.max_pixels)
+        data = sources.read(first, settings)
+        check_pixel_budget([data], settings.engine.max_request_pixels, settings.engine.max_pixels)  # before decoding
+        image = decode_image(data, settings.engine.max_pixels)
     except ImageError as exc:
-        raise APIError(400, exc.code, exc.message) from None
+        raise APIError(exc.status, exc.code, exc.message) from None
     try:
         drawing = app_draw.draw(engine(), image, app_draw.DrawRequest(finding(params), scores, landmarks, sizes))
     except app_draw.EncodeError as exc:

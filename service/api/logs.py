@@ -1,4 +1,12 @@
-"""One log line per request, with a request id the client sees too (X-Request-ID)."""
+"""One log line per request, with a request id the client sees too (X-Request-ID).
+
+A client must not be able to write into the log what the service did not (issue 18): a path
+holding `%0A` was decoded into a second, forged line, and an X-Request-ID of spaces and `=`
+forged fields or a whole entry inside the line. So a client's X-Request-ID is kept only when it
+looks like an id (`REQUEST_ID`), else a fresh one replaces it, and the text format escapes
+control characters (C0, DEL, C1, U+2028/2029, lone surrogates) and backslashes in every message:
+one record is one line, whatever a log call was given. JSON lines are escaped by json.dumps.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +23,37 @@ from flask import Flask, Response, g, request
 from facefleet.ops import metrics
 
 log = logging.getLogger("facefleet.request")
+
+
+REQUEST_ID = re.compile(r"\A[A-Za-z0-9._:-]{1,64}\Z")
+# What could end a line or disguise one, for a terminal, a log shipper or a viewer: C0 and C1
+# controls, DEL, the Unicode line and paragraph separators, lone surrogates (which would also
+# break the UTF-8 handler), and the backslash itself, so an escape cannot be typed in by a client.
+UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\\\\]")
+NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
+
+
+def printable(text: str) -> str:
+    """`text` on one line: `\\n`, `\\r`, `\\t`, `\\\\`, `\\xNN` or `\\uNNNN` for what could break it."""
+    return UNPRINTABLE.sub(lambda m: NAMED_ESCAPES.get(m[0]) or _code_escape(m[0]), text)
+
+
+def _code_escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def request_id(incoming: str) -> str:
+    """The client's X-Request-ID when it looks like one (a UUID, a trace id), else a fresh id."""
+    return incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex[:16]
+
+
+class TextFormatter(logging.Formatter):
+    """The plain format, one line per message: the message is escaped (`printable`); a traceback,
+    the service's own text, keeps its lines after it."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        return printable(super().formatMessage(record))
 
 
 class JSONFormatter(logging.Formatter):
@@ -36,7 +75,7 @@ def configure(log_format: str, level: str) -> None:
     if log_format == "json":
         handler.setFormatter(JSONFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -65,8 +104,7 @@ def route_name(rule: str) -> str:
 def register(app: Flask) -> None:
     @app.before_request
     def start() -> None:
-        incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming[:64] if incoming.isprintable() and incoming else uuid.uuid4().hex[:16]
+        g.request_id = request_id(request.headers.get("X-Request-ID", ""))
         g.start = time.perf_counter()
 
     @app.after_request

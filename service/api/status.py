@@ -24,6 +24,7 @@ SHOWN_DEFAULTS = (
     "det_batch_size",
     "rec_batch_size",
     "max_pixels",
+    "max_request_pixels",
     "max_faces",
     "max_images",
     "max_body_mb",

@@ -17,8 +17,9 @@ import numpy as np
 from tqdm import tqdm
 
 from facefleet.app.galleries import recognizer_identity
+from facefleet.engine.decode import budget_groups
 from facefleet.engine.pipeline import FaceEngine, first_face
-from facefleet.errors import FacefleetError
+from facefleet.errors import FacefleetError, RequestTooLargeError
 from facefleet.galleries import bundle
 from facefleet.galleries.store import check_name, check_subject
 from facefleet.settings import Settings
@@ -91,13 +92,21 @@ def build_gallery(settings: Settings, request: BuildGallery, engine: FaceEngine 
 
 
 def _embed(engine: FaceEngine, photos: list[Path], skipped: list[str]) -> list[np.ndarray]:
-    """The largest face of each photo; a photo without one is noted, not fatal."""
-    results = engine.process([p.read_bytes() for p in photos], limit_faces=1)
+    """The largest face of each photo; a photo without one is noted, not fatal. A subject's photos
+    run in groups within FACEFLEET_MAX_REQUEST_PIXELS, the engine's budget per call."""
+    data = [p.read_bytes() for p in photos]
     vectors: list[np.ndarray] = []
-    for photo, result in zip(photos, results, strict=True):
-        vector, why = first_face(result)
-        if vector is None:
-            skipped.append(f"{photo}: {why}")
-        else:
-            vectors.append(vector)
+    limits = engine.settings.engine
+    for group in budget_groups(data, limits.max_request_pixels, limits.max_pixels):
+        try:
+            results = engine.process([data[i] for i in group], limit_faces=1)
+        except RequestTooLargeError as exc:  # one photo larger than the whole budget
+            skipped.extend(f"{photos[i]}: {exc}" for i in group)
+            continue
+        for i, result in zip(group, results, strict=True):
+            vector, why = first_face(result)
+            if vector is None:
+                skipped.append(f"{photos[i]}: {why}")
+            else:
+                vectors.append(vector)
     return vectors

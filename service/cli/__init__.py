@@ -331,6 +331,7 @@ def _engine_line(engine: Any) -> str:
 def cmd_detect(args: argparse.Namespace) -> int:
     """Every image answered that can be: a bad or unreadable one is one line on stderr and exit 1."""
     from facefleet.app.extract import ExtractRequest, extract
+    from facefleet.engine.decode import budget_groups
     from facefleet.engine.pipeline import FaceEngine, ImageResult
 
     settings = _settings(args)
@@ -340,7 +341,12 @@ def cmd_detect(args: argparse.Namespace) -> int:
         results = [ImageResult(error=item) for item in images if isinstance(item, ImageError)]
     else:
         engine = FaceEngine.from_settings(settings, with_recognizer=not args.no_embed)
-        results = list(extract(engine, images, ExtractRequest(embed=not args.no_embed)).images)
+        request, limits = ExtractRequest(embed=not args.no_embed), settings.engine
+        results = [  # in groups within FACEFLEET_MAX_REQUEST_PIXELS, the engine's budget per call
+            result
+            for group in budget_groups(images, limits.max_request_pixels, limits.max_pixels)
+            for result in extract(engine, [images[i] for i in group], request).images
+        ]
     if args.json:
         print(_detect_json(args.images, results))
         for path, result in zip(args.images, results, strict=True):
@@ -493,29 +499,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"facefleet serving on http://{url_host}:{settings.server.port}  (API docs: http://{url_host}:{settings.server.port}/docs)",
         flush=True,
     )
-    from facefleet.cli.gunicorn_conf import ServiceApplication
+    from facefleet.cli.gunicorn_conf import service_application
 
-    ServiceApplication(settings).run()
+    service_application(settings).run()
     return 0  # not reached: gunicorn's master exits itself
 
 
 def _cap_malloc_arenas() -> None:
-    """One malloc arena per thread would keep each thread's freed image buffers: cap them at 2,
-    what MALLOC_ARENA_MAX=2 does (glibc reads that variable only when a process starts, so this
-    process asks with mallopt). An operator's own MALLOC_ARENA_MAX wins."""
-    if "MALLOC_ARENA_MAX" in os.environ:
-        return
-    import contextlib
-    import ctypes
+    """glibc's malloc arenas capped at 2 in gunicorn's master, inherited by its workers (facefleet.ops.malloc)."""
+    from facefleet.ops.malloc import cap_arenas
 
-    m_arena_max = -8  # glibc's malloc.h
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to cap
-        ctypes.CDLL(None).mallopt(m_arena_max, 2)
+    cap_arenas()
 
 
 # ---------------------------------------------------------------- exporter
 def cmd_exporter(args: argparse.Namespace) -> int:
-    from facefleet.ops.client import key_source
+    from facefleet.ops.client import key_source, tls_context
     from facefleet.ops.exporter import build_registry, serve
 
     settings = _settings(
@@ -525,12 +524,14 @@ def cmd_exporter(args: argparse.Namespace) -> int:
         sysfs_root=args.root,
         service_url=args.service_url,
         metrics_dir=args.metrics_dir,
+        ca_file=args.ca_file,
     )
     service_url = settings.metrics.service_url or f"http://127.0.0.1:{settings.server.port}"
     key = key_source(None, args.api_key_file)
     key.read()  # a key file named but unreadable stops start-up with one line; read again at every probe
+    tls = tls_context(settings.metrics.ca_file, "FACEFLEET_CA_FILE")
     registry = build_registry(
-        Path(settings.metrics_path), Path(settings.jetson.sysfs_root), service_url, settings.jetson.nvpmodel, key
+        Path(settings.metrics_path), Path(settings.jetson.sysfs_root), service_url, settings.jetson.nvpmodel, key, tls
     )
     serve(settings.metrics.exporter_host, settings.metrics.exporter_port, registry)
     return 0
@@ -558,9 +559,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
     require_free(settings.host, settings.port, "--port or FACEFLEET_DASHBOARD_PORT")
     print(f"facefleet dashboard on http://{settings.host}:{settings.port}/", flush=True)
-    from facefleet.dashboard.gunicorn_conf import DashboardApplication
+    from facefleet.dashboard.gunicorn_conf import dashboard_application
 
-    DashboardApplication(settings).run()
+    dashboard_application(settings).run()
     return 0  # not reached: gunicorn's master exits itself
 
 
@@ -588,15 +589,18 @@ def cmd_bench_providers(args: argparse.Namespace) -> int:
 
 def cmd_bench_load(args: argparse.Namespace) -> int:
     from facefleet.ops import loadtest
-    from facefleet.ops.client import key_source
+    from facefleet.ops.client import key_source, tls_context
+    from facefleet.settings import MetricsSettings
 
     loadtest.require_loopback(args.url, args.allow_remote)
     headers = key_source(args.api_key, args.api_key_file).headers()
+    ca_file = args.cacert or MetricsSettings.from_env().ca_file
+    tls = tls_context(ca_file, "--cacert" if args.cacert else "FACEFLEET_CA_FILE")
     images = [Path(p) for p in args.images]
     missing = [str(p) for p in images if not p.is_file()]
     if missing:
         raise FacefleetError(f"cannot read {', '.join(missing)}")
-    report = loadtest.run(args.url, images, args.clients, args.seconds, args.requests, headers=headers)
+    report = loadtest.run(args.url, images, args.clients, args.seconds, args.requests, headers=headers, tls=tls)
     shown = {k: v for k, v in report.items() if k != "timeline"}
     print(json.dumps(shown, indent=2))
     if args.json:
@@ -779,6 +783,7 @@ def _run_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "--api-key-file",
         help="file whose first key the probe presents [FACEFLEET_API_KEY_FILE, else FACEFLEET_API_KEYS_FILE]",
     )
+    p.add_argument("--ca-file", help="CA certificate an https:// service is verified with [FACEFLEET_CA_FILE]")
     p.set_defaults(func=cmd_exporter)
 
     p = sub.add_parser("dashboard", help="the fleet dashboard (Flask under gunicorn)")
@@ -838,6 +843,10 @@ def _bench_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-remote", action="store_true", help="permit a target that is not this machine")
     p.add_argument("--api-key", help="the service's API key [FACEFLEET_API_KEY]; prefer --api-key-file")
     p.add_argument("--api-key-file", help="file whose first key is sent, e.g. /etc/facefleet/api-keys")
+    p.add_argument(
+        "--cacert",
+        help="CA certificate an https:// URL is verified with (/etc/facefleet/tls/ca.crt) [FACEFLEET_CA_FILE]",
+    )
     p.add_argument("--json", help="write the figures, with every request's timing, to this file")
     p.add_argument("--plot", help="write a PNG of latency over time (needs facefleet[bench])")
     p.set_defaults(func=cmd_bench_load)

@@ -1,6 +1,6 @@
 """gunicorn under `facefleet serve`: the settings object goes in, each worker builds its app from it.
 
-`facefleet serve` reads the settings once and runs `ServiceApplication(settings)`: gunicorn's
+`facefleet serve` reads the settings once and runs `service_application(settings)`: gunicorn's
 options come from the same `Settings`, and each worker calls `create_app(settings)` with that
 object, so nothing travels through environment variables but PROMETHEUS_MULTIPROC_DIR (which
 prometheus_client reads itself). Threaded workers: the engine releases the GIL inside
@@ -16,8 +16,7 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gunicorn.app.base import BaseApplication
-
+from facefleet.ops.gunicorn_app import FactoryApplication
 from facefleet.settings import Settings
 
 if TYPE_CHECKING:
@@ -48,21 +47,15 @@ def options(settings: Settings) -> dict[str, Any]:
     }
 
 
-class ServiceApplication(BaseApplication):
+def service_application(settings: Settings) -> FactoryApplication:
     """gunicorn running the service's app, built in each worker from the settings it was given."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in options(self.settings).items():
-            self.cfg.set(key, value)
-
-    def load(self) -> Flask:
+    def build() -> Flask:
         from facefleet.api import create_app
 
-        return create_app(self.settings)
+        return create_app(settings)
+
+    return FactoryApplication(options(settings), build)
 
 
 def empty_folder(folder: Path) -> None:

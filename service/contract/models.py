@@ -427,7 +427,9 @@ class Info(Answer):
 
 
 class Health(Answer):
-    status: Literal["ok", "failing"]
+    status: Literal["ok", "failing", "unready"] = Field(
+        description="unready: the models could not be made ready at start-up (reason says why; restart after the fix)"
+    )
     reason: str = absent()
     checks: dict[str, dict[str, Any]]
 

@@ -36,10 +36,17 @@ def error(description: str, **headers: str) -> Reply:
 
 
 BAD_REQUEST = error("the request is malformed (invalid_body, invalid_request) or its image is unusable")
-TOO_LARGE = error("the body exceeds FACEFLEET_MAX_BODY_MB, or more images than FACEFLEET_MAX_IMAGES")
+TOO_LARGE = error(
+    "the body exceeds FACEFLEET_MAX_BODY_MB, more images than FACEFLEET_MAX_IMAGES (too_many_images), or more "
+    "pixels in all than FACEFLEET_MAX_REQUEST_PIXELS (too_many_pixels)"
+)
 UNSUPPORTED_MEDIA = error("the body is neither JSON nor msgpack (Content-Type)")
 UNAUTHORIZED = error("missing or invalid API key (authentication on)", WWW_Authenticate='Bearer realm="facefleet"')
-OVERLOADED = error("the bounded queue is full or its wait timed out; retry", Retry_After="seconds to wait")
+OVERLOADED = error(
+    "the bounded queue is full or its wait timed out (overloaded; retry), or the models could not be made ready "
+    "at start-up (not_ready, with the reason; no Retry-After)",
+    Retry_After="seconds to wait",
+)
 NOT_FOUND = error("no such gallery or subject (not_found)")
 CONFLICT = error("the gallery exists, or was made with another recognizer (exists, wrong_recognizer)")
 JPEG = Reply("the first image with its faces drawn", media=("image/jpeg",))
@@ -157,7 +164,10 @@ OPERATIONS: tuple[Operation, ...] = (
         errors={
             **GALLERY,
             409: CONFLICT,
-            413: error("more images than FACEFLEET_MAX_IMAGES, the body or the metadata (16 KB) too large"),
+            413: error(
+                "more images than FACEFLEET_MAX_IMAGES or pixels than FACEFLEET_MAX_REQUEST_PIXELS, the body or the "
+                "metadata (16 KB) too large"
+            ),
             422: error("no face could be enrolled from any image (no_face)"),
         },
     ),

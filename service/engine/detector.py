@@ -8,7 +8,7 @@ import numpy as np
 
 from facefleet.engine import scrfd, yunet
 from facefleet.engine.nms import nms
-from facefleet.engine.runner import Chain, build_runner
+from facefleet.engine.runner import Chain, ChainedModel
 from facefleet.engine.runtime import OpenedSession, SessionSlot
 from facefleet.engine.shapes import Placement, letterbox, plan, to_blob
 from facefleet.models.manifest import ModelSpec
@@ -40,17 +40,14 @@ def batch_limit(spec: ModelSpec, opened: OpenedSession, settings: Settings) -> i
     return settings.engine.det_batch_size if batchable else 1
 
 
-class Detector:
+class Detector(ChainedModel):
     """One detection model. Its runs go through `chain` (service/engine/runner.py), built before the
     model and never replaced; without one, the bare session."""
 
     def __init__(
         self, spec: ModelSpec, opened: OpenedSession | SessionSlot, settings: Settings, chain: Chain | None = None
     ) -> None:
-        self.spec = spec
-        self.slot = opened if isinstance(opened, SessionSlot) else SessionSlot(opened)
-        self.settings = settings
-        self.chain = chain or build_runner(spec, self.slot)
+        super().__init__(spec, opened, settings, chain)
         opened = self.slot.opened
         names = [o.name for o in opened.session.get_outputs()]
         family = yunet if spec.family == "yunet" else scrfd
@@ -67,19 +64,6 @@ class Detector:
         self.batched_output = spec.layout != "scrfd_flat"
         self.batchable = opened.input_shape[0] is None and self.batched_output
         self.max_batch = batch_limit(spec, opened, settings)
-
-    @property
-    def opened(self) -> OpenedSession:
-        """The session the model runs on now (a failover may have replaced the first one)."""
-        return self.slot.opened
-
-    def run(self, blob: np.ndarray) -> list[np.ndarray]:
-        """One call through the whole chain (failover, batching, observer)."""
-        return self.chain.run(blob)
-
-    def session_run(self, blob: np.ndarray) -> list[np.ndarray]:
-        """One unbatched, unobserved run (session, failover and extra links): what /health uses."""
-        return self.chain.direct(blob)
 
     @property
     def threshold(self) -> float:

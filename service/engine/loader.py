@@ -1,11 +1,14 @@
-"""From a manifest name to a warmed-up session: file check, prepared copy, provider chain."""
+"""From a manifest name to a warmed-up session: file check, prepared copy, provider chain, and a
+check that the model fits its place (facefleet.engine.roles)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from facefleet.engine.roles import check_file_role, check_role
 from facefleet.engine.runtime import OpenedSession, open_session
+from facefleet.errors import ProviderError
 from facefleet.models.manifest import ModelSpec
 from facefleet.models.modelfiles import require_model_file
 from facefleet.models.prepare import prepare_model
@@ -44,20 +47,26 @@ def load_model(
     available: Sequence[str] | None = None,
     session_factory: Callable[..., Any] | None = None,
 ) -> tuple[OpenedSession, str]:
-    """The opened session and the source file's sha256 (its identity in reports and caches)."""
+    """The opened session and the source file's sha256 (its identity in reports and caches).
+    Raises ModelRoleError when the file does not fit its manifest entry's task."""
     path, digest = require_model_file(spec, settings.models.models_dir, settings.models.verify_models)
     runnable = prepare_model(spec, path, digest, settings.models.cache_dir, trt_fixed_hw(spec, settings))
     if spec.task == "detection":
         hw = spec.fixed_hw or (settings.engine.det_size[1], settings.engine.det_size[0])
     else:
         hw = spec.fixed_hw or (112, 112)
-    opened = open_session(
-        runnable,
-        digest,
-        settings,
-        hw,
-        batch=largest_batch(spec, settings),
-        available=available,
-        session_factory=session_factory,
-    )
+    try:
+        opened = open_session(
+            runnable,
+            digest,
+            settings,
+            hw,
+            batch=largest_batch(spec, settings),
+            available=available,
+            session_factory=session_factory,
+        )
+    except ProviderError:
+        check_file_role(spec, path, hw)  # a file of the wrong kind is the clearer reason
+        raise
+    check_role(spec, opened)  # a detector's file in the recognizer's place may open fine, then fail every request
     return opened, digest

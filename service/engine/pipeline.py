@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from facefleet.engine.align import CROP_SIZE, align_all
-from facefleet.engine.decode import decode_image
+from facefleet.engine.decode import check_pixel_budget, decode_image
 from facefleet.engine.detector import Detections, Detector
 from facefleet.engine.detector import batch_limit as det_batch_limit
 from facefleet.engine.failover import Failover, Reopen, reopener
@@ -190,6 +190,10 @@ class FaceEngine:
     def _decode_all(
         self, inputs: Sequence[bytes | np.ndarray | ImageError], timings: Timings | None
     ) -> tuple[list[ImageResult], dict[int, np.ndarray]]:
+        # The pixels all inputs declare, summed from their headers before the first is decoded: past
+        # FACEFLEET_MAX_REQUEST_PIXELS the whole call is refused (RequestTooLargeError, HTTP 413).
+        engine = self.settings.engine
+        check_pixel_budget(inputs, engine.max_request_pixels, engine.max_pixels)
         results = [ImageResult() for _ in inputs]
         images: dict[int, np.ndarray] = {}
         with maybe(timings, "decode"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from facefleet.engine.runner import Chain, build_runner
+from facefleet.engine.runner import Chain, ChainedModel
 from facefleet.engine.runtime import OpenedSession, SessionSlot
 from facefleet.engine.shapes import to_blob
 from facefleet.models.manifest import ModelSpec
@@ -18,39 +18,23 @@ def batch_limit(opened: OpenedSession, settings: Settings) -> int:
     return settings.engine.rec_batch_size if opened.input_shape[0] is None else 1
 
 
-class Recognizer:
+class Recognizer(ChainedModel):
     """One recognition model. Its runs go through `chain` (service/engine/runner.py), built before the
     model and never replaced; without one, the bare session."""
 
     def __init__(
         self, spec: ModelSpec, opened: OpenedSession | SessionSlot, settings: Settings, chain: Chain | None = None
     ) -> None:
-        self.spec = spec
-        self.slot = opened if isinstance(opened, SessionSlot) else SessionSlot(opened)
-        self.settings = settings
-        self.chain = chain or build_runner(spec, self.slot)
+        super().__init__(spec, opened, settings, chain)
         opened = self.slot.opened
         self.batchable = opened.input_shape[0] is None
         self.max_batch = batch_limit(opened, settings)
         self.size = spec.embedding_size or int(opened.session.get_outputs()[0].shape[-1])
 
     @property
-    def opened(self) -> OpenedSession:
-        """The session the model runs on now (a failover may have replaced the first one)."""
-        return self.slot.opened
-
-    @property
     def threshold(self) -> float:
         """Same-person cosine similarity a call without its own uses: FACEFLEET_VERIFY_THRESH, else this model's."""
         return verify_threshold(self.spec, self.settings.engine.verify_threshold)
-
-    def run(self, blob: np.ndarray) -> list[np.ndarray]:
-        """One call through the whole chain (failover, batching, observer)."""
-        return self.chain.run(blob)
-
-    def session_run(self, blob: np.ndarray) -> list[np.ndarray]:
-        """One unbatched, unobserved run (session, failover and extra links): what /health uses."""
-        return self.chain.direct(blob)
 
     def embed(self, crops: list[np.ndarray], timings: Timings | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(N x D normalised embeddings, N raw norms); crops are RGB 112 x 112, batched by max_batch."""

@@ -32,8 +32,9 @@ import numpy as np
 from facefleet.engine.batcher import Batcher
 from facefleet.engine.failover import Failover, Reopen
 from facefleet.engine.observer import EngineObserver, NullObserver
-from facefleet.engine.runtime import SessionSlot
+from facefleet.engine.runtime import OpenedSession, SessionSlot
 from facefleet.models.manifest import ModelSpec
+from facefleet.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -164,3 +165,30 @@ def build_runner(
     chain = Chain(run, direct, tuple(links), failover)
     log.info("%s runs through %s", spec.name, chain.describe())
     return chain
+
+
+class ChainedModel:
+    """What a detector and a recognizer share: a model's spec, the slot holding its session (a
+    failover may swap the session), the settings and the chain its runs go through, built before
+    the model and never replaced (without one, the bare session)."""
+
+    def __init__(
+        self, spec: ModelSpec, opened: OpenedSession | SessionSlot, settings: Settings, chain: Chain | None = None
+    ) -> None:
+        self.spec = spec
+        self.slot = opened if isinstance(opened, SessionSlot) else SessionSlot(opened)
+        self.settings = settings
+        self.chain = chain or build_runner(spec, self.slot)
+
+    @property
+    def opened(self) -> OpenedSession:
+        """The session the model runs on now (a failover may have replaced the first one)."""
+        return self.slot.opened
+
+    def run(self, blob: np.ndarray) -> list[np.ndarray]:
+        """One call through the whole chain (failover, batching, observer)."""
+        return self.chain.run(blob)
+
+    def session_run(self, blob: np.ndarray) -> list[np.ndarray]:
+        """One unbatched, unobserved run (session, failover and extra links): what /health uses."""
+        return self.chain.direct(blob)

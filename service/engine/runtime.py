@@ -79,6 +79,8 @@ class OpenedSession:
     batch: int = 1  # the largest batch it runs: TensorRT's optimisation profile ends there
     placement: Placement | None = None  # nodes per provider in the warm-up run
     runtime_failures: list[RuntimeFailure] = field(default_factory=list)
+    # What the warm-up run answered: facefleet.engine.roles checks it fits the model's role, without a run more.
+    warmup_outputs: tuple[Any, ...] = ()
 
     @property
     def fell_back(self) -> bool:
@@ -291,23 +293,23 @@ def _provider_list(short: str, model: ModelFile, settings: Settings, available: 
 
 def _create_and_warm(
     name: str, model: ModelFile, options: Any, providers: list[Any], factory: Callable[..., Any]
-) -> tuple[Any, str, float]:
-    """(the session or None, why it cannot serve or "", warm-up ms): created, really on `name`,
-    and one inference run."""
+) -> tuple[Any, str, float, tuple[Any, ...]]:
+    """(the session or None, why it cannot serve or "", warm-up ms, warm-up outputs): created,
+    really on `name`, and one inference run."""
     try:
         session = factory(model.path, sess_options=options, providers=providers)
     except Exception as exc:
-        return None, f"session creation failed: {first_line(exc)}", 0.0
+        return None, f"session creation failed: {first_line(exc)}", 0.0, ()
     actual = session.get_providers()[0]
     if actual != name:
-        return session, f"onnxruntime fell back silently: asked for {name}, the session runs on {actual}", 0.0
+        return session, f"onnxruntime fell back silently: asked for {name}, the session runs on {actual}", 0.0, ()
     start = time.perf_counter()
     try:
         input_name, zeros = warmup_input(session, model.warmup_hw)
-        session.run(None, {input_name: zeros})
+        outputs = tuple(session.run(None, {input_name: zeros}))
     except Exception as exc:
-        return session, f"warm-up failed: {first_line(exc)}", 0.0
-    return session, "", (time.perf_counter() - start) * 1000
+        return session, f"warm-up failed: {first_line(exc)}", 0.0, ()
+    return session, "", (time.perf_counter() - start) * 1000, outputs
 
 
 def _try_provider(
@@ -330,7 +332,7 @@ def _try_provider(
     options = session_options(settings)
     profiling = Profiling(options)
     with onnxruntime_output_to_log() as caught:
-        session, reason, warmup_ms = _create_and_warm(name, model, options, providers, factory)
+        session, reason, warmup_ms, outputs = _create_and_warm(name, model, options, providers, factory)
         placement = profiling.finish(session)
     if reason.startswith("onnxruntime fell back"):
         cause = first_error(caught)
@@ -352,6 +354,7 @@ def _try_provider(
         warmup_hw=model.warmup_hw,
         batch=model.batch,
         placement=placement,
+        warmup_outputs=outputs,
     )
     return opened, attempt
 
@@ -377,6 +380,7 @@ def open_session(
     available = list(ort.get_available_providers() if available is None else available)
     model = ModelFile(str(path), model_sha256, warmup_hw, batch)
     attempts: list[Attempt] = []
+    passed_over: list[Attempt] = []
     for short in settings.engine.providers:
         if PROVIDER_NAMES[short] not in available:
             reason = f"not offered by this onnxruntime {ort.__version__} build (it offers {', '.join(available)})"
@@ -386,8 +390,12 @@ def open_session(
         opened, attempt = _try_provider(short, model, settings, available, factory, session_factory is None)
         attempts.append(attempt)
         if opened is None:
-            log.warning("%s: %s: %s", Path(path).name, short, attempt.reason)
+            passed_over.append(attempt)
             continue
+        # The providers passed over, said once a later one serves; when none does, ProviderError says it all
+        # (in one line: the service's start-up reason, facefleet.api.unready).
+        for failed in passed_over:
+            log.warning("%s: %s: %s", Path(path).name, failed.provider, failed.reason)
         opened.attempts = attempts
         _warn_partial(opened)
         return opened

@@ -1,5 +1,6 @@
-"""The API key a client of the service presents: `facefleet exporter`'s probe and `facefleet
-bench load`. Keys are on by default, so a client without one gets nothing but 401s.
+"""What a client of the service presents and trusts: `facefleet exporter`'s probe, `facefleet
+bench load` and the dashboard's poller. Keys are on by default, so a client without one gets
+nothing but 401s; behind the appliance's TLS front, a client trusts the fleet's CA.
 
 Looked for in this order: the command line's --api-key, then --api-key-file, then
 FACEFLEET_API_KEY, FACEFLEET_API_KEY_FILE, and last the service's own FACEFLEET_API_KEYS_FILE and
@@ -9,6 +10,7 @@ FACEFLEET_API_KEYS (a client started with the appliance's environment presents i
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,3 +65,23 @@ def key_source(
 
 
 NO_KEY_HINT = "give the appliance's key with --api-key-file /etc/facefleet/api-keys (or FACEFLEET_API_KEY_FILE)"
+
+
+def tls_failure(exc: ssl.SSLError) -> str:
+    """One line on a failed handshake: an appliance whose certificate the CA did not sign, or not made
+    for the name asked, without OpenSSL's bracketed codes."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"its certificate was not verified ({exc.verify_message})"
+    return f"the TLS handshake failed ({exc.reason or exc})"
+
+
+def tls_context(ca_file: str, origin: str) -> ssl.SSLContext:
+    """Verification of https:// appliances against `ca_file` (the fleet CA the roles make), or
+    against the system's trust store when none is named. Never an unverified context: a client that
+    skipped verification would send its key to whoever answers. An unreadable CA file stops the
+    client at start with one line naming `origin` (its flag or variable)."""
+    try:
+        return ssl.create_default_context(cafile=ca_file or None)
+    except (OSError, ssl.SSLError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(f"cannot use {origin}={ca_file} as a CA certificate: {why}") from None

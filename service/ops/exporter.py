@@ -13,6 +13,7 @@ import http.client
 import json
 import logging
 import signal
+import ssl
 import threading
 import time
 import urllib.error
@@ -28,7 +29,7 @@ from prometheus_client.registry import Collector
 
 from facefleet.errors import ConfigError
 from facefleet.ops import jetson
-from facefleet.ops.client import KeySource
+from facefleet.ops.client import KeySource, tls_failure
 from facefleet.ops.ports import listen_error
 
 log = logging.getLogger("facefleet.exporter")
@@ -130,7 +131,7 @@ class ServiceCollector:
         yield from MultiProcessCollector(None, path=str(self.folder)).collect()
 
 
-PROBE_REASONS = ("unauthorized", "refused", "timeout", "http_error", "bad_answer", "no_key")
+PROBE_REASONS = ("unauthorized", "refused", "timeout", "http_error", "bad_answer", "no_key", "tls")
 PROBE_READ_LIMIT = 8 * 1024 * 1024
 
 
@@ -169,9 +170,17 @@ class ServiceProbe:
     thread every `interval_s` and a scrape serves its latest result without waiting (measured:
     scrape p50 76 ms when each scrape probed, under 8 clients on 2 cores)."""
 
-    def __init__(self, url: str, key: KeySource | None = None, timeout_s: float = 2.0, interval_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        key: KeySource | None = None,
+        timeout_s: float = 2.0,
+        interval_s: float = 5.0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.url, self.timeout, self.interval = url.rstrip("/"), timeout_s, interval_s
         self.key = key or KeySource()
+        self.tls = tls or ssl.create_default_context()  # an https:// service is verified, always
         self._latest: ProbeResult | None = None
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -192,7 +201,7 @@ class ServiceProbe:
         url = f"{self.url}{path}"
         request = urllib.request.Request(url, headers={"User-Agent": "facefleet-exporter", **headers})
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with urllib.request.urlopen(request, timeout=self.timeout, context=self.tls) as response:
                 return response.status, response.read(PROBE_READ_LIMIT)
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read(PROBE_READ_LIMIT)
@@ -201,6 +210,8 @@ class ServiceProbe:
         except urllib.error.URLError as exc:
             if isinstance(exc.reason, TimeoutError):
                 raise ProbeError("timeout", f"no answer from {url} within {self.timeout:g} s") from None
+            if isinstance(exc.reason, ssl.SSLError):
+                raise ProbeError("tls", f"{url}: {tls_failure(exc.reason)} (FACEFLEET_CA_FILE)") from None
             raise ProbeError("refused", f"cannot reach {url}: {exc.reason}") from None
         except http.client.HTTPException as exc:
             raise ProbeError("bad_answer", f"{url} did not answer HTTP: {type(exc).__name__}") from None
@@ -334,13 +345,18 @@ class ExporterCollector(Collector):
 
 
 def build_registry(
-    metrics_dir: Path, root: Path, service_url: str, nvpmodel: str, key: KeySource | None = None
+    metrics_dir: Path,
+    root: Path,
+    service_url: str,
+    nvpmodel: str,
+    key: KeySource | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> CollectorRegistry:
     hardware = JetsonHardware(root, jetson.PowerMode(nvpmodel))
     parts: dict[str, Callable[[], Iterator[Metric]]] = {"service_metrics": ServiceCollector(metrics_dir).metrics}
     parts.update(hardware.parts)
     if service_url:
-        parts["service_probe"] = ServiceProbe(service_url, key).metrics
+        parts["service_probe"] = ServiceProbe(service_url, key, tls=tls).metrics
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ExporterCollector(parts))
     return registry

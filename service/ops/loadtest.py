@@ -10,6 +10,7 @@ import base64
 import ipaddress
 import json
 import socket
+import ssl
 import statistics
 import threading
 import time
@@ -23,7 +24,7 @@ from typing import Any
 from tqdm import tqdm
 
 from facefleet.errors import FacefleetError
-from facefleet.ops.client import NO_KEY_HINT
+from facefleet.ops.client import NO_KEY_HINT, tls_failure
 
 
 def require_loopback(url: str, allow_remote: bool) -> None:
@@ -45,21 +46,27 @@ def _body(images: list[Path]) -> bytes:
     return json.dumps({"images": {"data": data}, "extract_embedding": True}).encode()
 
 
-def _one(url: str, body: bytes, timeout: float, headers: dict[str, str]) -> tuple[str, float, int, int]:
+def _one(
+    url: str, body: bytes, timeout: float, headers: dict[str, str], tls: ssl.SSLContext | None = None
+) -> tuple[str, float, int, int]:
     """(outcome, seconds, images ok, faces) of one /extract."""
     request = urllib.request.Request(
         f"{url.rstrip('/')}/extract", data=body, headers={"Content-Type": "application/json", **headers}
     )
     start = time.perf_counter()
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout, context=tls) as response:
             payload = json.loads(response.read())
         seconds = time.perf_counter() - start
         ok = [d for d in payload["data"] if d["status"] == "ok"]
         return "ok", seconds, len(ok), sum(len(d["faces"]) for d in ok)
     except urllib.error.HTTPError as exc:
         return f"http_{exc.code}", time.perf_counter() - start, 0, 0
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, ssl.SSLError):  # an unverified appliance is never sent the key
+            return f"tls: {tls_failure(exc.reason)}", time.perf_counter() - start, 0, 0
+        return f"connection: {type(exc.reason).__name__}", time.perf_counter() - start, 0, 0
+    except (TimeoutError, OSError) as exc:
         return f"connection: {type(getattr(exc, 'reason', exc)).__name__}", time.perf_counter() - start, 0, 0
 
 
@@ -71,8 +78,10 @@ def run(
     max_requests: int,
     timeout: float = 60.0,
     headers: dict[str, str] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> dict[str, Any]:
-    """Closed-loop clients until `seconds` or `max_requests`; `headers` carry the API key."""
+    """Closed-loop clients until `seconds` or `max_requests`; `headers` carry the API key, `tls`
+    verifies an https:// service (the fleet CA: `--cacert`)."""
     body = _body(images)
     lock = threading.Lock()
     samples: list[tuple[float, str, float, int, int]] = []  # (at, outcome, seconds, images, faces)
@@ -87,7 +96,7 @@ def run(
                 if started[0] >= max_requests:
                     return
                 started[0] += 1
-            outcome, took, ok, faces = _one(url, body, timeout, headers or {})
+            outcome, took, ok, faces = _one(url, body, timeout, headers or {}, tls)
             with lock:
                 samples.append((time.monotonic() - t0, outcome, took, ok, faces))
                 bar.update(1)
@@ -142,6 +151,8 @@ def mostly_failed(report: dict[str, Any], with_key: bool) -> str:
     line = f"{failed} of {total} requests failed ({kinds}): these figures measure errors, not the service"
     if report["errors"].get("http_401", 0) * 2 > total:
         line += "; the service refused the key" if with_key else f"; the service asks for an API key: {NO_KEY_HINT}"
+    if any(kind.startswith("tls: ") for kind in report["errors"]):
+        line += "; its certificate was not verified: give the fleet CA with --cacert /etc/facefleet/tls/ca.crt"
     return line
 
 

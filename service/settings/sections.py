@@ -165,6 +165,15 @@ class EngineSettings(Section):
         parse=positive_int,
         doc=("largest image accepted, in pixels; larger ones are refused from their header, before decoding"),
     )
+    max_request_pixels: int = knob(
+        64000000,
+        "FACEFLEET_MAX_REQUEST_PIXELS",
+        parse=positive_int,
+        doc=(
+            "most pixels all the images of one request may declare in their headers, summed before any is "
+            "decoded; more is 413 too_many_pixels"
+        ),
+    )
     max_faces: int = knob(
         100,
         "FACEFLEET_MAX_FACES",
@@ -442,6 +451,14 @@ class MetricsSettings(Section):
         doc="the service it probes (/health, /info) every 5 s on its own thread",
         shown="`http://127.0.0.1:$FACEFLEET_PORT`",
     )
+    ca_file: str = knob(
+        "",
+        "FACEFLEET_CA_FILE",
+        doc=(
+            "CA certificate (PEM) the probe and `facefleet bench load` verify an `https://` service with (the "
+            "roles point it at the fleet CA, `/etc/facefleet/tls/ca.crt`); empty: the system's trust store"
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -525,6 +542,14 @@ class DashboardSettings(Section):
     )
     appliance_api_key: str = knob(
         "", _dash("appliance_api_key"), doc="sent to appliances as `X-API-Key`, never to browsers", secret=True
+    )
+    ca_file: str = knob(
+        "",
+        _dash("ca_file"),
+        doc=(
+            "CA certificate (PEM) the poller verifies `https://` appliances with (targets labelled "
+            "`__scheme__: https`); empty: the system's trust store"
+        ),
     )
     appliance_api_key_file: str = knob(
         "",
