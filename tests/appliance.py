@@ -41,6 +41,7 @@ DEFAULT_PREFIXES = (
 DEFAULT_PORTS = (18078, 18079, 18080, 18081, 18082, 18083, 18090, 18100, 9090)
 KEYS_FILES = (Path("/etc/facefleet/api-keys"), Path("/etc/facefleet/dashboard-password"))
 RUN_DIR = Path("/run/facefleet")
+INSTALLED_CA = Path("/etc/facefleet/tls/ca.crt")
 # Hashed file by file. Left out: what the running appliance itself rewrites while it runs (its multiprocess
 # metrics, the dashboard's poll history, bytecode Python writes on a first import); logs are not listed.
 HASHED = (Path("/etc/facefleet"), Path("/opt/facefleet"), Path("/var/lib/facefleet"))
@@ -235,7 +236,10 @@ def _galleries() -> str:
         return "no keys file"
     key = KEYS_FILES[0].read_text().split()[0]
     try:
-        answer = requests.get("http://127.0.0.1:18080/galleries", headers={"X-API-Key": key}, timeout=30)
+        # through its front (HTTPS, verified with the CA the roles put on the host); before the front, plain HTTP
+        tls = INSTALLED_CA.is_file()
+        url = f"{'https' if tls else 'http'}://127.0.0.1:18080/galleries"
+        answer = requests.get(url, headers={"X-API-Key": key}, verify=str(INSTALLED_CA) if tls else True, timeout=30)
         return f"{answer.status_code} {json.dumps(answer.json(), sort_keys=True)}"
     except (requests.RequestException, ValueError) as error:
         return f"unreachable ({type(error).__name__})"

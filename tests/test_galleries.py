@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -339,3 +340,38 @@ def test_large_galleries_preselect_in_int8_and_answer_as_the_exact_search():
     planted /= np.linalg.norm(planted, axis=1, keepdims=True)
     assert fast.search(planted, 3, 0.3) == exact.search(planted, 3, 0.3)
     assert all(len(found) == 1 for found in fast.search(planted, 3, 0.6))  # the planted subject only
+
+
+def test_gallery_check_reports_and_repairs_a_name_stored_before_the_rule_was_anchored(tmp_path, shared_models):
+    """A pre-fix appliance may hold "abc\\n" (the old pattern's `$` matched before a final newline): the
+    API cannot reach it, `facefleet gallery check` names it (exit 1) and `--repair` renames it, with its
+    subjects and faces, in one transaction."""
+    db_path = tmp_path / "galleries.sqlite3"
+    store = GalleryStore(db_path, Recognizer("mobilefacenet", "a" * 64, 2))
+    store.create("taken")
+    with sqlite3.connect(db_path) as db:  # the rows a pre-fix appliance wrote
+        for name in ("abc\n", "taken\n"):
+            db.execute(
+                "INSERT INTO galleries (name, version, recognizer, recognizer_sha256, dim, updated) "
+                "VALUES (?, 1, 'mobilefacenet', ?, 2, 0)",
+                (name, "a" * 64),
+            )
+            db.execute("INSERT INTO subjects (gallery, subject) VALUES (?, 'ada')", (name,))
+            db.execute("INSERT INTO faces (gallery, subject, embedding) VALUES (?, 'ada', ?)", (name, b"\0" * 8))
+
+    def check(*extra: str) -> subprocess.CompletedProcess:
+        argv = [sys.executable, "-m", "facefleet", "gallery", "check", *extra, "--models-dir", str(shared_models)]
+        argv += ["--rec", "mobilefacenet", "--cache-dir", str(tmp_path / "cache")]
+        env = {**os.environ, "FACEFLEET_GALLERY_DB": str(db_path), "FACEFLEET_APPLIANCE_ENV": "none"}
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False, env=env)
+
+    found = check()
+    assert found.returncode == 1, found.stderr
+    assert "bad name: 'abc\\n'" in found.stdout and "bad name: 'taken\\n'" in found.stdout
+    repaired = check("--repair")
+    assert repaired.returncode == 1, repaired.stderr  # one could not be repaired: its name is taken
+    assert "repaired: 'abc\\n' -> 'abc'" in repaired.stdout
+    assert "not repaired: 'taken\\n': a gallery named 'taken' already exists" in repaired.stdout
+    fresh = GalleryStore(db_path, Recognizer("mobilefacenet", "a" * 64, 2))
+    assert fresh.bad_names() == ("taken\n",)
+    assert fresh.describe("abc")["subjects"] == 1 and fresh.describe("abc")["faces"] == 1

@@ -148,6 +148,31 @@ def list_galleries(store: GalleryStore) -> tuple[Gallery, ...]:
     return tuple(Gallery.of(row) for row in store.list())
 
 
+@dataclass(frozen=True)
+class NameCheck:
+    """Stored gallery names the rule refuses, and what a repair did with each."""
+
+    bad: tuple[str, ...]
+    repaired: tuple[tuple[str, str], ...] = ()  # (old, new)
+    failed: tuple[tuple[str, str], ...] = ()  # (name, why)
+
+
+def check_names(store: GalleryStore, repair: bool = False) -> NameCheck:
+    """The bad names (a pre-fix appliance may hold `"abc\n"`), renamed to their stripped form with
+    `repair` where that name is valid and free."""
+    bad = store.bad_names()
+    if not repair:
+        return NameCheck(bad)
+    repaired: list[tuple[str, str]] = []
+    failed: list[tuple[str, str]] = []
+    for name in bad:
+        try:
+            repaired.append((name, store.rename_bad(name)))
+        except GalleryError as exc:
+            failed.append((name, exc.message))
+    return NameCheck(bad, tuple(repaired), tuple(failed))
+
+
 def describe_gallery(store: GalleryStore, name: str) -> Gallery:
     return Gallery.of(store.describe(name))
 

@@ -662,6 +662,24 @@ def cmd_gallery_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gallery_check(args: argparse.Namespace) -> int:
+    """Stored names the rule refuses, one per line (repr: a newline shows as \\n); exit 1 while any is left."""
+    from facefleet.app.galleries import check_names
+
+    checked = check_names(_gallery_store(_settings(args)), repair=args.repair)
+    if not checked.bad:
+        print("every gallery name is valid")
+        return 0
+    for old, new in checked.repaired:
+        print(f"repaired: {old!r} -> {new!r}")
+    for name, why in checked.failed:
+        print(f"not repaired: {name!r}: {why}")
+    left = [name for name in checked.bad if not args.repair]
+    for name in left:
+        print(f"bad name: {name!r} (facefleet gallery check --repair renames it without the surrounding whitespace)")
+    return 1 if left or checked.failed else 0
+
+
 def cmd_gallery_list(args: argparse.Namespace) -> int:
     from facefleet.app.galleries import list_galleries
 
@@ -721,6 +739,9 @@ def _gallery_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_gallery_export)
     p = gallery.add_parser("list", parents=[common], help="this appliance's galleries")
     p.set_defaults(func=cmd_gallery_list)
+    p = gallery.add_parser("check", parents=[common], help="stored gallery names the name rule refuses")
+    p.add_argument("--repair", action="store_true", help="rename each to its name without surrounding whitespace")
+    p.set_defaults(func=cmd_gallery_check)
 
 
 def _model_commands(sub: Any, common: argparse.ArgumentParser) -> None:

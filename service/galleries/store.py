@@ -275,6 +275,29 @@ class GalleryStore:
         with self._index_lock:
             self._indexes.pop(name, None)
 
+    def bad_names(self) -> tuple[str, ...]:
+        """Stored names the rule refuses: written before the name check was anchored (a name with a
+        final newline passed it), they can be listed but not reached through the API."""
+        rows = self._db().execute("SELECT name FROM galleries ORDER BY name").fetchall()
+        return tuple(row[0] for row in rows if not (isinstance(row[0], str) and NAME.fullmatch(row[0])))
+
+    def rename_bad(self, name: str) -> str:
+        """Rename a stored bad name to itself without surrounding whitespace, in one transaction, when
+        that is a valid name no other gallery has; the new name, else a GalleryError saying why."""
+        target = name.strip()
+        if not NAME.fullmatch(target):
+            raise GalleryError(f"{target!r} is not a valid name either: rename it by hand", 400, "invalid_name")
+        with self._write() as db:
+            db.execute("PRAGMA defer_foreign_keys = ON")  # parent and children renamed in one transaction
+            if db.execute("SELECT 1 FROM galleries WHERE name = ?", (target,)).fetchone():
+                raise GalleryError(f"a gallery named {target!r} already exists", 409, "exists")
+            for table, column in (("galleries", "name"), ("subjects", "gallery"), ("faces", "gallery")):
+                db.execute(f"UPDATE {table} SET {column} = ? WHERE {column} = ?", (target, name))
+            self._bump(db, target)
+        with self._index_lock:
+            self._indexes.pop(name, None)
+        return target
+
     def _bump(self, db: sqlite3.Connection, name: str) -> None:
         """A local write: a new version, and no bundle checksum any more (it no longer matches one)."""
         db.execute(
