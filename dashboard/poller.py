@@ -30,7 +30,7 @@ from facefleet.dashboard.snapshot import (
     newest_galleries,
 )
 from facefleet.dashboard.store import Store
-from facefleet.ops.client import tls_context, tls_failure
+from facefleet.ops.client import TrustSource, tls_failure
 from facefleet.settings import DashboardSettings
 
 log = logging.getLogger("facefleet.dashboard")
@@ -112,7 +112,7 @@ class _Poll:
 class Poller:
     def __init__(self, settings: DashboardSettings, store: Store) -> None:
         self.settings, self.store = settings, store
-        self.tls = tls_context(settings.ca_file, "FACEFLEET_DASHBOARD_CA_FILE")
+        self.tls = TrustSource(settings.ca_file, "FACEFLEET_DASHBOARD_CA_FILE")  # read again when replaced
         self._pool = ThreadPoolExecutor(settings.pool, thread_name_prefix="poll")
         self._lock = threading.Lock()
         self._scrapes: dict[str, figures.Scrape] = {}
@@ -127,8 +127,9 @@ class Poller:
         timeout, key = self.settings.timeout_s, self.settings.appliance_api_key
         poll = _Poll(appliance, time.time())
         try:
-            info_answer = fetch(f"{appliance.service}/info", timeout, key, self.tls)
-            health_answer = fetch(f"{appliance.service}/health", timeout, key, self.tls)
+            tls = self.tls.context()
+            info_answer = fetch(f"{appliance.service}/info", timeout, key, tls)
+            health_answer = fetch(f"{appliance.service}/health", timeout, key, tls)
         except UnreachableError as exc:
             poll.unreachable = f"service unreachable: {exc}"
             return poll

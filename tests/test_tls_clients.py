@@ -16,11 +16,11 @@ import pytest
 from facefleet.dashboard import targets
 from facefleet.dashboard.poller import UnreachableError, fetch
 from facefleet.errors import ConfigError
-from facefleet.ops.client import KeySource, tls_context
+from facefleet.ops.client import KeySource, TrustSource, tls_context
 from facefleet.ops.exporter import ServiceProbe
 from facefleet.settings import DashboardSettings
 
-from .front import Front
+from .front import Front, make_pki
 from .server import cpu_service
 
 KEY = "tls-clients-test-key-0001"
@@ -50,10 +50,22 @@ def probe_failure(probe: ServiceProbe) -> str | None:
 
 
 def test_the_exporter_probe_verifies_the_front_with_the_fleet_ca(front: Front) -> None:
-    trusted = ServiceProbe(front.url, KeySource(key=KEY), tls=tls_context(str(front.pki.ca), "FACEFLEET_CA_FILE"))
+    trusted = ServiceProbe(front.url, KeySource(key=KEY), tls=TrustSource(str(front.pki.ca), "FACEFLEET_CA_FILE"))
     assert probe_failure(trusted) is None
     untrusted = ServiceProbe(front.url, KeySource(key=KEY))  # the system's trust store: not our CA
     assert probe_failure(untrusted) == "tls"
+
+
+def test_a_replaced_ca_file_reaches_a_running_probe(front: Front, tmp_path: Path) -> None:
+    """The roles replace ca.crt when the fleet CA changes (and re-sign the host): the exporter keeps running."""
+    (tmp_path / "other").mkdir()
+    other = make_pki(tmp_path / "other")  # another fleet's CA first
+    ca_file = tmp_path / "ca.crt"
+    ca_file.write_bytes(other.ca.read_bytes())
+    probe = ServiceProbe(front.url, KeySource(key=KEY), tls=TrustSource(str(ca_file), "FACEFLEET_CA_FILE"))
+    assert probe_failure(probe) == "tls"
+    ca_file.write_bytes(front.pki.ca.read_bytes() + b"\n")  # the roles' copy of this fleet's CA
+    assert probe_failure(probe) is None
 
 
 def test_an_unreadable_ca_file_is_one_line_naming_its_variable(tmp_path: Path) -> None:

@@ -514,7 +514,7 @@ def _cap_malloc_arenas() -> None:
 
 # ---------------------------------------------------------------- exporter
 def cmd_exporter(args: argparse.Namespace) -> int:
-    from facefleet.ops.client import key_source, tls_context
+    from facefleet.ops.client import TrustSource, key_source
     from facefleet.ops.exporter import build_registry, serve
 
     settings = _settings(
@@ -529,7 +529,7 @@ def cmd_exporter(args: argparse.Namespace) -> int:
     service_url = settings.metrics.service_url or f"http://127.0.0.1:{settings.server.port}"
     key = key_source(None, args.api_key_file)
     key.read()  # a key file named but unreadable stops start-up with one line; read again at every probe
-    tls = tls_context(settings.metrics.ca_file, "FACEFLEET_CA_FILE")
+    tls = TrustSource(settings.metrics.ca_file, "FACEFLEET_CA_FILE")  # read again when the roles replace it
     registry = build_registry(
         Path(settings.metrics_path), Path(settings.jetson.sysfs_root), service_url, settings.jetson.nvpmodel, key, tls
     )

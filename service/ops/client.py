@@ -67,6 +67,35 @@ def key_source(
 NO_KEY_HINT = "give the appliance's key with --api-key-file /etc/facefleet/api-keys (or FACEFLEET_API_KEY_FILE)"
 
 
+class TrustSource:
+    """The CA a long-running client (the exporter's probe, the dashboard's poller) verifies appliances
+    with, loaded again when its file changes: a fleet CA the roles replace reaches the client without a
+    restart, as a rotated key does. A file unreadable at start stops the client with one line; one that
+    turns unreadable later keeps the last good CA."""
+
+    def __init__(self, ca_file: str, origin: str) -> None:
+        self.ca_file, self.origin = ca_file, origin
+        self._stamp = self._file_stamp()
+        self._context = tls_context(ca_file, origin)
+
+    def _file_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            found = os.stat(self.ca_file) if self.ca_file else None
+        except OSError:
+            return None
+        return (found.st_mtime_ns, found.st_size, found.st_ino) if found else None
+
+    def context(self) -> ssl.SSLContext:
+        stamp = self._file_stamp()
+        if stamp is not None and stamp != self._stamp:
+            try:
+                self._context = tls_context(self.ca_file, self.origin)
+                self._stamp = stamp
+            except ConfigError:
+                pass  # half-written or broken: the last good CA until the file is whole again
+        return self._context
+
+
 def tls_failure(exc: ssl.SSLError) -> str:
     """One line on a failed handshake: an appliance whose certificate the CA did not sign, or not made
     for the name asked, without OpenSSL's bracketed codes."""

@@ -29,7 +29,7 @@ from prometheus_client.registry import Collector
 
 from facefleet.errors import ConfigError
 from facefleet.ops import jetson
-from facefleet.ops.client import KeySource, tls_failure
+from facefleet.ops.client import KeySource, TrustSource, tls_failure
 from facefleet.ops.ports import listen_error
 
 log = logging.getLogger("facefleet.exporter")
@@ -176,11 +176,11 @@ class ServiceProbe:
         key: KeySource | None = None,
         timeout_s: float = 2.0,
         interval_s: float = 5.0,
-        tls: ssl.SSLContext | None = None,
+        tls: TrustSource | None = None,
     ) -> None:
         self.url, self.timeout, self.interval = url.rstrip("/"), timeout_s, interval_s
         self.key = key or KeySource()
-        self.tls = tls or ssl.create_default_context()  # an https:// service is verified, always
+        self.tls = tls or TrustSource("", "FACEFLEET_CA_FILE")  # an https:// service is verified, always
         self._latest: ProbeResult | None = None
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -201,7 +201,7 @@ class ServiceProbe:
         url = f"{self.url}{path}"
         request = urllib.request.Request(url, headers={"User-Agent": "facefleet-exporter", **headers})
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout, context=self.tls) as response:
+            with urllib.request.urlopen(request, timeout=self.timeout, context=self.tls.context()) as response:
                 return response.status, response.read(PROBE_READ_LIMIT)
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read(PROBE_READ_LIMIT)
@@ -350,7 +350,7 @@ def build_registry(
     service_url: str,
     nvpmodel: str,
     key: KeySource | None = None,
-    tls: ssl.SSLContext | None = None,
+    tls: TrustSource | None = None,
 ) -> CollectorRegistry:
     hardware = JetsonHardware(root, jetson.PowerMode(nvpmodel))
     parts: dict[str, Callable[[], Iterator[Metric]]] = {"service_metrics": ServiceCollector(metrics_dir).metrics}

@@ -456,7 +456,8 @@ class MetricsSettings(Section):
         "FACEFLEET_CA_FILE",
         doc=(
             "CA certificate (PEM) the probe and `facefleet bench load` verify an `https://` service with (the "
-            "roles point it at the fleet CA, `/etc/facefleet/tls/ca.crt`); empty: the system's trust store"
+            "roles point it at the fleet CA, `/etc/facefleet/tls/ca.crt`; the exporter reads it again when it "
+            "changes); empty: the system's trust store"
         ),
     )
 
@@ -548,7 +549,7 @@ class DashboardSettings(Section):
         _dash("ca_file"),
         doc=(
             "CA certificate (PEM) the poller verifies `https://` appliances with (targets labelled "
-            "`__scheme__: https`); empty: the system's trust store"
+            "`__scheme__: https`; read again when it changes); empty: the system's trust store"
         ),
     )
     appliance_api_key_file: str = knob(
