@@ -120,7 +120,7 @@ def isolated_vars(prefix: Path, models_source: Path) -> dict[str, Any]:
         "dashboard_password_file": str(etc / "dashboard-password"),
         "dashboard_appliance_api_key_file": keys,
         "dashboard_database": str(var / "dashboard.sqlite3"),
-        "dashboard_ca_file": ca,
+        "dashboard_ca_file": str(tls / "dashboard-ca.crt"),
         "dashboard_ca_source": str(prefix / "pki" / "ca.crt"),
         "dashboard_process_name": "facefleet-test-dashboard",
         "facefleet_process_run_dir": str(run),
@@ -137,7 +137,7 @@ def isolated_vars(prefix: Path, models_source: Path) -> dict[str, Any]:
         "monitoring_grafana_provisioning_dir": str(prefix / "packages" / "grafana" / "provisioning"),
         "monitoring_grafana_dashboards_dir": str(var / "grafana" / "dashboards"),
         "monitoring_process_name": "facefleet-test-prometheus",
-        "monitoring_ca_file": ca,
+        "monitoring_ca_file": str(tls / "prometheus-ca.crt"),
         "monitoring_ca_source": str(prefix / "pki" / "ca.crt"),
         # the container role is not run in cpu mode; its paths move too, so nothing can reach the defaults
         "inference_container_name": "facefleet-test",
