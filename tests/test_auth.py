@@ -200,7 +200,9 @@ def test_every_probe_of_verify_yml_sends_the_key(default_pack, tmp_path):
     root = Path(__file__).resolve().parent.parent
     try:
         svc.wait_ready(key=KEY_A)
+        # a bare `facefleet serve`, no front: plain HTTP (the roles' TLS path is test_ansible.py's verify test)
         extra = [f"facefleet_service_port={svc.port}", f"verify_api_keys_file={keys}", f"verify_report_dir={tmp_path}"]
+        extra.append("facefleet_tls_mode=plain")
         playbook = [str(Path(sys.executable).parent / "ansible-playbook"), "verify.yml"]
         result = subprocess.run(
             [*playbook, *(arg for e in extra for arg in ("-e", e))],
