@@ -99,10 +99,10 @@ def isolated_vars(prefix: Path, models_source: Path) -> dict[str, Any]:
         "facefleet_front_state_dir": str(var / "facefleet-test-front"),
         "facefleet_front_log_dir": str(prefix / "log"),
         "facefleet_front_tls_dir": str(tls),
-        "facefleet_front_pki_dir": str(prefix / "pki"),
+        "facefleet_front_pki_dir": str(prefix / "pki"),  # the control node's fleet CA: not the repository's pki/
         # nginx's workers must reach the temporary body folder under pytest's 0700 tmp; the role's www-data
         # reaches /var/lib/facefleet (0755) on an appliance
-        "facefleet_front_user": "root",  # the control node's fleet CA: not the repository's pki/
+        "facefleet_front_user": "root",
         "exporter_venv": venv,
         "exporter_port": exporter,
         "exporter_config_dir": str(etc),

@@ -674,7 +674,7 @@ def cmd_gallery_check(args: argparse.Namespace) -> int:
         print(f"repaired: {old!r} -> {new!r}")
     for name, why in checked.failed:
         print(f"not repaired: {name!r}: {why}")
-    left = [name for name in checked.bad if not args.repair]
+    left = () if args.repair else checked.bad
     for name in left:
         print(f"bad name: {name!r} (facefleet gallery check --repair renames it without the surrounding whitespace)")
     return 1 if left or checked.failed else 0
