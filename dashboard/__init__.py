@@ -29,6 +29,7 @@ def create_app(
     app.config["FACEFLEET_PASSWORD"] = settings.password
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_SAMESITE"] = "Strict"
+    app.config["SESSION_COOKIE_SECURE"] = settings.secure_cookie  # behind the TLS front: never sent in clear
     if backend is None:
         backend = PrometheusBackend(settings) if settings.prometheus_url else PollerBackend(settings)
         if start_poller and isinstance(backend, PollerBackend):

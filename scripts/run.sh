@@ -39,7 +39,7 @@ facefleet is running:
              http://127.0.0.1:18079     (plain HTTP, this machine only)
              try: curl --cacert /etc/facefleet/tls/ca.crt https://127.0.0.1:18080/livez
   exporter   http://127.0.0.1:18090/metrics
-  dashboard  http://127.0.0.1:18100/
+  dashboard  https://<this host>:18100/  (TLS, the same fleet CA; the login password is in /etc/facefleet/dashboard-password)
   API key    in /etc/facefleet/api-keys (send it as X-API-Key; set inference_service_api_keys in vault to choose it)
   stop, status, uninstall: bash scripts/run.sh --stop | --status | --uninstall [--purge]
 URLS

@@ -38,7 +38,7 @@ DEFAULT_PREFIXES = (
     "/etc/grafana",
     "/var/lib/grafana",
 )
-DEFAULT_PORTS = (18078, 18079, 18080, 18081, 18082, 18083, 18090, 18100, 9090)
+DEFAULT_PORTS = (18078, 18079, 18080, 18081, 18082, 18083, 18090, 18098, 18100, 9090)
 KEYS_FILES = (Path("/etc/facefleet/api-keys"), Path("/etc/facefleet/dashboard-password"))
 RUN_DIR = Path("/run/facefleet")
 INSTALLED_CA = Path("/etc/facefleet/tls/ca.crt")
@@ -51,7 +51,8 @@ TEST_PORTS = {
     "loopback": 28079,  # the front: plain HTTP, 127.0.0.1 only
     "backend": 28078,  # gunicorn, 127.0.0.1 only
     "exporter": 28090,
-    "dashboard": 28100,
+    "dashboard": 28100,  # its front: HTTPS
+    "dashboard_backend": 28098,  # its gunicorn, 127.0.0.1 only
     "prometheus": 29090,
 }
 
@@ -90,15 +91,8 @@ def isolated_vars(prefix: Path, models_source: Path) -> dict[str, Any]:
         "inference_service_tls_dir": str(tls),
         "inference_service_front_name": "facefleet-test-front",
         "inference_service_state_dir": str(var),
-        # the front role's own defaults (inference_service passes the same values; extra vars win over both)
-        "facefleet_front_name": "facefleet-test-front",
-        "facefleet_front_port": service,
-        "facefleet_front_loopback_port": TEST_PORTS["loopback"],
-        "facefleet_front_backend_port": TEST_PORTS["backend"],
-        "facefleet_front_config_dir": str(etc),
-        "facefleet_front_state_dir": str(var / "facefleet-test-front"),
+        # the front role's defaults that its includers do not pass (those: PASSED_TO_THE_FRONT)
         "facefleet_front_log_dir": str(prefix / "log"),
-        "facefleet_front_tls_dir": str(tls),
         "facefleet_front_pki_dir": str(prefix / "pki"),  # the control node's fleet CA: not the repository's pki/
         # nginx's workers must reach the temporary body folder under pytest's 0700 tmp; the role's www-data
         # reaches /var/lib/facefleet (0755) on an appliance
@@ -123,6 +117,10 @@ def isolated_vars(prefix: Path, models_source: Path) -> dict[str, Any]:
         "dashboard_ca_file": str(tls / "dashboard-ca.crt"),
         "dashboard_ca_source": str(prefix / "pki" / "ca.crt"),
         "dashboard_process_name": "facefleet-test-dashboard",
+        "dashboard_backend_port": TEST_PORTS["dashboard_backend"],
+        "dashboard_tls_dir": str(tls),
+        "dashboard_front_name": "facefleet-test-dashboard-front",
+        "dashboard_state_dir": str(var),
         "facefleet_process_run_dir": str(run),
         "facefleet_process_log_dir": str(prefix / "log"),
         "facefleet_process_bin_dir": str(opt / "bin"),
@@ -167,20 +165,35 @@ def names_the_installed_appliance(value: Any) -> bool:
     if not isinstance(value, str):
         return False
     if value.startswith(DEFAULT_PREFIXES) or re.fullmatch(
-        r"facefleet-(service|exporter|dashboard|prometheus|front)", value
+        r"facefleet-(service|exporter|dashboard|prometheus|front|dashboard-front)", value
     ):
         return True
     return bool(re.search(r"(^|:)(" + "|".join(map(str, DEFAULT_PORTS)) + r")$", value))
 
 
+# The front role's variables each role that runs a front passes (an appliance and a dashboard on one host have
+# two fronts: an extra var for these would give both the same name and ports). Their defaults are covered by the
+# includers' own variables, which the tests do move; tests/test_ansible.py checks every includer passes them all.
+PASSED_TO_THE_FRONT = (
+    "facefleet_front_name",
+    "facefleet_front_port",
+    "facefleet_front_loopback_port",
+    "facefleet_front_backend_port",
+    "facefleet_front_config_dir",
+    "facefleet_front_state_dir",
+    "facefleet_front_tls_dir",
+)
+
+
 def default_values() -> dict[str, Any]:
-    """Every role default (and inline process name of a role's tasks) that names the installed appliance."""
+    """Every role default (and inline process name of a role's tasks) that names the installed appliance, but
+    the front's variables its includers pass (PASSED_TO_THE_FRONT)."""
     found: dict[str, Any] = {}
     for defaults in sorted(ROLES.glob("*/defaults/main.yml")):
         if defaults.parts[-3] == "jetson_host":  # host settings (L4T files, Docker), not the appliance's
             continue
         for name, value in (yaml.safe_load(defaults.read_text()) or {}).items():
-            if names_the_installed_appliance(value):
+            if names_the_installed_appliance(value) and name not in PASSED_TO_THE_FRONT:
                 found[name] = value
     return found
 

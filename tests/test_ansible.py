@@ -20,7 +20,7 @@ import pytest
 import requests
 import yaml
 
-from .appliance import TEST_PORTS, default_values, isolated_vars, names_the_installed_appliance
+from .appliance import PASSED_TO_THE_FRONT, TEST_PORTS, default_values, isolated_vars, names_the_installed_appliance
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -76,6 +76,22 @@ def test_the_tests_vars_move_every_path_port_and_process_off_the_installed_appli
     assert {"inference_service_port", "facefleet_process_run_dir", "inference_service_api_keys_file"} <= set(defaults)
     assert set(defaults) - set(chosen) == set()
     assert {name: value for name, value in chosen.items() if names_the_installed_appliance(value)} == {}
+
+
+@pytest.mark.parametrize("includer", ["inference_service", "inference_container", "dashboard"])
+def test_every_role_that_runs_a_front_passes_it_its_names_ports_and_folders(includer):
+    """The tests move these through each includer's own variables (extra vars would give every front on a
+    host the same name), so each includer must pass them all, from its own variables."""
+    tasks = yaml.safe_load((ROOT / "roles" / includer / "tasks" / "service.yml").read_text())
+    [front] = [t for t in tasks if t.get("ansible.builtin.include_role", {}).get("name") == "facefleet_front"]
+    passed = front["vars"]
+    assert set(PASSED_TO_THE_FRONT) <= set(passed), set(PASSED_TO_THE_FRONT) - set(passed)
+    own = "{{ " + includer + "_"
+    assert all(
+        str(passed[name]).startswith(own)
+        for name in PASSED_TO_THE_FRONT
+        if name != "facefleet_front_loopback_port" or includer != "dashboard"
+    ), passed
 
 
 def playbook(*argv: str, vars_file: Path, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -143,7 +159,7 @@ class Appliance:
 SERVICE = f"https://127.0.0.1:{TEST_PORTS['service']}"  # the front, TLS; plain HTTP only on loopback ports
 LOOPBACK = f"http://127.0.0.1:{TEST_PORTS['loopback']}"
 EXPORTER = f"http://127.0.0.1:{TEST_PORTS['exporter']}"
-DASHBOARD = f"http://127.0.0.1:{TEST_PORTS['dashboard']}"
+DASHBOARD = f"https://127.0.0.1:{TEST_PORTS['dashboard']}"  # behind its own front
 
 
 @pytest.fixture(scope="module")
@@ -178,14 +194,15 @@ def test_default_inventory_brings_up_the_appliance_and_a_second_run_changes_noth
         assert requests.get(f"https://{address}:{TEST_PORTS['service']}/livez", verify=default_run.ca, timeout=10).ok
     metrics = requests.get(f"{EXPORTER}/metrics", timeout=10).text
     assert "facefleet_build_info" in metrics and "facefleet_exporter_collector_success" in metrics
-    assert requests.get(f"{DASHBOARD}/healthz", timeout=10).json() == {"status": "ok"}
+    assert requests.get(f"{DASHBOARD}/healthz", verify=default_run.ca, timeout=10).json() == {"status": "ok"}
     keys = Path(default_run.values["inference_service_api_keys_file"])
     assert keys.is_relative_to(default_run.prefix) and keys.stat().st_mode & 0o777 == 0o600
     assert requests.get(f"{SERVICE}/info", verify=default_run.ca, timeout=30).status_code == 401
     assert requests.get(f"{SERVICE}/info", headers=default_run.key, verify=default_run.ca, timeout=30).ok
     assert "facefleet_probe_success 1.0" in metrics  # the exporter's probe went through the front, verified
     pidfiles = sorted(p.name for p in (default_run.prefix / "run").glob("*.pid"))
-    assert pidfiles == [f"facefleet-test-{name}.pid" for name in ("dashboard", "exporter", "front", "service")]
+    names = ("dashboard", "dashboard-front", "exporter", "front", "service")
+    assert pidfiles == [f"facefleet-test-{name}.pid" for name in names]
     second = playbook("site.yml", vars_file=default_run.vars_file)
     assert second.returncode == 0, second.stdout[-4000:]
     assert changed(second) == 0, changed_tasks(second)
@@ -319,25 +336,27 @@ def test_stop_status_start_and_uninstall_keep_data_and_keys_unless_purged(defaul
     Runs last in this module: it takes the test appliance down."""
     assert default_run.first.returncode == 0
     values, prefix = default_run.values, default_run.prefix
-    ports = [TEST_PORTS[name] for name in ("service", "loopback", "backend", "exporter", "dashboard")]
+    ports = [
+        TEST_PORTS[name] for name in ("service", "loopback", "backend", "exporter", "dashboard", "dashboard_backend")
+    ]
     status = playbook("status.yml", vars_file=default_run.vars_file)
     assert status.returncode == 0 and "facefleet-test-service: running (pid " in status.stdout, status.stdout[-3000:]
 
     stopped = playbook("site.yml", "-e", "facefleet_state=stopped", vars_file=default_run.vars_file)
-    assert stopped.returncode == 0 and changed(stopped) == 4, stopped.stdout[-3000:]
+    assert stopped.returncode == 0 and changed(stopped) == 5, stopped.stdout[-3000:]
     assert not list((prefix / "run").glob("*.pid")) and not any(listening(port) for port in ports)
     assert Path(values["inference_service_venv"], "bin", "facefleet").is_file()
     status = playbook("status.yml", vars_file=default_run.vars_file)
     assert status.returncode != 0
     assert (
         "not running on localhost: facefleet-test-service, facefleet-test-front, facefleet-test-exporter, "
-        "facefleet-test-dashboard" in status.stdout
+        "facefleet-test-dashboard, facefleet-test-dashboard-front" in status.stdout
     )
     again = playbook("site.yml", "-e", "facefleet_state=stopped", vars_file=default_run.vars_file)
     assert again.returncode == 0 and changed(again) == 0, again.stdout[-3000:]
 
     started = playbook("site.yml", vars_file=default_run.vars_file)
-    assert started.returncode == 0 and changed(started) == 4, started.stdout[-3000:]
+    assert started.returncode == 0 and changed(started) == 5, started.stdout[-3000:]
     assert requests.get(f"{SERVICE}/info", headers=default_run.key, verify=default_run.ca, timeout=30).ok
 
     keys = Path(values["inference_service_api_keys_file"])

@@ -278,6 +278,19 @@ def test_login_guards_every_page_and_api(tmp_path):
     assert client.get("/api/fleet").status_code == 401
 
 
+def test_behind_its_tls_front_the_session_cookie_is_https_only(tmp_path):
+    """The role sets FACEFLEET_DASHBOARD_SECURE_COOKIE behind the front: a browser never sends the login's
+    session over plain HTTP."""
+    for secure in (False, True):
+        settings = DashboardSettings(
+            password="s3cret-pass", database=str(tmp_path / f"{secure}.sqlite3"), secure_cookie=secure
+        )
+        client = create_app(settings, PollerBackend(settings)).test_client()
+        answer = client.post("/login", data={"password": "s3cret-pass"}, base_url="https://dash.example")
+        cookie = answer.headers["Set-Cookie"]
+        assert ("; Secure" in cookie) is secure and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+
+
 def test_dashboard_without_appliances_refuses_to_start():
     import subprocess
 

@@ -183,7 +183,8 @@ def test_plain_host_serves_the_service_exporter_and_dashboard(fleet):
     plain = requests.get(f"http://{c}:18080/health", timeout=30)
     assert plain.status_code == 400 and plain.json()["error"]["code"] == "tls_required"
     assert "facefleet_build_info" in requests.get(f"http://{c}:18090/metrics", timeout=10).text
-    assert requests.get(f"http://{c}:18100/healthz", timeout=10).json() == {"status": "ok"}
+    dashboard = requests.get(f"https://{c}:18100/healthz", verify=str(fleet["folder"] / "pki" / "ca.crt"), timeout=10)
+    assert dashboard.json() == {"status": "ok"}  # the dashboard behind its own TLS front too
 
 
 def test_second_run_changes_nothing(fleet):

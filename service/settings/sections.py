@@ -560,6 +560,12 @@ class DashboardSettings(Section):
             "dashboard role points it at `/etc/facefleet/api-keys` on a host that is also an appliance"
         ),
     )
+    secure_cookie: bool = knob(
+        False,
+        _dash("secure_cookie"),
+        parse=parse_bool,
+        doc="`true`: the login's session cookie is sent over HTTPS only (the role sets it behind its TLS front)",
+    )
     host: str = knob(
         "127.0.0.1", _dash("host"), doc="listen address; any other than loopback needs the login (see Access)"
     )
