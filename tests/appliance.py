@@ -206,8 +206,18 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+HASHED_UP_TO = 1 << 20  # bytes; larger files (wheels' libraries, models, engines) are told by size and mtime
+
+
+def _fingerprint(path: Path) -> str:
+    """A small file's sha256; a large one's size and modification time (nanoseconds): any write moves it, and
+    hashing the venv's and models' hundreds of megabytes twice cost CI a minute and a half."""
+    stat = path.stat()
+    return _sha256(path) if stat.st_size <= HASHED_UP_TO else f"{stat.st_size} bytes, mtime {stat.st_mtime_ns}"
+
+
 def _tree(folder: Path) -> dict[str, str]:
-    """Every file and folder under `folder` but the volatile ones: path -> sha256, link target or 'dir'."""
+    """Every file and folder under `folder` but the volatile ones: path -> fingerprint, link target or 'dir'."""
     listing: dict[str, str] = {}
     for dirpath, dirnames, filenames in os.walk(folder):
         for name in dirnames + filenames:
@@ -219,7 +229,7 @@ def _tree(folder: Path) -> dict[str, str]:
             elif path.is_dir():
                 listing[str(path)] = "dir"
             elif path.is_file():
-                listing[str(path)] = _sha256(path)
+                listing[str(path)] = _fingerprint(path)
     return listing
 
 

@@ -78,6 +78,21 @@ def test_the_tests_vars_move_every_path_port_and_process_off_the_installed_appli
     assert {name: value for name, value in chosen.items() if names_the_installed_appliance(value)} == {}
 
 
+def test_every_dynamic_include_carries_its_tags_into_what_it_includes():
+    """`ansible-playbook site.yml --tags monitoring` runs the whole monitoring role: an include's own tags do
+    not reach the tasks it loads (Ansible runs them only if they carry a chosen tag themselves), so every
+    include_role and include_tasks applies tags to them: the helper roles (facefleet_process,
+    facefleet_front) `always`, following whichever role included them."""
+    missing = []
+    for task_file in sorted((ROOT / "roles").glob("*/tasks/*.yml")):
+        for task in yaml.safe_load(task_file.read_text()) or []:
+            for module in ("ansible.builtin.include_role", "ansible.builtin.include_tasks"):
+                loads = task.get(module)
+                if loads is not None and not (isinstance(loads, dict) and loads.get("apply", {}).get("tags")):
+                    missing.append(f"{task_file.relative_to(ROOT)}: {task['name']}")
+    assert missing == []
+
+
 @pytest.mark.parametrize("includer", ["inference_service", "inference_container", "dashboard"])
 def test_every_role_that_runs_a_front_passes_it_its_names_ports_and_folders(includer):
     """The tests move these through each includer's own variables (extra vars would give every front on a
@@ -202,7 +217,7 @@ def test_default_inventory_brings_up_the_appliance_and_a_second_run_changes_noth
     assert "facefleet_probe_success 1.0" in metrics  # the exporter's probe went through the front, verified
     pidfiles = sorted(p.name for p in (default_run.prefix / "run").glob("*.pid"))
     names = ("dashboard", "dashboard-front", "exporter", "front", "service")
-    assert pidfiles == [f"facefleet-test-{name}.pid" for name in names]
+    assert pidfiles == sorted(f"facefleet-test-{name}.pid" for name in names)
     second = playbook("site.yml", vars_file=default_run.vars_file)
     assert second.returncode == 0, second.stdout[-4000:]
     assert changed(second) == 0, changed_tasks(second)
@@ -213,6 +228,7 @@ def test_monitoring_role_runs_prometheus_on_the_fleet(default_run, tmp_path):
     extra = tmp_path / "monitoring.ini"
     extra.write_text(f"[monitoring]\nlocalhost ansible_connection=local ansible_python_interpreter={sys.executable}\n")
     monitored = ["-i", "inventory.ini", "-i", str(extra), "site.yml"]
+    alone = [*monitored, "--tags", "monitoring"]  # the second run and the removal: the monitoring role alone
     try:
         first = playbook(*monitored, vars_file=default_run.vars_file)
         assert first.returncode == 0, first.stdout[-4000:]
@@ -230,10 +246,11 @@ def test_monitoring_role_runs_prometheus_on_the_fleet(default_run, tmp_path):
             "facefleet_exporter": "up",
         }
         assert Path(default_run.values["monitoring_grafana_dashboards_dir"], "facefleet.json").is_file()
-        second = playbook(*monitored, vars_file=default_run.vars_file)
-        assert changed(second) == 0, changed_tasks(second)
+        second = playbook(*alone, vars_file=default_run.vars_file)
+        assert second.returncode == 0 and changed(second) == 0, changed_tasks(second)
+        assert "TASK [facefleet_process : Is it running (pidfile)]" in second.stdout  # included tasks ran too
     finally:
-        removed = playbook(*monitored, "-e", "monitoring_state=absent", vars_file=default_run.vars_file)
+        removed = playbook(*alone, "-e", "monitoring_state=absent", vars_file=default_run.vars_file)
         assert removed.returncode == 0, removed.stdout[-3000:]
     assert not (default_run.prefix / "run" / "facefleet-test-prometheus.pid").exists()
     assert not Path(default_run.values["monitoring_prometheus_config_dir"], "facefleet").exists()
