@@ -33,15 +33,16 @@ NVPMODEL = (
 DAEMON_JSON = {"log-driver": "json-file", "log-opts": {"max-size": "10m"}, "data-root": "/var/lib/docker"}
 
 
-def wheelhouse() -> Path:
+def wheelhouses() -> dict[str, Path]:
     """Every wheel the hosts need, for their own Python (the test hosts have no route out), resolved inside
     the constraint sets the roles install with: the CPU set for the plain host, the JetPack 6 set for the
-    FAKE Jetsons (so their offline install finds the pinned versions). Rebuilt when a set changes."""
+    FAKE Jetsons (so their offline install finds the pinned versions), one folder per set so each host is
+    sent only its own. Rebuilt when a set changes."""
     house = ROOT / ".cache" / "fleet-wheelhouse"
-    sets = [ROOT / "constraints" / "cpu.txt", ROOT / "constraints" / "jetpack6.txt"]
-    stamp = "".join(s.read_text() for s in sets)
+    sets = {"cpu": ROOT / "constraints" / "cpu.txt", "jetpack6": ROOT / "constraints" / "jetpack6.txt"}
+    stamp = "one folder per set\n" + "".join(s.read_text() for s in sets.values())  # the layout, then the sets
     if (house / ".complete").exists() and (house / ".complete").read_text() == stamp:
-        return house
+        return {name: house / name for name in sets}
     shutil.rmtree(house, ignore_errors=True)
     python = ROOT / ".cache" / "fleet-python"
     if not (python / "bin" / "pip").exists():
@@ -50,15 +51,16 @@ def wheelhouse() -> Path:
     shutil.rmtree(build, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(build), str(ROOT)], check=True)
     wheel = next(build.glob("facefleet-*.whl"))
-    for constraints in sets:
+    for name, constraints in sets.items():
         requirement = f"facefleet[cpu] @ {wheel.as_uri()}"
+        folder = house / name
         subprocess.run(
-            [str(python / "bin" / "pip"), "download", "-q", "-d", str(house), "-c", str(constraints), requirement],
+            [str(python / "bin" / "pip"), "download", "-q", "-d", str(folder), "-c", str(constraints), requirement],
             check=True,
             timeout=900,
         )
     (house / ".complete").write_text(stamp)
-    return house
+    return {name: house / name for name in sets}
 
 
 def playbook(inventory: Path) -> tuple[subprocess.CompletedProcess, float]:
@@ -96,7 +98,7 @@ def fleet(tmp_path_factory, default_pack):
         Host("b", 1, folder / "b", {"nv_tegra_release": release_b, **jetson_files}, {"nvpmodel": NVPMODEL}),
         Host("c", 2, folder / "c"),
     ]
-    house = wheelhouse()
+    houses = wheelhouses()
     with Fleet(folder, hosts) as made:
         a, b, c = hosts
         inventory = folder / "inventory.ini"
@@ -104,12 +106,13 @@ def fleet(tmp_path_factory, default_pack):
             f"[appliances]\norin-a ansible_host={a.address}\njp5-b ansible_host={b.address}\n"
             f"plain-c ansible_host={c.address}\n\n[jetson]\norin-a\njp5-b\n\n[dashboard]\nplain-c\n\n"
             "[jetson:vars]\njetson_host_model_path=/etc/facefleet-fake/device-tree-model\njetson_host_nvpmodel_mode=0\n"
-            "jetson_host_docker_install=false\ninference_container_render_only=true\n\n"
+            "jetson_host_docker_install=false\ninference_container_render_only=true\n"
+            f"facefleet_package_wheelhouse={houses['jetpack6']}\n\n"
             f"[all:vars]\nansible_user=root\nansible_ssh_private_key_file={made.key}\n"
             "ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'\n"
             "ansible_python_interpreter=/usr/bin/python3\nonnxruntime_python=/usr/bin/python3\n"
-            f"facefleet_package_python=/usr/bin/python3\nfacefleet_package_wheelhouse={house}\n"
-            f"onnxruntime_wheelhouse={house}\nmodels_source_dir={default_pack}\n"
+            f"facefleet_package_python=/usr/bin/python3\nfacefleet_package_wheelhouse={houses['cpu']}\n"
+            f"onnxruntime_wheelhouse={houses['cpu']}\nmodels_source_dir={default_pack}\n"
             # the fleet CA of this test's control node, not the repository's pki/ (an installed appliance's)
             f"facefleet_front_pki_dir={folder / 'pki'}\ndashboard_ca_source={folder / 'pki' / 'ca.crt'}\n"
         )
@@ -128,6 +131,7 @@ def fleet(tmp_path_factory, default_pack):
             )
         )
         (ARTIFACTS / "fleet-first-run.log").write_text(first.stdout + first.stderr)
+        (ARTIFACTS / "fleet-second-run.log").write_text(second.stdout + second.stderr)
         yield {"hosts": {h.name: h for h in hosts}, "first": first, "second": second, "folder": folder}
 
 
