@@ -1,15 +1,16 @@
-"""facefleet on aarch64 under emulation: an arm64 Debian bookworm rootfs (mmdebstrap --arch=arm64) run by
-qemu-user-static through binfmt_misc. The JetPack 6 constraint set's CPU equivalent (PyPI's aarch64
-onnxruntime in place of the Jetson AI Lab's onnxruntime-gpu, same version) and the facefleet wheel are
-installed offline into a venv inside the rootfs; in the chroot, facefleet's package, onnxruntime, numpy and
-cv2 must import, numpy must be < 2, the machine must say aarch64, and one real detection must find the two
-faces of a shared photo with a shared model.
+"""facefleet on aarch64 under emulation: an arm64 Debian bookworm tree (mmdebstrap --arch=arm64
+--variant=extract: Python's packages and their dependencies unpacked, their maintainer scripts not run, which
+spares minutes of emulated byte-compiling) run by qemu-user-static through binfmt_misc. The JetPack 6
+constraint set's CPU equivalent (PyPI's aarch64 onnxruntime in place of the Jetson AI Lab's onnxruntime-gpu,
+same version) and the facefleet wheel are installed offline into a venv inside the tree; in the chroot,
+facefleet's package, onnxruntime, numpy and cv2 must import, numpy must be < 2, the machine must say aarch64,
+and one real detection must find the two faces of a shared photo with a shared model.
 
 The pins are checked for cp310 by tests/test_constraints.py; here they are installed on Python 3.11,
-because Debian's arm64 rootfs has 3.11 (JetPack 6's Ubuntu 22.04 has 3.10): the wheels are downloaded on
-this machine with `pip download --python-version 3.11` and the same constraint file. Slow: the first run
-builds the rootfs (about 3 minutes), later runs reuse the tarball cached under .cache/aarch64/; the
-install and the detection run emulated (roughly 9x slower than native)."""
+because Debian's arm64 Python is 3.11 (JetPack 6's Ubuntu 22.04 has 3.10): the wheels are downloaded on
+this machine with `pip download --python-version 3.11` and the same constraint file. Slow: the venv, the
+install and the detection run emulated (roughly 9x slower than native); the tree's tarball is cached under
+.cache/aarch64/."""
 
 from __future__ import annotations
 
@@ -30,10 +31,10 @@ pytestmark = pytest.mark.slow
 
 SUITE = "bookworm"
 MIRROR = os.environ.get("FACEFLEET_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-# python3-venv for the environment, ca-certificates as on any appliance, libstdc++6 for the C++ wheels
-# (cv2, onnxruntime; every Ubuntu and JetPack has it). opencv-python-headless needs no libGL or GLib: it
-# imports without them here.
-PACKAGES = ["python3", "python3-venv", "ca-certificates", "libstdc++6"]
+# python3-venv for the environment, libstdc++6 for the C++ wheels (cv2, onnxruntime; every Ubuntu and JetPack
+# has it); their dependencies come with them. opencv-python-headless needs no libGL or GLib: it imports
+# without them here.
+PACKAGES = ["python3", "python3-venv", "libstdc++6"]
 TOOLS = {"mmdebstrap": "mmdebstrap", "arch-test": "arch-test", "qemu-aarch64-static": "qemu-user-static"}
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 CACHE = ROOT / ".cache" / "aarch64"
@@ -95,14 +96,14 @@ def binfmt_flags(entry: str) -> str:
 
 
 def rootfs_tarball() -> Path:
-    """The arm64 bookworm rootfs as a tarball, cached by suite and package list."""
-    key = hashlib.sha256(f"{SUITE} {' '.join(PACKAGES)}".encode()).hexdigest()[:12]
+    """The arm64 bookworm tree as a tarball, cached by suite, variant and package list."""
+    key = hashlib.sha256(f"{SUITE} extract {' '.join(PACKAGES)}".encode()).hexdigest()[:12]
     tarball = CACHE / f"{SUITE}-arm64-{key}.tar"
     if tarball.exists():
         return tarball
     CACHE.mkdir(parents=True, exist_ok=True)
     partial = tarball.with_suffix(".partial.tar")
-    command = ["mmdebstrap", "--arch=arm64", "--variant=essential", "--mode=root", f"--include={','.join(PACKAGES)}"]
+    command = ["mmdebstrap", "--arch=arm64", "--variant=extract", "--mode=root", f"--include={','.join(PACKAGES)}"]
     run(*command, SUITE, str(partial), MIRROR, timeout=1800)
     partial.rename(tarball)
     return tarball
@@ -152,6 +153,7 @@ def emulated(tmp_path_factory: pytest.TempPathFactory, shared_models: Path, imag
         # /proc and /sys as on a real host: onnxruntime's cpuinfo reads /sys/devices/system/cpu and aborts
         # without it
         for fstype, point, options in (("proc", "proc", "nosuid,nodev,noexec"), ("sysfs", "sys", "ro")):
+            (root / point).mkdir(exist_ok=True)  # the extracted tree has no base-files to make them
             run("mount", "-t", fstype, "-o", options, fstype, str(root / point))
             mounted.append(root / point)
         mark = time.monotonic()
