@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from facefleet.api.fetch import FetchPolicy, URLRefused, fetch
@@ -44,7 +45,8 @@ def from_path(text: str, root: str) -> bytes:
         raise ImageError(f"cannot read image {text[:80]!r}: {exc.strerror}") from None
 
 
-def read(ref: ImageRef, settings: Settings) -> bytes:
+def read(ref: ImageRef, settings: Settings, headers: Mapping[str, str] | None = None) -> bytes:
+    """The bytes of one image; `headers` go with a URL's download (the request's img_req_headers)."""
     if ref.kind == "data":
         return ref.value if isinstance(ref.value, bytes) else from_base64(ref.value)
     text = str(ref.value)
@@ -55,7 +57,10 @@ def read(ref: ImageRef, settings: Settings) -> bytes:
     if not settings.server.allow_urls:
         raise URLRefused("image URLs are disabled on this appliance (FACEFLEET_ALLOW_URLS)")
     policy = FetchPolicy(
-        settings.server.url_allow, int(settings.server.url_max_mb * 1e6), settings.server.url_timeout_s
+        settings.server.url_allow,
+        int(settings.server.url_max_mb * 1e6),
+        settings.server.url_timeout_s,
+        tuple((headers or {}).items()),
     )
     return fetch(text, policy)
 
@@ -69,11 +74,13 @@ def _is_text(text: str) -> bool:
     return True
 
 
-def read_all(refs: list[ImageRef], settings: Settings) -> list[bytes | ImageError]:
+def read_all(
+    refs: list[ImageRef], settings: Settings, headers: Mapping[str, str] | None = None
+) -> list[bytes | ImageError]:
     out: list[bytes | ImageError] = []
     for ref in refs:
         try:
-            out.append(read(ref, settings))
+            out.append(read(ref, settings, headers))
         except ImageError as exc:
             out.append(exc)
     return out

@@ -28,9 +28,15 @@ class Detections:
     boxes: np.ndarray  # K x 4: x1, y1, x2, y2
     scores: np.ndarray  # K
     landmarks: np.ndarray  # K x 5 x 2: eyes, nose, mouth corners
+    scale: float = 1.0  # the image's resize factor into the detector's input (InsightFace-REST's `scale`)
+    numbers: np.ndarray | None = None  # K: each face's num_det once filtered (None: 0..K-1, detection order)
 
     def __len__(self) -> int:
         return len(self.scores)
+
+    def num_det(self) -> np.ndarray:
+        """Each face's number as /extract shows it: its place in detection order unless a filter renumbered it."""
+        return np.arange(len(self)) if self.numbers is None else self.numbers
 
 
 def batch_limit(spec: ModelSpec, opened: OpenedSession, settings: Settings) -> int:
@@ -121,4 +127,5 @@ class Detector(ChainedModel):
                     (boxes[keep] / scale).astype(np.float32),
                     scores[keep].astype(np.float32),
                     (kps[keep] / scale).astype(np.float32),
+                    float(scale),
                 )

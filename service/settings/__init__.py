@@ -17,6 +17,7 @@ from facefleet.settings.env import (
     PROVIDER_NAMES,
     SHAPE_POLICIES,
     Knob,
+    check_headers,
     key_lines,
     parse_providers,
     parse_size,
@@ -24,6 +25,7 @@ from facefleet.settings.env import (
 from facefleet.settings.root import FLAT, Settings, flat_knobs, value_of
 from facefleet.settings.sections import (
     SECTIONS,
+    AnswerSettings,
     AuthSettings,
     DashboardSettings,
     EngineSettings,
@@ -41,6 +43,7 @@ __all__ = [
     "PROVIDER_NAMES",
     "SECTIONS",
     "SHAPE_POLICIES",
+    "AnswerSettings",
     "AuthSettings",
     "DashboardSettings",
     "EngineSettings",
@@ -51,6 +54,7 @@ __all__ = [
     "ModelsSettings",
     "ServerSettings",
     "Settings",
+    "check_headers",
     "flat_knobs",
     "key_lines",
     "load",

@@ -9,7 +9,9 @@ a knob cannot be read without being documented or documented without being read.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,12 +131,66 @@ def default_cache_dir() -> str:
 
 # ---------------------------------------------------------------- parsers: text -> value or ValueError
 def parse_bool(text: str) -> bool:
+    """The spellings pydantic's settings accept (InsightFace-REST's variables are read so): any case."""
     lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
+    if lowered in ("1", "true", "yes", "on", "t", "y"):
         return True
-    if lowered in ("0", "false", "no", "off"):
+    if lowered in ("0", "false", "no", "off", "f", "n"):
         return False
     raise ValueError("expected true or false")
+
+
+def parse_headers(text: str) -> tuple[tuple[str, str], ...]:
+    """A JSON object of header names to values (InsightFace-REST's DEF_IMG_REQ_HEADERS), each checked
+    as a request's `img_req_headers` are (facefleet.settings.env.check_headers)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        raise ValueError('expected a JSON object of header names to values, e.g. {"User-Agent": "..."}') from None
+    return tuple(check_headers(value).items())
+
+
+# Headers a caller may not set on an image download: they describe the connection or the body, which the
+# fetcher owns (and Host would let a request ask one address for another site).
+RESERVED_HEADERS = frozenset(
+    {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+        "proxy-authorization",
+        "proxy-connection",
+    }
+)
+HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")  # RFC 9110's token
+MAX_HEADERS, MAX_HEADER_BYTES = 32, 8192
+
+
+def check_headers(value: object) -> dict[str, str]:
+    """Header names to values for an image download, or ValueError saying what is wrong: at most 32, 8 KB in
+    all, names that are HTTP tokens and none of RESERVED_HEADERS, values without control characters."""
+    if not isinstance(value, dict):
+        raise ValueError("expected an object of header names to values")
+    if len(value) > MAX_HEADERS:
+        raise ValueError(f"at most {MAX_HEADERS} headers")
+    total = 0
+    for name, text in value.items():
+        if not isinstance(text, str):
+            raise ValueError(f"header {str(name)[:40]!r}: the value must be a string")
+        if not HEADER_NAME.match(name):
+            raise ValueError(f"{name[:40]!r} is not a header name")
+        if name.lower() in RESERVED_HEADERS:
+            raise ValueError(f"header {name!r} is set by the downloader, not by a request")
+        if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in text):
+            raise ValueError(f"header {name!r}: control characters (a line break) are not allowed in a value")
+        total += len(name) + len(text.encode("utf-8", "surrogatepass"))
+    if total > MAX_HEADER_BYTES:
+        raise ValueError(f"headers of {total} bytes: at most {MAX_HEADER_BYTES}")
+    return dict(value)
 
 
 def parse_providers(text: str) -> tuple[str, ...]:
@@ -146,7 +202,8 @@ def parse_providers(text: str) -> tuple[str, ...]:
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    parts = [int(p) for p in text.replace("x", ",").split(",")]
+    """`640,640`, `640x640`, `640` or InsightFace-REST's JSON list `[640, 640]`."""
+    parts = [int(p) for p in text.strip().strip("[]").replace("x", ",").split(",")]
     if len(parts) == 1:
         parts = parts * 2
     if len(parts) != 2 or min(parts) < 32 or any(p % 32 for p in parts):
