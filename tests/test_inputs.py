@@ -157,7 +157,10 @@ def test_gif_and_tiff_find_the_faces_of_the_jpeg(service, photo):
         "TIFF CMYK PackBits": saved(picture.convert("CMYK"), "TIFF", compression="packbits"),
         "TIFF of two pages": pages,
     }
-    jpeg, *others = extract(service, [b64(photo), *map(b64, versions.values())])
+    data = [b64(photo), *map(b64, versions.values())]
+    keyless = requests.post(f"{service.url}/extract", json={"images": {"data": data[1:2]}}, timeout=60)
+    assert keyless.status_code == 401  # keys on, as on every appliance
+    jpeg, *others = extract(service, data)
     expected = boxes(jpeg)
     assert len(expected) == 2
     for name, result in zip(versions, others, strict=True):
