@@ -37,8 +37,10 @@ from facefleet.contract.fields import (
     Whole,
     bad,
 )
+from facefleet.engine.decode import ACCEPTED_NAMES
 
 R = TypeVar("R", bound="Request")
+IMAGE_FORMATS = f"{ACCEPTED_NAMES}; a GIF is its first frame, a TIFF its first page"
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,10 @@ class Images(BaseModel):
     model_config = ConfigDict(json_schema_extra=_needs_images((1, None, 0, None), (0, None, 1, None)))
 
     data: list[ImageData] | None = Field(
-        default=None, description="base64 images, optionally with a data:...;base64, prefix (raw bytes in msgpack)"
+        default=None,
+        description=f"base64 images ({IMAGE_FORMATS}), padded, in the standard or the URL-safe alphabet; "
+        "whitespace and line breaks are ignored and a data:...;base64, prefix is dropped; any other character "
+        "fails that image (bad_image). Raw bytes in msgpack",
     )
     urls: list[str] | None = Field(
         default=None, description="http(s) URLs (when enabled) or paths relative to the images root"
@@ -205,7 +210,7 @@ class DrawRequest(ImageRequest):
 class DrawForm(Request):
     """The multipart form of /multipart/draw_detections (flags spelled as forms do, any letter case)."""
 
-    file: bytes = Field(description="the image (JPEG, PNG, WebP, BMP)")
+    file: bytes = Field(description=f"the image ({IMAGE_FORMATS})")
     threshold: FormScore = None
     limit_faces: FormWhole = None
     draw_scores: FormFlag = Field(default="true", validate_default=True)
