@@ -100,7 +100,7 @@ def test_each_setting_lives_in_one_section_and_reads_its_variables():
     from facefleet.settings import FLAT, SECTIONS, ServerSettings
 
     assert set(SECTIONS) == {"engine", "server", "auth", "models", "galleries", "metrics", "jetson", "dashboard"}
-    assert len(FLAT) == len(set(FLAT.values())) == 54
+    assert len(FLAT) == len(set(FLAT.values())) == 55
     settings = Settings.from_env({"PORT": "9100", "FACEFLEET_AUTH": "off", "FACEFLEET_PROVIDERS": "cpu"})
     assert settings.server.port == 9100 and settings.auth.mode == "off" and settings.engine.providers == ("cpu",)
     assert ServerSettings.from_env({"NUM_WORKERS": "2"}, port=1).workers == 2
