@@ -17,7 +17,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import jinja2
 import pytest
+import yaml
+from ansible.plugins.filter.core import FilterModule
 
 from facefleet.api import create_app
 from facefleet.api.auth import client_address, trusted_network, trusted_warning
@@ -279,3 +282,52 @@ def test_the_boundary_a_local_process_on_the_backend_port_can_claim_an_address(s
     assert request(backend, "127.0.0.1", headers={"X-Forwarded-For": TRUSTED})[0] == 200
     assert request(backend, "127.0.0.1")[0] == 401
     assert request(backend, TRUSTED)[0] == 200  # its own peer address, without a header
+
+
+# ------------------------------------------------------------------ the roles
+ROLES = Path(__file__).resolve().parent.parent / "roles"
+
+
+def service_env(**overrides: object) -> dict[str, str]:
+    """roles/inference_service's service.env, rendered as Ansible does (its filters, trim_blocks) from the role's
+    defaults and `overrides`, read back as the variables systemd gives the service."""
+    values = yaml.safe_load((ROLES / "inference_service" / "defaults" / "main.yml").read_text())
+    values.update({"ansible_managed": "Ansible managed", **overrides})
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True)
+    env.filters.update(FilterModule().filters())
+    text = env.from_string((ROLES / "inference_service" / "templates" / "service.env.j2").read_text()).render(values)
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    return dict(line.split("=", 1) for line in lines)
+
+
+@pytest.mark.parametrize("given", [["10.20.0.0/16", "fd00::/8"], "10.20.0.0/16,fd00::/8"], ids=["list", "string"])
+def test_the_service_role_writes_the_networks_the_service_reads(given: object) -> None:
+    """A list from group_vars or a comma-separated string from an inventory line: the same setting."""
+    environ = service_env(inference_service_trusted_networks=given)
+    assert environ["FACEFLEET_TRUSTED_NETWORKS"] == "10.20.0.0/16,fd00::/8"
+    assert Settings.from_env(environ).auth.trusted_networks == (net("10.20.0.0/16"), net("fd00::/8"))
+    assert "FACEFLEET_TRUSTED_NETWORKS" not in service_env()  # the default: none, and the file as before
+
+
+def test_the_container_role_passes_the_networks_in_the_containers_environment() -> None:
+    from .test_ansible_container import render
+
+    def networks(**overrides: object) -> str | None:
+        return json.loads(render("container.json.j2", **overrides))["env"].get("FACEFLEET_TRUSTED_NETWORKS")
+
+    assert networks() is None
+    assert networks(inference_container_trusted_networks=["10.20.0.0/16", "fd00::/8"]) == "10.20.0.0/16,fd00::/8"
+    # one inventory variable for both install modes; the container's own wins where set
+    assert networks(inference_service_trusted_networks=["10.30.0.0/16"]) == "10.30.0.0/16"
+    both = {"inference_service_trusted_networks": ["10.30.0.0/16"], "inference_container_trusted_networks": ["::1"]}
+    assert networks(**both) == "::1"
+
+
+def test_the_roles_default_is_the_codes() -> None:
+    for role in ("inference_service", "inference_container"):
+        name = f"{role}_trusted_networks"
+        defaults = yaml.safe_load((ROLES / role / "defaults" / "main.yml").read_text())
+        specs = yaml.safe_load((ROLES / role / "meta" / "argument_specs.yml").read_text())
+        spec = specs["argument_specs"]["main"]["options"][name]
+        assert defaults[name] == spec["default"] == list(Settings().auth.trusted_networks) == []
+        assert spec["type"] == "list" and spec["elements"] == "str"
