@@ -131,7 +131,11 @@ def _auth_info(settings: Any) -> dict[str, Any]:
     """Whether keys are required, and a warning an operator cannot miss when they are not."""
     if settings.auth.mode == "off":
         return {"enabled": False, "warning": "authentication is off (FACEFLEET_AUTH=off): anyone may use this service"}
-    return {"enabled": True, "open_paths": ["/livez", *settings.auth.open_paths]}
+    return {
+        "enabled": True,
+        "open_paths": ["/livez", *settings.auth.open_paths],
+        "trusted_networks": [str(net) for net in settings.auth.trusted_networks],
+    }
 
 
 def _galleries() -> list[dict[str, Any]]:

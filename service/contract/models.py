@@ -449,6 +449,9 @@ class AuthInfo(Answer):
     enabled: bool
     warning: str = absent()
     open_paths: list[str] = absent()
+    trusted_networks: list[str] = absent(
+        "networks whose requests are served without a key (FACEFLEET_TRUSTED_NETWORKS); empty: none"
+    )
 
 
 class GallerySummary(Answer):

@@ -9,6 +9,7 @@ a knob cannot be read without being documented or documented without being read.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import re
@@ -265,6 +266,29 @@ def path_list(text: str) -> tuple[str, ...]:
     if any(not p.startswith("/") for p in paths):
         raise ValueError("expected a comma-separated list of paths, each starting with /")
     return paths
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def network_list(text: str) -> tuple[Network, ...]:
+    """Comma-separated CIDRs, IPv4 or IPv6 (a bare address is its /32 or /128). An address with host bits
+    set (`10.1.2.3/8`) is refused rather than widened: it is most often a typo for another network."""
+    networks = []
+    for part in word_list(text):
+        try:
+            networks.append(ipaddress.ip_network(part))
+        except ValueError as exc:
+            raise ValueError(f"{exc}{_did_you_mean(part)}; expected comma-separated CIDRs such as 10.0.0.0/8") from None
+    return tuple(networks)
+
+
+def _did_you_mean(part: str) -> str:
+    """The network an address with host bits set lies in, to name in the error."""
+    try:
+        return f" (did you mean {ipaddress.ip_network(part, strict=False)}?)"
+    except ValueError:
+        return ""
 
 
 def auth_mode(text: str) -> str:

@@ -20,6 +20,7 @@ from facefleet.settings.env import (
     ARENA_STRATEGIES,
     CONV_ALGO_SEARCHES,
     SHAPE_POLICIES,
+    Network,
     above_zero_float,
     above_zero_int,
     auth_mode,
@@ -30,6 +31,7 @@ from facefleet.settings.env import (
     knob,
     log_format,
     log_level,
+    network_list,
     non_negative_float,
     non_negative_int,
     one_of,
@@ -409,8 +411,20 @@ class AuthSettings(Section):
         ),
     )
 
+    trusted_networks: tuple[Network, ...] = knob(
+        (),
+        "FACEFLEET_TRUSTED_NETWORKS",
+        parse=network_list,
+        doc=(
+            "networks served without a key, comma-separated CIDRs (IPv4 or IPv6; `0.0.0.0/0` and `::/0` are every "
+            "address): for clients that cannot send a header. The client's address is the TCP peer's, or the "
+            'front\'s `X-Forwarded-For` when the peer is loopback ("Clients that cannot send a key" below); '
+            "logged as a warning at start-up and listed in `/info`'s `auth`"
+        ),
+    )
+
     def __hash__(self) -> int:
-        return hash((self.mode, self.api_keys, self.api_keys_file, self.open_paths))
+        return hash((self.mode, self.api_keys, self.api_keys_file, self.open_paths, self.trusted_networks))
 
 
 @dataclass(frozen=True)
