@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facefleet.engine import scrfd, yunet
+from facefleet.engine import families
 from facefleet.engine.nms import nms
 from facefleet.engine.runner import Chain, ChainedModel
 from facefleet.engine.runtime import OpenedSession, SessionSlot
@@ -28,6 +28,8 @@ class Detections:
     boxes: np.ndarray  # K x 4: x1, y1, x2, y2
     scores: np.ndarray  # K
     landmarks: np.ndarray  # K x 5 x 2: eyes, nose, mouth corners
+    # K: each face's mask score, from a detector that scores masks itself (RetinaFace mnet_cov2); else None
+    mask: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -50,9 +52,7 @@ class Detector(ChainedModel):
         super().__init__(spec, opened, settings, chain)
         opened = self.slot.opened
         names = [o.name for o in opened.session.get_outputs()]
-        family = yunet if spec.family == "yunet" else scrfd
-        self._decode = family.decode
-        self._groups = family.group_outputs(names, spec.strides)
+        self._decode = families.decoder(spec, names)
         fixed_h, fixed_w = opened.input_shape[2:4]
         self.policy: str
         self.det_size: tuple[int, int]
@@ -114,11 +114,12 @@ class Detector(ChainedModel):
         with maybe(timings, "det_post"):
             for k, i in enumerate(chunk):
                 index = k if self.batched_output else None
-                boxes, scores, kps = self._decode(outputs, self._groups, spec, input_hw, threshold, index)
-                keep = self._best(boxes, scores)
+                found = self._decode(outputs, input_hw, threshold, index)
+                keep = self._best(found.boxes, found.scores)
                 scale = placements[i].scale
                 results[i] = Detections(
-                    (boxes[keep] / scale).astype(np.float32),
-                    scores[keep].astype(np.float32),
-                    (kps[keep] / scale).astype(np.float32),
+                    (found.boxes[keep] / scale).astype(np.float32),
+                    found.scores[keep].astype(np.float32),
+                    (found.kps[keep] / scale).astype(np.float32),
+                    None if found.mask is None else found.mask[keep].astype(np.float32),
                 )

@@ -18,6 +18,10 @@ def _dims(value: onnx.ValueInfoProto) -> list[int | str]:
 def _detector_problems(spec: ModelSpec, outputs: list[onnx.ValueInfoProto]) -> list[str]:
     names = [o.name for o in outputs]
     n = len(spec.strides)
+    if spec.family not in ("scrfd", "yunet"):
+        # RetinaFace, CenterFace, YOLOv5-face: their decoder's own layout check runs when the model is
+        # loaded (facefleet.engine.families, a layer above this one); here only the input is checked.
+        return []
     if spec.family == "yunet":
         missing = [f"{k}_{s}" for s in spec.strides for k in ("cls", "obj", "bbox", "kps") if f"{k}_{s}" not in names]
         return [f"lacks the YuNet outputs {', '.join(missing)}"] if missing else []
