@@ -31,7 +31,7 @@ FAMILY_LAYOUTS = {
     "yolov5_face": ("yolov5_face",),
 }
 LAYOUTS = tuple(layout for layouts in FAMILY_LAYOUTS.values() for layout in layouts)
-PREPARE_STEPS = ("drop_dangling_inputs", "fold_blocked_dequantize", "dynamic_batch")
+PREPARE_STEPS = ("drop_dangling_inputs", "fold_blocked_dequantize", "dynamic_batch", "dynamic_size")
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,10 @@ class ModelSpec:
 
     @property
     def fixed_hw(self) -> tuple[int, int] | None:
-        """(height, width) when the file's input size is fixed, else None."""
+        """(height, width) when the file's input size is fixed, else None (also when `dynamic_size`
+        frees the placeholder size a file declares)."""
+        if "dynamic_size" in self.prepare:
+            return None
         h, w = self.input_shape[2], self.input_shape[3]
         return (h, w) if h and w else None
 
