@@ -9,8 +9,9 @@ facefleet.models.synth are the architecture-faithful ones).
   MXNet graph's reshape-softmax-reshape), face_rpn_bbox_pred_stride<s> [1, 4A, ...],
   face_rpn_landmark_pred_stride<s> [1, 10A, ...]; mnet_cov2 adds face_rpn_type_prob_reshape_stride<s>
   [1, 3A, ...] after them (a softmax over 3 types per anchor; channels 2A..3A: mask). A = 2.
-- CenterFace (Star-Clouds, `input.1` [1, 3, 480, 640]): outputs 537 (heatmap, a sigmoid) [1, 1, H/4, W/4],
-  538 (scale) [1, 2, ...], 539 (offset) [1, 2, ...], 540 (landmarks) [1, 10, ...], the names its demos read.
+- CenterFace (Star-Clouds, `input.1` declared [10, 3, 32, 32] like the published file): outputs 537 (heatmap,
+  a sigmoid) [10, 1, 8, 8], 538 (scale) [10, 2, 8, 8], 539 (offset), 540 (landmarks) [10, 10, 8, 8], the names
+  its demos read.
 - YOLOv5-face (`input` [1, 3, 640, 640]): one `output` [1, 25200, 16], rows ordered as YOLOv5's Detect
   head flattens them (stride, anchor, row, column), already in pixels: a sigmoid scaled per column.
 - MobileFaceNet-style recognizer (w600k_mbf, `input.1` [N, 3, 112, 112] -> [N, 512]): strided and
@@ -85,8 +86,9 @@ def retinaface(
     return finish(g, "retinaface", [("data", [1, 3, *input_hw])], outputs), g.parameters
 
 
-def centerface(input_hw: tuple[int, int] = (480, 640), seed: int = 0) -> tuple[onnx.ModelProto, int]:
-    """(model, parameters) with CenterFace's I/O."""
+def centerface(input_hw: tuple[int, int] = (32, 32), batch: int = 10, seed: int = 0) -> tuple[onnx.ModelProto, int]:
+    """(model, parameters) with CenterFace's I/O, declared as the published file declares it: placeholder dims
+    input [10, 3, 32, 32] (fully convolutional, it runs at any size once `dynamic_size` frees them)."""
     g = GraphBuilder(seed)
     x, c = _pyramid(g, "input.1", (16, 32))[4]
     heat = _named(g, g.op("Sigmoid", [g.conv(x, c, 1, 3, bias=True)]), "537")
@@ -94,8 +96,8 @@ def centerface(input_hw: tuple[int, int] = (480, 640), seed: int = 0) -> tuple[o
         _named(g, _tame(g, g.conv(x, c, k, 3, bias=True)), n) for n, k in (("538", 2), ("539", 2), ("540", 10))
     ]
     rows, cols = input_hw[0] // 4, input_hw[1] // 4
-    outputs = [(n, [1, k, rows, cols]) for n, k in zip(maps, (1, 2, 2, 10), strict=True)]
-    return finish(g, "centerface", [("input.1", [1, 3, *input_hw])], outputs), g.parameters
+    outputs = [(n, [batch, k, rows, cols]) for n, k in zip(maps, (1, 2, 2, 10), strict=True)]
+    return finish(g, "centerface", [("input.1", [batch, 3, *input_hw])], outputs), g.parameters
 
 
 # Column scales of the YOLOv5-face rows: centre x, y and size in pixels of a 640 input, score, landmarks, class.
