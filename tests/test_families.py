@@ -299,3 +299,17 @@ def test_real_centerface_from_pypi_finds_the_known_faces(tmp_path, cache_dir, im
     assert np.allclose(face.boxes[0], [180.1, 60.2, 271.6, 179.7], atol=4)
     scrfd_marks = [[204.1, 100.6], [246.8, 103.6], [223.8, 129.2], [202.0, 139.7], [245.7, 142.3]]
     assert np.allclose(face.landmarks[0], scrfd_marks, atol=6)
+
+
+def test_models_verify_refuses_a_file_of_another_family(tmp_path):
+    from facefleet.app.models import VerifyModels, verify_models
+
+    synthesize("centerface", tmp_path / "retinaface_mnet025_v1.onnx")
+    synthesize("yolov5s-face", tmp_path / "yolov5s-face.onnx")
+    report = verify_models(_settings(tmp_path), VerifyModels(("retinaface_mnet025_v1", "yolov5s-face")))
+    assert len(report.problems) == 2  # the retinaface place: wrong input name, wrong outputs; YOLO's fits
+    assert report.problems[0] == "retinaface_mnet025_v1: input is named 'input.1', the manifest says 'data'"
+    assert report.problems[1].startswith(
+        "retinaface_mnet025_v1: model retinaface_mnet025_v1 (retinaface_mnet025_v1.onnx)"
+    )
+    assert "answers 4 outputs, not 9" in report.problems[1]
