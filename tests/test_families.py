@@ -313,3 +313,15 @@ def test_models_verify_refuses_a_file_of_another_family(tmp_path):
         "retinaface_mnet025_v1: model retinaface_mnet025_v1 (retinaface_mnet025_v1.onnx)"
     )
     assert "answers 4 outputs, not 9" in report.problems[1]
+
+
+def test_filtering_faces_keeps_their_mask_scores_in_step():
+    from facefleet.engine.detector import Detections
+    from facefleet.engine.pipeline import _filter
+
+    boxes = np.array([[0, 0, 10, 10], [0, 0, 50, 50], [0, 0, 30, 30]], np.float32)
+    scores, marks = np.array([0.9, 0.8, 0.7], np.float32), np.zeros((3, 5, 2), np.float32)
+    assert _filter(Detections(boxes, scores, marks), 20, 0).mask is None
+    found = Detections(boxes, scores, marks, mask=np.array([0.1, 0.2, 0.3], np.float32))
+    kept = _filter(found, 20, 1)  # the largest face of those of at least 20 px: the second
+    assert kept.mask is not None and kept.mask.tolist() == pytest.approx([0.2]) and kept.boxes[0][2] == 50

@@ -34,6 +34,11 @@ class Detections:
     def __len__(self) -> int:
         return len(self.scores)
 
+    def take(self, keep: np.ndarray) -> Detections:
+        """The faces at these indices, in this order, every per-face array (the mask score too) kept in step."""
+        mask = None if self.mask is None else self.mask[keep]
+        return Detections(self.boxes[keep], self.scores[keep], self.landmarks[keep], mask)
+
 
 def batch_limit(spec: ModelSpec, opened: OpenedSession, settings: Settings) -> int:
     """Images per detector run: FACEFLEET_DET_BATCH_SIZE when the file takes a batch (a dynamic

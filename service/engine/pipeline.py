@@ -360,7 +360,7 @@ def _filter(found: Detections, min_face_size: float, limit_faces: int) -> Detect
     keep = np.flatnonzero(sizes >= min_face_size)
     if limit_faces:
         keep = keep[largest_first(sizes[keep])][:limit_faces]
-    return Detections(found.boxes[keep], found.scores[keep], found.landmarks[keep])
+    return found.take(keep)
 
 
 def _as_crop(image: np.ndarray) -> np.ndarray:

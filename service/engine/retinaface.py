@@ -90,13 +90,13 @@ def decode(
                 np.concatenate([mid - half, mid + half], axis=1),
                 scores[hit],
                 centres[:, None, :] + marks * sides[:, :, None],
-                _rows(outputs[group[3]][b][2 * a : 3 * a], 1)[hit, 0] if len(group) > 3 else scores[hit],
+                *([_rows(outputs[group[3]][b][2 * a : 3 * a], 1)[hit, 0]] if len(group) > 3 else []),
             )
         )
     if not found:
         return none_found(with_mask(spec))
-    boxes, scores, kps, masks = (np.concatenate(parts).astype(np.float32) for parts in zip(*found, strict=True))
-    return Candidates(boxes, scores, kps, masks if with_mask(spec) else None)
+    joined = [np.concatenate(parts).astype(np.float32) for parts in zip(*found, strict=True)]
+    return Candidates(joined[0], joined[1], joined[2], joined[3] if len(joined) > 3 else None)
 
 
 def layout_problem(spec: ModelSpec, names: list[str], shapes: list[Shape], hw: tuple[int, int] | None) -> str:
