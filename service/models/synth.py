@@ -14,6 +14,11 @@ IResNet-100 (glintr100's architecture, InsightFace arcface_torch `iresnet100`): 
 with the stage's stride, BN; a 1x1 conv + BN shortcut where the shape changes) of widths 64,
 128, 256, 512, then BN, flatten, a 25088 -> 512 fully connected layer and a 1-D BN: about 65.1 M
 parameters. Input `input.1` [N, 3, 112, 112], one [N, 512] output, like the InsightFace-REST file.
+AdaFace IR-101 (`adaface_ir101_webface12m`) is the same network with AdaFace's input and output names.
+
+`scrfd_10g_gnkps_norm` is SCRFD-10G with its input normalisation as the graph's first nodes (it takes
+the raw BGR image). The registry also names the I/O-exact stand-ins of facefleet.models.synth_zoo
+(RetinaFace, CenterFace, YOLOv5-face, a MobileFaceNet-style w600k_mbf), which are not architecture-faithful.
 """
 
 from __future__ import annotations
