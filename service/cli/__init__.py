@@ -124,7 +124,7 @@ def cmd_models_synth(args: argparse.Namespace) -> int:
     spec = manifest.get(name)
     if args.out:
         target = Path(args.out)
-    elif spec.sha256:
+    elif spec.sha256 or spec.sources:  # a random file in the models folder would pass for the pullable real one
         print(
             f"facefleet: {name} has published weights; give --out so random ones never take their place",
             file=sys.stderr,

@@ -381,8 +381,7 @@ def _filter(found: Detections, min_face_size: float, limit_faces: int) -> Detect
         keep = largest_first(areas)[:limit_faces]
     numbers = np.arange(len(keep))
     wide = (boxes[keep, 2] - boxes[keep, 0]) >= min_face_size
-    keep, numbers = keep[wide], numbers[wide]
-    return Detections(boxes[keep], found.scores[keep], found.landmarks[keep], found.scale, numbers)
+    return found.take(keep[wide], numbers[wide])
 
 
 def _as_crop(image: np.ndarray) -> np.ndarray:
