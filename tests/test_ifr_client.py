@@ -188,3 +188,18 @@ def test_embed_only_also_answers_insightface_rest_top_level_keys(client: IFRClie
     raw = client.extract([buffer.getvalue()], mode="data", use_msgpack=False, embed_only=True)
     assert raw["status"] == "ok" and raw["took_ms"] == raw["took"]["total_ms"]
     assert len(raw["data"][0]["faces"]) == 1 and raw["data"][0]["faces"][0]["bbox"] == [0, 0, 112, 112]
+
+
+def test_a_detectors_own_mask_score_fills_mask_and_mask_probs() -> None:
+    """RetinaFace mnet_cov2 scores masks itself: with detect_masks its score answers (InsightFace-REST drops it)."""
+    from facefleet.contract.faces import FaceOptions, face_fields
+    from facefleet.engine.pipeline import Face
+
+    box, marks = np.array([10, 10, 60, 70], np.float32), np.zeros((5, 2), np.float32)
+    masked = face_fields(Face(box, 0.9, marks, mask_score=0.7), FaceOptions(masks=True))
+    assert masked["mask"] is True and masked["mask_probs"] == {"mask": 0.7, "no_mask": 0.3}
+    assert "mask_error" not in masked
+    bare = face_fields(Face(box, 0.9, marks, mask_score=0.1), FaceOptions(masks=True))
+    assert bare["mask"] is False
+    unasked = face_fields(Face(box, 0.9, marks, mask_score=0.7), FaceOptions())
+    assert unasked["mask"] is None and unasked["mask_probs"] is None

@@ -23,6 +23,9 @@ from facefleet.engine.pipeline import Face
 
 GA_UNAVAILABLE = "not available: no gender/age model is configured on this appliance"
 MASK_UNAVAILABLE = "not available: no mask model is configured on this appliance"
+# A detector's own mask score (RetinaFace mnet_cov2) at or above which the face wears one: the threshold of
+# InsightFace's RetinaFaceAntiCov example (InsightFace-REST computes the score and never shows it)
+DETECTOR_MASK_THRESHOLD = 0.2
 
 
 class FaceFlags(Protocol):
@@ -89,7 +92,10 @@ def face_fields(face: Face, options: FaceOptions) -> dict[str, Any]:
     }
     if options.ga:
         out["ga_error"] = GA_UNAVAILABLE
-    if options.masks:
+    if options.masks and face.mask_score is not None:
+        out["mask"] = face.mask_score >= DETECTOR_MASK_THRESHOLD
+        out["mask_probs"] = {"mask": round(face.mask_score, 5), "no_mask": round(1.0 - face.mask_score, 5)}
+    elif options.masks:
         out["mask_error"] = MASK_UNAVAILABLE
     return out
 

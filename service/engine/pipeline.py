@@ -43,6 +43,7 @@ class Face:
     crop: np.ndarray | None = None  # aligned 112 x 112 RGB
     num_det: int = 0  # its number in /extract (InsightFace-REST's: after limit_faces, before min_face_size)
     scale: float = 1.0  # its image's resize factor into the detector's input
+    mask_score: float | None = None  # from a detector that scores masks itself (RetinaFace mnet_cov2)
 
     @property
     def size(self) -> float:
@@ -312,6 +313,7 @@ class FaceEngine:
                         crop=image_crops[k],
                         num_det=int(numbers[k]),
                         scale=found.scale,
+                        mask_score=None if found.mask is None else float(found.mask[k]),
                     )
                     for k in range(len(found))
                 ]
