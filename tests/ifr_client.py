@@ -11,6 +11,8 @@ on PyPI), so this stands in for it, and every rule below is one the real client 
   `application/x-msgpack`. `raw_response=False` validates it with its pydantic (v2) models below, where every
   `Optional[...]` without a default is a REQUIRED key (null allowed).
 - Keys: the client has no key option; an operator adds one in one line on its requests session.
+- `draw_detections()` / `draw_multipart()`: InsightFace-REST's documented draw endpoints (its client has no method
+  for them; its users call them so): the first image back as JPEG bytes.
 """
 
 from __future__ import annotations
@@ -113,3 +115,11 @@ class IFRClient:
         if raw_response:
             return content
         return RecognitionResponse.model_validate(content)
+
+    def draw_detections(self, image: bytes, **options: Any) -> requests.Response:
+        body = {"images": {"data": [base64.b64encode(image).decode("ascii")]}, **options}
+        return self.sess.post(f"{self.server}/draw_detections", json=body, timeout=120)
+
+    def draw_multipart(self, image: bytes, **form: str) -> requests.Response:
+        files = {"file": ("image.jpg", image, "image/jpeg")}
+        return self.sess.post(f"{self.server}/multipart/draw_detections", files=files, data=form, timeout=120)

@@ -1,6 +1,7 @@
 """InsightFace-REST's own client (tests/ifr_client.py: its wire behaviour) against a real gunicorn service with
-keys on, our default: the key added in its one documented line, every call of the client parsed by the client's
-own models, and InsightFace-REST's semantics of size, limit_faces, min_face_size and num_det on a crowd."""
+keys on, our default, and a trusted-network rule in place (127.0.0.2/32): the key added in its one documented line,
+or no key at all from the trusted address; every call of the client parsed by the client's own models, the draw
+endpoints, msgpack, and InsightFace-REST's semantics of size, limit_faces, min_face_size and num_det on a crowd."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ import io
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import numpy as np
 import pytest
 import requests
 from PIL import Image
+from requests.adapters import HTTPAdapter
 
 from .ifr_client import IFRClient, RecognitionResponse
 from .server import Service, cpu_service
@@ -34,6 +37,7 @@ def served(default_pack: Path, cache_dir: Path, images_dir: Path, tmp_path_facto
         "ROOT_IMAGES_DIR": str(images_dir),  # InsightFace-REST's name for the root of `urls` paths
         "FACEFLEET_ALLOW_URLS": "true",
         "FACEFLEET_URL_ALLOW": "127.0.0.2",
+        "FACEFLEET_TRUSTED_NETWORKS": "127.0.0.2/32",  # a client that cannot send a header, on its own address
     }
     svc = cpu_service(default_pack, cache_dir, folder, **env)
     try:
@@ -49,8 +53,29 @@ def client(served: Service) -> IFRClient:
     return ifr
 
 
+class FromAddress(HTTPAdapter):
+    """Connections from one local address (the trusted network's), as a client on that host would make them."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["source_address"] = (self.source, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
 def test_without_the_key_line_it_is_refused(served: Service) -> None:
     assert requests.get(f"{served.url}/info", timeout=30).status_code == 401
+
+
+def test_the_unchanged_client_is_served_from_a_trusted_network(served: Service, image_bytes) -> None:
+    ifr = IFRClient(served.url)  # no key line
+    ifr.sess.mount("http://", FromAddress("127.0.0.2"))
+    assert ifr.server_info()["models"]["det_name"] == "yunet_2023mar_int8bq"
+    parsed = ifr.extract([image_bytes("two_people.jpg")], mode="data", raw_response=False)
+    assert len(parsed.data[0].faces or []) == 2
+    assert "served from the trusted networks 127.0.0.2/32" in served.log.read_text()  # said at start-up
 
 
 def test_server_info_reads_every_key_it_needs(client: IFRClient) -> None:
@@ -77,6 +102,14 @@ def test_extract_parses_in_the_clients_own_models(client: IFRClient, image_bytes
         assert face.bbox is not None and face.size is not None and face.vec is not None
         assert face.size <= face.bbox[2] - face.bbox[0] + 1  # the width, as InsightFace-REST defines size
         assert face.landmarks is not None and len(face.landmarks) == 5
+
+
+def test_draw_endpoints_answer_the_first_image_as_jpeg(client: IFRClient, image_bytes) -> None:
+    photo = image_bytes("two_people.jpg")
+    for answer in (client.draw_detections(photo, draw_sizes=True), client.draw_multipart(photo, use_rotation="false")):
+        assert answer.status_code == 200 and answer.headers["content-type"] == "image/jpeg"
+        drawn = Image.open(io.BytesIO(answer.content))
+        assert drawn.format == "JPEG" and drawn.size == Image.open(io.BytesIO(photo)).size
 
 
 def test_msgpack_answers_are_float32_as_insightface_rest_packs_them(client: IFRClient, image_bytes) -> None:
