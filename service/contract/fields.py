@@ -18,7 +18,7 @@ from pydantic_core import core_schema
 
 from facefleet.contract.errors import APIError
 from facefleet.galleries.store import NAME, GalleryError, check_subject
-from facefleet.settings import check_headers
+from facefleet.settings import HEADERS_SCHEMA, check_headers
 
 Check = Callable[[Any, ValidationInfo], Any]
 
@@ -254,7 +254,10 @@ FaceIndices = Annotated[
     list[int | None] | None,
     nullable(indices_check, Annotated[list[Annotated[int, Field(ge=0)] | None], Field(min_length=2, max_length=2)]),
 ]
-DownloadHeaders = Annotated[dict[str, str] | None, nullable(headers_check, dict[str, str])]
+DownloadHeaders = Annotated[
+    dict[str, str] | None,
+    nullable(headers_check, Annotated[dict[str, str], Field(json_schema_extra=HEADERS_SCHEMA)]),
+]
 FormFlag = Annotated[bool, BeforeValidator(form_flag_check, json_schema_input_type=FormWord)]
 FormScore = Annotated[
     float | None,

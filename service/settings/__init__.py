@@ -14,6 +14,7 @@ from typing import Any
 from facefleet.settings.env import (
     ARENA_STRATEGIES,
     CONV_ALGO_SEARCHES,
+    HEADERS_SCHEMA,
     PROVIDER_NAMES,
     SHAPE_POLICIES,
     Knob,
@@ -40,6 +41,7 @@ __all__ = [
     "ARENA_STRATEGIES",
     "CONV_ALGO_SEARCHES",
     "FLAT",
+    "HEADERS_SCHEMA",
     "PROVIDER_NAMES",
     "SECTIONS",
     "SHAPE_POLICIES",

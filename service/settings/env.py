@@ -168,7 +168,23 @@ RESERVED_HEADERS = frozenset(
     }
 )
 HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")  # RFC 9110's token
+HEADER_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")  # what HTTP/1.1 carries (http.client sends Latin-1)
 MAX_HEADERS, MAX_HEADER_BYTES = 32, 8192
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.upper()}{c}]" if c.isalpha() else c for c in word)  # letters and '-' only
+
+
+# The same rules as JSON Schema states them (ECMA-262 regexes), for the OpenAPI document: a name that is a
+# token and none of RESERVED_HEADERS in any case; a value without control characters but the tab.
+HEADERS_SCHEMA = {
+    "maxProperties": MAX_HEADERS,
+    "propertyNames": {
+        "pattern": "^" + "".join(f"(?!{_any_case(n)}$)" for n in sorted(RESERVED_HEADERS)) + HEADER_NAME.pattern[1:]
+    },
+    "additionalProperties": {"type": "string", "pattern": "^[\\t\\x20-\\x7e\\x80-\\xff]*$"},
+}
 
 
 def check_headers(value: object) -> dict[str, str]:
@@ -186,9 +202,11 @@ def check_headers(value: object) -> dict[str, str]:
             raise ValueError(f"{name[:40]!r} is not a header name")
         if name.lower() in RESERVED_HEADERS:
             raise ValueError(f"header {name!r} is set by the downloader, not by a request")
-        if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in text):
-            raise ValueError(f"header {name!r}: control characters (a line break) are not allowed in a value")
-        total += len(name) + len(text.encode("utf-8", "surrogatepass"))
+        if not HEADER_VALUE.match(text):
+            raise ValueError(
+                f"header {name!r}: a value holds tabs, printable ASCII and Latin-1 letters only (no line break)"
+            )
+        total += len(name) + len(text)
     if total > MAX_HEADER_BYTES:
         raise ValueError(f"headers of {total} bytes: at most {MAX_HEADER_BYTES}")
     return dict(value)
