@@ -107,6 +107,8 @@ def _models(info: dict[str, Any]) -> tuple[ModelSeen, ...]:
     models = _dict(info.get("models"))
     seen = []
     for model in models.values():
+        if not isinstance(model, dict):  # InsightFace-REST's keys of the block (det_name, max_size, ...)
+            continue
         name = _field(ModelInfo, "name", model)
         if name is None:
             continue

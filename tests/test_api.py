@@ -145,6 +145,13 @@ INSIGHTFACE_REST_REQUEST = {
 }
 
 
+# InsightFace-REST's face keys, in its order (facefleet's FaceBase first, then the vector)
+IFR_FACE_KEYS = [
+    "bbox", "landmarks", "prob", "num_det", "scale", "facedata", "gender", "age", "mask", "mask_probs", "size",
+    "norm", "vec",
+]  # fmt: skip
+
+
 def test_extract_answers_an_insightface_rest_request_with_its_field_names(client, photos):
     body = {**INSIGHTFACE_REST_REQUEST, "images": {"data": [b64(photos["two_people.jpg"])]}}
     response = client.post("/extract", json=body)
@@ -156,8 +163,10 @@ def test_extract_answers_an_insightface_rest_request_with_its_field_names(client
     assert image["status"] == "ok" and isinstance(image["took_ms"], float)
     assert len(image["faces"]) == 2
     for face in image["faces"]:
-        assert set(face) == {"bbox", "prob", "size", "num_det", "norm", "vec"}
-        assert len(face["bbox"]) == 4 and all(isinstance(v, float) for v in face["bbox"])
+        assert list(face) == IFR_FACE_KEYS  # every key its client requires, null when not asked for
+        assert face["landmarks"] is None and face["facedata"] is None and face["gender"] is None
+        assert len(face["bbox"]) == 4 and all(isinstance(v, int) for v in face["bbox"])  # truncated, as IFR
+        assert isinstance(face["size"], int) and abs(face["size"] - (face["bbox"][2] - face["bbox"][0])) <= 1
         assert isinstance(face["prob"], float) and face["prob"] >= 0.6
         assert isinstance(face["num_det"], int) and len(face["vec"]) == 128
         assert np.linalg.norm(face["vec"]) == pytest.approx(1.0, abs=1e-4)
@@ -175,7 +184,7 @@ def test_optional_fields_appear_when_asked(client, photos):
     payload = client.post("/extract", json=body).get_json()
     conforms(payload, "ExtractResponse")
     face = payload["data"][0]["faces"][0]
-    assert len(face["landmarks"]) == 5 and "vec" not in face
+    assert len(face["landmarks"]) == 5 and face["vec"] is None and face["norm"] is None
     crop = cv2.imdecode(np.frombuffer(base64.b64decode(face["facedata"]), np.uint8), cv2.IMREAD_COLOR)
     assert crop.shape == (112, 112, 3)
     assert face["gender"] is None and "not available" in face["ga_error"]
@@ -187,7 +196,8 @@ def test_limit_faces_keeps_the_largest_and_min_face_size_drops_small(client, pho
     every = client.post("/extract", json={"images": {"data": data}}).get_json()["data"][0]["faces"]
     sizes = sorted(f["size"] for f in every)
     one = client.post("/extract", json={"images": {"data": data}, "limit_faces": 1}).get_json()["data"][0]["faces"]
-    assert [f["size"] for f in one] == [sizes[-1]]
+    area = {f["num_det"]: (f["bbox"][2] - f["bbox"][0]) * (f["bbox"][3] - f["bbox"][1]) for f in every}
+    assert [f["bbox"] for f in one] == [every[max(area, key=area.get)]["bbox"]]  # the largest box
     big = client.post("/extract", json={"images": {"data": data}, "min_face_size": (sizes[0] + sizes[1]) / 2})
     assert [f["size"] for f in big.get_json()["data"][0]["faces"]] == [sizes[1]]
 

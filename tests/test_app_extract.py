@@ -47,9 +47,11 @@ def test_extract_options_filter_and_keep_what_was_asked(engine, image_bytes):
     every = extract(engine, [solvay], ExtractRequest(embed=False)).images[0].faces
     assert len(every) == 29 and all(f.embedding is None and f.crop is None for f in every)
     sizes = sorted((f.size for f in every), reverse=True)
+    areas = sorted((f.area for f in every), reverse=True)
 
     three = extract(engine, [solvay], ExtractRequest(embed=False, limit_faces=3, keep_crops=True)).images[0].faces
-    assert [round(f.size, 3) for f in three] == [round(s, 3) for s in sizes[:3]]  # the largest, largest first
+    assert [round(f.area, 3) for f in three] == [round(a, 3) for a in areas[:3]]  # the largest, largest first
+    assert [f.num_det for f in three] == [0, 1, 2]  # numbered after the limit, as InsightFace-REST
     assert all(f.crop is not None and f.crop.shape == (112, 112, 3) for f in three)
 
     cut = sizes[10]

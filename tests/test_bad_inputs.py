@@ -64,8 +64,9 @@ def bad_corpus(photo: bytes) -> dict[str, tuple[bytes, str]]:
             "header zeroed": (bytes(no_soi), "not a recognised image"),
             "segments overwritten": (bytes(garbage_segments), "not a recognised image"),
             "PNG declaring 50000x50000": (png_declaring(50000, 50000), "image of 50000x50000 = 2500.0 megapixels"),
-            "GIF": (encoded("GIF"), "unsupported image format GIF"),
-            "TIFF": (encoded("TIFF"), "unsupported image format TIFF"),
+            # formats Pillow reads and neither facefleet nor InsightFace-REST takes (GIF and TIFF are taken)
+            "PCX": (encoded("PCX"), "unsupported image format PCX"),
+            "ICO": (encoded("ICO"), "unsupported image format ICO"),
             "empty": (b"", "empty input"),
             "random bytes": (np.random.default_rng(8).bytes(3000), "not a recognised image"),
         }

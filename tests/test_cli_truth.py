@@ -244,13 +244,14 @@ def test_no_negative_zero_is_printed():
         cli._print_result("p.jpg", ImageResult(faces=[face], shape=(12, 10)))
     assert "-0.0" not in out.getvalue(), out.getvalue()
     assert "box (0.0, 0.0, 10.0, 12.0)" in out.getvalue() and "[+0.000, +0.000, +0.200, -0.300, ...]" in out.getvalue()
-    from facefleet.contract.faces import face_json
+    from facefleet.contract.faces import FaceOptions, face_json
 
     face.landmarks[0] = (-0.001, -0.004)
     face.embedding = np.array([-1e-9, 0.5], np.float32)
     face.bbox[:2] = (-0.001, -0.004)
-    answer = json.dumps(face_json(face, 0, landmarks=True))
-    assert not re.search(r"-0\.0(?![0-9])", answer), answer
+    for float_coords in (False, True):
+        answer = json.dumps(face_json(face, FaceOptions(landmarks=True, float_coords=float_coords)))
+        assert not re.search(r"-0\.0(?![0-9])", answer), answer
 
 
 @pytest.mark.parametrize(

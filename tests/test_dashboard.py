@@ -130,7 +130,7 @@ def cuda_fell_back(info: bytes) -> bytes:
     """The real service's /info as a CUDA host's whose CUDA failed for every model: its chain
     starts with cuda (what `inference_service_providers` sets on a GPU host)."""
     answer = json.loads(info)
-    for model in answer["models"].values():
+    for model in (m for m in answer["models"].values() if isinstance(m, dict)):  # the reports, not IFR's keys
         model["attempts"] = [{"provider": "cuda", "ok": False, "reason": "libcudart.so.12: cannot open"}]
         model["attempts"].append({"provider": "cpu", "ok": True, "reason": ""})
     answer["defaults"]["providers"] = ["cuda", "cpu"]

@@ -47,9 +47,21 @@ def model(name: str, family: str, task: str, attempts: list[tuple[str, bool]]) -
 
 RECORDED_INFO = {
     "version": "0.1.0",
+    "tensorrt_version": None,
+    "log_level": "INFO",
     "python": "3.10.12",
     "onnxruntime": {"version": "1.20.1", "device": "GPU", "available_providers": ["CUDAExecutionProvider"]},
     "models": {
+        "inference_backend": "onnx",  # InsightFace-REST's keys of the block, beside the reports
+        "det_name": "yunet_2023mar_int8bq",
+        "rec_name": "sface_2021dec_int8bq",
+        "max_size": [640, 640],
+        "ga_name": None,
+        "mask_detector": None,
+        "rec_batch_size": 16,
+        "det_batch_size": 4,
+        "force_fp16": True,
+        "triton_uri": None,
         "detection": model("yunet_2023mar_int8bq", "yunet", "detection", [("cuda", False), ("cpu", True)]),
         "recognition": model("sface_2021dec_int8bq", "sface", "recognition", [("cuda", False), ("cpu", True)]),
     },

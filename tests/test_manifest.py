@@ -18,6 +18,22 @@ ZOO = [
     "w600k_r50",
     "w600k_mbf",
     "arcface_r100_v1",
+    # issue 19: the rest of InsightFace-REST's detectors and recognizers
+    "scrfd_500m_gnkps",
+    "scrfd_2.5g_gnkps",
+    "scrfd_10g_gnkps_norm",
+    "retinaface_mnet025_v0",
+    "retinaface_mnet025_v1",
+    "retinaface_mnet025_v2",
+    "retinaface_r50_v1",
+    "mnet_cov2",
+    "centerface",
+    "yolov5l-face",
+    "yolov5m-face",
+    "yolov5s-face",
+    "yolov5n-face",
+    "yolov5n-0.5",
+    "adaface_ir101_webface12m",
 ]
 
 
@@ -65,3 +81,18 @@ def test_bad_manifest_is_one_clear_error(tmp_path):
         load_manifest(str(bad))
     with pytest.raises(ManifestError, match="unknown model 'nope'"):
         load_manifest().get("nope")
+
+
+def test_a_detectors_layout_must_be_one_its_family_reads(tmp_path):
+    bad = tmp_path / "manifest.yml"
+    entry = (
+        "models:\n  x:\n    task: detection\n    family: centerface\n    file: x.onnx\n"
+        "    input: {name: i, shape: [1, 3, 480, 640]}\n    preprocess: {color: RGB}\n"
+        "    output: {layout: LAYOUT, strides: [4], anchors: 1}\n"
+    )
+    bad.write_text(entry.replace("LAYOUT", "retinaface"))
+    with pytest.raises(ManifestError, match="family 'centerface' has layout 'retinaface'"):
+        load_manifest(str(bad))
+    bad.write_text(entry.replace("LAYOUT", "centerface").replace("family: centerface", "family: retinaface"))
+    with pytest.raises(ManifestError, match="family 'retinaface' has layout 'centerface'"):
+        load_manifest(str(bad))

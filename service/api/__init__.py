@@ -8,6 +8,7 @@ first inference, a corrupt file) leave the worker up but unready (facefleet.api.
 from __future__ import annotations
 
 import logging
+import os
 
 from flask import Flask, Response
 
@@ -18,7 +19,7 @@ from facefleet.api.status import bp as status_bp
 from facefleet.engine.pipeline import FaceEngine
 from facefleet.errors import FacefleetError, RequestTooLargeError
 from facefleet.ops import metrics
-from facefleet.settings import Settings
+from facefleet.settings import Settings, ifr
 
 log = logging.getLogger("facefleet.api")
 
@@ -26,6 +27,8 @@ log = logging.getLogger("facefleet.api")
 def create_app(settings: Settings | None = None, engine: FaceEngine | None = None) -> Flask:
     settings = settings or Settings.from_env()
     logs.configure(settings.server.log_format, settings.server.log_level)
+    for line in ifr.without_effect(os.environ):  # InsightFace-REST's `docker run -e` lines, told what is moot
+        log.warning(line)
     keys = auth.load_keys(settings)  # a missing key file stops start-up before the models load
     # A given engine was composed by its caller (observer and batching included: service/engine/runner.py).
     if engine is None:

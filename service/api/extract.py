@@ -26,7 +26,7 @@ from facefleet.app import extract as app_extract
 from facefleet.app import galleries as app_galleries
 from facefleet.app.faces import Side, detection_threshold, verification_threshold
 from facefleet.contract import models as m
-from facefleet.contract.faces import face_fields
+from facefleet.contract.faces import FaceOptions, face_fields
 from facefleet.contract.fields import MISSING_IMAGES, bad
 from facefleet.contract.models import (
     DrawForm,
@@ -38,7 +38,7 @@ from facefleet.contract.models import (
     parse,
 )
 from facefleet.engine.decode import check_pixel_budget, decode_image
-from facefleet.engine.pipeline import Face, FaceEngine, ImageResult
+from facefleet.engine.pipeline import FaceEngine, ImageResult
 from facefleet.errors import ImageError
 from facefleet.timing import Timings
 
@@ -52,17 +52,6 @@ def engine() -> FaceEngine:
 
 def admission() -> Admission:
     return current_app.extensions["facefleet.admission"]
-
-
-def _face(face: Face, index: int, params: ImageRequest, vector: bool = True) -> dict[str, Any]:
-    return face_fields(
-        face,
-        index,
-        params.return_landmarks,
-        params.return_face_data,
-        params.extract_ga,
-        vector and params.extract_embedding,
-    )
 
 
 def error_of(result: ImageResult) -> m.ErrorDetail:
@@ -79,7 +68,8 @@ def _image(
     took = round(result.decode_ms + shared_ms, 3)
     if not result.ok:
         return m.ImageResult(status="failed", took_ms=took, faces=[], error=error_of(result))
-    faces = [_face(f, i, params) for i, f in enumerate(result.faces)]
+    options = FaceOptions.of(params)
+    faces = [face_fields(f, options) for f in result.faces]
     if matches is not None:  # with a gallery: each face's best match, or null
         for face, best in zip(faces, matches, strict=True):
             face["match"] = {"subject": best[0].subject, "score": best[0].score} if best else None
@@ -145,7 +135,7 @@ def extract_results(
     settings = engine().settings
     start = time.perf_counter()
     images: list[bytes | np.ndarray | ImageError] = (
-        [*sources.read_all(image_refs(params.images), settings)] if inputs is None else inputs
+        [*sources.read_all(image_refs(params.images), settings, params.img_req_headers)] if inputs is None else inputs
     )
     read_ms = (time.perf_counter() - start) * 1000
     found = app_extract.extract(engine(), images, finding(params))
@@ -172,18 +162,29 @@ def image_refs(images: m.Images | None) -> list[ImageRef]:
     return refs
 
 
-def with_threshold(params: Q) -> Q:
-    """The request with its face score threshold set by the one rule (facefleet.app.faces)."""
-    if params.threshold is not None:
-        return params
-    return params.model_copy(update={"threshold": detection_threshold(engine())})
+ANSWER_DEFAULTS = ("return_face_data", "return_landmarks", "extract_embedding", "extract_ga", "detect_masks")
+
+
+def with_defaults(params: Q) -> Q:
+    """The request with what it left unsaid filled from the appliance's settings: the face score threshold
+    by the one rule (facefleet.app.faces), and InsightFace-REST's request defaults (FACEFLEET_RETURN_FACE_DATA
+    / DEF_RETURN_FACE_DATA ..., FACEFLEET_IMG_REQ_HEADERS)."""
+    answers = engine().settings.answers
+    update: dict[str, Any] = {
+        name: getattr(answers, name) for name in ANSWER_DEFAULTS if name not in params.model_fields_set
+    }
+    if params.img_req_headers is None:
+        update["img_req_headers"] = dict(answers.img_req_headers)
+    if params.threshold is None:
+        update["threshold"] = detection_threshold(engine())
+    return params.model_copy(update=update)
 
 
 @bp.post("/extract")
 @queued
 def extract() -> Response:
     body = read_body(request)
-    params = with_threshold(parse(ExtractRequest, body))
+    params = with_defaults(parse(ExtractRequest, body))
     image_refs(params.images)
     gallery = _gallery_option(params)
     if gallery:
@@ -197,6 +198,8 @@ def extract() -> Response:
     if not gallery:
         data = [_image(r, params, shared_ms if r.ok else 0.0, None) for r in results]
         answer = m.ExtractResponse(took=took, data=data)
+        if params.embed_only:  # InsightFace-REST's embed_only answer has these at the top (and no `took`)
+            answer = m.ExtractResponse(took=took, data=data, took_ms=took.total_ms, status="ok")
     else:
         # the same 1:N search as /galleries/{name}/search, on the faces this request already found
         asked = app_galleries.Search(gallery=gallery[0], top_k=1, threshold=gallery[1])
@@ -222,7 +225,7 @@ def _jpeg_of_first(params: ImageRequest, scores: bool, landmarks: bool, sizes: b
     params = params.model_copy(update={"extract_embedding": False})
     settings = engine().settings
     try:
-        data = sources.read(first, settings)
+        data = sources.read(first, settings, params.img_req_headers)
         check_pixel_budget([data], settings.engine.max_request_pixels, settings.engine.max_pixels)  # before decoding
         image = decode_image(data, settings.engine.max_pixels)
     except ImageError as exc:
@@ -238,7 +241,7 @@ def _jpeg_of_first(params: ImageRequest, scores: bool, landmarks: bool, sizes: b
 @bp.post("/draw_detections")
 @queued
 def draw_detections() -> Response:
-    params = with_threshold(parse(DrawRequest, read_body(request)))
+    params = with_defaults(parse(DrawRequest, read_body(request)))
     image_refs(params.images)
     return _jpeg_of_first(params, params.draw_scores, params.draw_landmarks, params.draw_sizes)
 

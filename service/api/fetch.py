@@ -46,6 +46,8 @@ class FetchPolicy:
     allow: tuple[str, ...] = ()
     max_bytes: int = 20_000_000
     timeout_s: float = 10.0
+    # the request's img_req_headers (or FACEFLEET_IMG_REQ_HEADERS), sent with each GET; checked by the contract
+    headers: tuple[tuple[str, str], ...] = ()
 
     def allowed(self, host: str, address: Address) -> bool:
         for entry in self.allow:
@@ -175,8 +177,21 @@ class _PinnedHTTPS(_PinnedHTTP):
         self.sock = self._tls.wrap_socket(self._connected(), server_hostname=self.host)
 
 
+# Credentials a caller gave for one site: not sent on to the site a redirect names (as curl and requests do).
+CREDENTIALS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
+def _headers(policy: FetchPolicy, same_site: bool) -> dict[str, str]:
+    """facefleet's User-Agent and Accept, replaced by the caller's own where it names them."""
+    chosen = {"User-Agent": "facefleet", "Accept": "image/*"}
+    for name, value in policy.headers:
+        if same_site or name.lower() not in CREDENTIALS:
+            chosen = {k: v for k, v in chosen.items() if k.lower() != name.lower()} | {name: value}
+    return chosen
+
+
 def _open(
-    url: str, policy: FetchPolicy, deadline: Deadline
+    url: str, policy: FetchPolicy, deadline: Deadline, same_site: bool = True
 ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -187,7 +202,7 @@ def _open(
     connection = kind(parts.hostname, address, port, deadline)
     path = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
     try:
-        connection.request("GET", path, headers={"User-Agent": "facefleet", "Accept": "image/*"})
+        connection.request("GET", path, headers=_headers(policy, same_site))
         return connection, connection.getresponse()
     except BaseException:
         _close(connection, deadline)
@@ -199,9 +214,9 @@ def _close(connection: http.client.HTTPConnection, deadline: Deadline) -> None:
     connection.close()
 
 
-def _hop(url: str, policy: FetchPolicy, deadline: Deadline) -> bytes | str:
+def _hop(url: str, policy: FetchPolicy, deadline: Deadline, same_site: bool) -> bytes | str:
     """One request: the body, or the URL a redirect points to."""
-    connection, response = _open(url, policy, deadline)
+    connection, response = _open(url, policy, deadline, same_site)
     try:
         if response.status in (301, 302, 303, 307, 308):
             return urllib.parse.urljoin(url, response.getheader("Location") or "")
@@ -222,8 +237,9 @@ def fetch(url: str, policy: FetchPolicy) -> bytes:
     with Deadline(url, max(policy.timeout_s, 0.1)) as deadline:
         hop = url
         try:
+            site = urllib.parse.urlsplit(url).netloc.lower()
             for _ in range(MAX_REDIRECTS + 1):
-                answer = _hop(hop, policy, deadline)
+                answer = _hop(hop, policy, deadline, urllib.parse.urlsplit(hop).netloc.lower() == site)
                 if isinstance(answer, bytes):
                     return answer
                 hop = answer

@@ -15,9 +15,10 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from facefleet.api.codec import read_body, respond, wants_msgpack
 from facefleet.api.errors import APIError, error_response
-from facefleet.api.extract import error_of, extract_results, face_fields, image_refs, queued, with_threshold
+from facefleet.api.extract import error_of, extract_results, image_refs, queued, with_defaults
 from facefleet.app import galleries as app
 from facefleet.contract import models as m
+from facefleet.contract.faces import FaceOptions, face_fields
 from facefleet.contract.fields import MISSING_IMAGES, bad
 from facefleet.contract.models import EnrolRequest, GalleryCreate, ImageRequest, SearchRequest, parse
 from facefleet.engine.pipeline import FaceEngine, ImageResult
@@ -137,10 +138,10 @@ def _search_image(image: app.SearchedImage, params: SearchRequest) -> m.SearchIm
         return m.SearchImage(status="failed", faces=[], error=error_of(result))
     faces = [
         {
-            **face_fields(face, i, params.return_landmarks, params.return_face_data, params.extract_ga, False),
+            **face_fields(face, FaceOptions.of(params, vector=False)),
             "matches": [{"subject": match.subject, "score": match.score} for match in matches],
         }
-        for i, (face, matches) in enumerate(zip(result.faces, image.matches, strict=True))
+        for face, matches in zip(result.faces, image.matches, strict=True)
     ]
     return m.SearchImage.model_validate({"status": "ok", "faces": faces})
 
@@ -150,7 +151,7 @@ def _search_image(image: app.SearchedImage, params: SearchRequest) -> m.SearchIm
 def search(name: str) -> Response:
     body = read_body(request)
     store().index(name)  # unknown gallery or another recognizer's: refused before the body is even checked
-    params = with_threshold(parse(SearchRequest, body))
+    params = with_defaults(parse(SearchRequest, body))
     image_refs(params.images)
     query = app.FaceQuery(
         threshold=params.threshold,

@@ -123,13 +123,10 @@ def register(app: Flask) -> None:
             "status": response.status_code,
             "ms": round(seconds * 1000, 1),
         }
-        log.info(
-            "%s %s %s %.1f ms id=%s",
-            request.method,
-            request.path,
-            response.status_code,
-            seconds * 1000,
-            fields["request_id"],
-            extra={"fields": fields},
-        )
+        text = "%s %s %s %.1f ms id=%s"
+        args = [request.method, request.path, response.status_code, seconds * 1000, fields["request_id"]]
+        if "trusted_network" in g:  # served without a key by FACEFLEET_TRUSTED_NETWORKS (api/auth.py)
+            fields["trusted_network"] = g.trusted_network
+            text, args = f"{text} trusted_network=%s", [*args, g.trusted_network]
+        log.info(text, *args, extra={"fields": fields})
         return response

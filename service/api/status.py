@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from typing import Any
 
@@ -12,7 +13,7 @@ from facefleet.contract import models as m
 from facefleet.engine.ort import ort_module
 from facefleet.engine.pipeline import FaceEngine
 from facefleet.ops import metrics
-from facefleet.settings import value_of
+from facefleet.settings import Settings, value_of
 
 bp = Blueprint("status", __name__)
 
@@ -72,16 +73,19 @@ def info() -> Response:
     if engine.recognizer is not None:
         defaults["verify_threshold"] = engine.recognizer.threshold
     defaults["engine_slots"] = settings.server.engine_slots
+    defaults.update(_ifr_defaults(settings, detector.threshold))
     info = m.Info.model_validate(
         {
             "version": __version__,
+            "tensorrt_version": os.environ.get("TRT_VERSION") or os.environ.get("TENSORRT_VERSION"),
+            "log_level": settings.server.log_level,
             "python": platform.python_version(),
             "onnxruntime": {
                 "version": ort.__version__,
                 "device": ort.get_device(),
                 "available_providers": ort.get_available_providers(),
             },
-            "models": {m.spec.task: model_info(m, settings.engine.batching) for m in engine.models()},
+            "models": _models(engine),
             "defaults": defaults,
             "auth": _auth_info(settings),
             "galleries": _galleries(),
@@ -90,11 +94,48 @@ def info() -> Response:
     return jsonify(info.dump())
 
 
+def _models(engine: FaceEngine) -> dict[str, Any]:
+    """InsightFace-REST's keys (its client's server_info() reads them), then each model's report by task."""
+    settings, detector = engine.settings, engine.detector
+    return {
+        "inference_backend": "trt" if detector.opened.provider == "tensorrt" else "onnx",
+        "det_name": detector.spec.name,
+        "rec_name": engine.recognizer.spec.name if engine.recognizer is not None else None,
+        "max_size": list(detector.det_size),
+        "ga_name": None,
+        "mask_detector": None,
+        "rec_batch_size": settings.engine.rec_batch_size,
+        "det_batch_size": settings.engine.det_batch_size,
+        "force_fp16": settings.engine.trt_fp16,
+        "triton_uri": None,
+        **{model.spec.task: model_info(model, settings.engine.batching) for model in engine.models()},
+    }
+
+
+def _ifr_defaults(settings: Settings, det_thresh: float) -> dict[str, Any]:
+    """InsightFace-REST's `defaults` block: what a request that does not say gets."""
+    answers = settings.answers
+    return {
+        "return_face_data": answers.return_face_data,
+        "return_landmarks": answers.return_landmarks,
+        "extract_embedding": answers.extract_embedding,
+        "extract_ga": answers.extract_ga,
+        "detect_masks": answers.detect_masks,
+        "det_thresh": det_thresh,
+        "img_req_headers": dict(answers.img_req_headers),
+        "sslv3_hack": False,
+    }
+
+
 def _auth_info(settings: Any) -> dict[str, Any]:
     """Whether keys are required, and a warning an operator cannot miss when they are not."""
     if settings.auth.mode == "off":
         return {"enabled": False, "warning": "authentication is off (FACEFLEET_AUTH=off): anyone may use this service"}
-    return {"enabled": True, "open_paths": ["/livez", *settings.auth.open_paths]}
+    return {
+        "enabled": True,
+        "open_paths": ["/livez", *settings.auth.open_paths],
+        "trusted_networks": [str(net) for net in settings.auth.trusted_networks],
+    }
 
 
 def _galleries() -> list[dict[str, Any]]:

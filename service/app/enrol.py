@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from facefleet.app.galleries import recognizer_identity
-from facefleet.engine.decode import budget_groups
+from facefleet.engine.decode import IMAGE_SUFFIXES, budget_groups
 from facefleet.engine.pipeline import FaceEngine, first_face
 from facefleet.errors import FacefleetError, RequestTooLargeError
 from facefleet.galleries import bundle
@@ -25,7 +25,7 @@ from facefleet.galleries.store import check_name, check_subject
 from facefleet.settings import Settings
 
 log = logging.getLogger("facefleet.gallery")
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+PHOTO_SUFFIXES = IMAGE_SUFFIXES
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Which face counts, and which thresholds apply: the two rules every use case shares.
 
 Which face: faces are numbered in detection order (as /extract's `num_det` and `facefleet detect`
-number them). When one face of an image must stand for it, it is the largest, the first of equals
+number them). When one face of an image must stand for it, it is the largest by box area, the first of equals
 (`largest_first`, the same order the engine's `limit_faces` keeps); a caller may instead name one face
 (REQUESTED) or take them all (ALL). Enrolment keeps one face per photo with `limit_faces=ONE_FACE`.
 
@@ -27,7 +27,7 @@ def largest(faces: Sequence[Face]) -> int:
     """The index of the largest face (the first of equals, as limit_faces=1 keeps it)."""
     if not faces:
         raise ValueError("largest() of no faces")
-    return int(largest_first(np.array([f.size for f in faces]))[0])
+    return int(largest_first(np.array([f.area for f in faces]))[0])
 
 
 @dataclass(frozen=True)

@@ -97,5 +97,24 @@ def verify_models(settings: Settings, request: VerifyModels) -> VerifyReport:
             for s in manifest.models.values()
             if s.name in defaults or (Path(settings.models.models_dir) / s.file).is_file()
         ]
-    problems = [p for spec in specs for p in verify_model(spec, settings.models.models_dir)]
+    problems = [p for spec in specs for p in verify_model(spec, settings.models.models_dir) + _layout(spec, settings)]
     return VerifyReport(tuple(s.name for s in specs), tuple(problems))
+
+
+def _layout(spec: ModelSpec, settings: Settings) -> list[str]:
+    """The outputs of a family whose layout check lives with its decoder (RetinaFace, CenterFace, YOLOv5-face:
+    facefleet.engine.families, a layer above facefleet.models.verify): the start-up check on the file's declared
+    inputs and outputs, so `models verify` refuses what the service would."""
+    from facefleet.engine.families import SHAPED
+    from facefleet.engine.roles import check_file_role
+    from facefleet.errors import ModelRoleError
+
+    path = Path(settings.models.models_dir) / spec.file
+    if spec.family not in SHAPED or not path.is_file():
+        return []
+    width, height = settings.engine.det_size
+    try:
+        check_file_role(spec, path, (height, width))
+    except ModelRoleError as exc:
+        return [f"{spec.name}: {exc}"]
+    return []

@@ -26,7 +26,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from tqdm import tqdm
 
 from facefleet.engine.align import align_all
-from facefleet.engine.decode import decode_image
+from facefleet.engine.decode import IMAGE_SUFFIXES, decode_image
 from facefleet.engine.detector import Detector
 from facefleet.engine.loader import load_model
 from facefleet.engine.recognizer import Recognizer
@@ -40,7 +40,6 @@ from facefleet.settings import Settings
 
 MODES = ("static", "dynamic")
 QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger"}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 
 
 class QuantizeError(FacefleetError):

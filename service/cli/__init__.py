@@ -124,7 +124,7 @@ def cmd_models_synth(args: argparse.Namespace) -> int:
     spec = manifest.get(name)
     if args.out:
         target = Path(args.out)
-    elif spec.sha256:
+    elif spec.sha256 or spec.sources:  # a random file in the models folder would pass for the pullable real one
         print(
             f"facefleet: {name} has published weights; give --out so random ones never take their place",
             file=sys.stderr,
@@ -303,14 +303,14 @@ def _read_each(paths: list[str]) -> list[bytes | ImageError]:
 
 def _detect_json(paths: list[str], results: list[ImageResult]) -> str:
     """`facefleet detect --json`: answers like /extract with landmarks asked for."""
-    from facefleet.contract.faces import face_json
+    from facefleet.contract.faces import FaceOptions, face_json
 
     payload = [
         {
             "image": path,
             "status": "ok" if r.ok else "failed",
             **(
-                {"faces": [face_json(f, i, landmarks=True) for i, f in enumerate(r.faces)]}
+                {"faces": [face_json(f, FaceOptions(landmarks=True)) for f in r.faces]}
                 if r.ok
                 else {"error": {"code": r.error.code if r.error else "failed", "message": str(r.error)}}
             ),

@@ -18,6 +18,7 @@ from pydantic_core import core_schema
 
 from facefleet.contract.errors import APIError
 from facefleet.galleries.store import NAME, GalleryError, check_subject
+from facefleet.settings import HEADERS_SCHEMA, check_headers
 
 Check = Callable[[Any, ValidationInfo], Any]
 
@@ -67,6 +68,16 @@ def flag_check(value: Any, info: ValidationInfo) -> bool | None:
     if value is not None and not isinstance(value, bool):
         raise bad(f"{info.field_name} must be true or false, not {type(value).__name__}")
     return value
+
+
+def headers_check(value: Any, info: ValidationInfo) -> Any:
+    """Header names to values for the request's image downloads (facefleet.settings.check_headers)."""
+    if value is None:
+        return None
+    try:
+        return check_headers(value)
+    except ValueError as exc:
+        raise bad(f"{info.field_name}: {exc}") from None
 
 
 def images_check(value: Any, info: ValidationInfo) -> Any:
@@ -242,6 +253,10 @@ EnrolVectors = Annotated[Any, nullable(vectors_check, Annotated[list[list[float]
 FaceIndices = Annotated[
     list[int | None] | None,
     nullable(indices_check, Annotated[list[Annotated[int, Field(ge=0)] | None], Field(min_length=2, max_length=2)]),
+]
+DownloadHeaders = Annotated[
+    dict[str, str] | None,
+    nullable(headers_check, Annotated[dict[str, str], Field(json_schema_extra=HEADERS_SCHEMA)]),
 ]
 FormFlag = Annotated[bool, BeforeValidator(form_flag_check, json_schema_input_type=FormWord)]
 FormScore = Annotated[

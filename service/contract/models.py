@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from facefleet.contract.fields import (
+    DownloadHeaders,
     EnrolVectors,
     FaceIndices,
     Flag,
@@ -36,8 +37,10 @@ from facefleet.contract.fields import (
     Whole,
     bad,
 )
+from facefleet.engine.decode import ACCEPTED_NAMES
 
 R = TypeVar("R", bound="Request")
+IMAGE_FORMATS = f"{ACCEPTED_NAMES}; a GIF is its first frame, a TIFF its first page"
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,10 @@ class Images(BaseModel):
     model_config = ConfigDict(json_schema_extra=_needs_images((1, None, 0, None), (0, None, 1, None)))
 
     data: list[ImageData] | None = Field(
-        default=None, description="base64 images, optionally with a data:...;base64, prefix (raw bytes in msgpack)"
+        default=None,
+        description=f"base64 images ({IMAGE_FORMATS}), padded, in the standard or the URL-safe alphabet; "
+        "whitespace and line breaks are ignored and a data:...;base64, prefix is dropped; any other character "
+        "fails that image (bad_image). Raw bytes in msgpack",
     )
     urls: list[str] | None = Field(
         default=None, description="http(s) URLs (when enabled) or paths relative to the images root"
@@ -149,14 +155,32 @@ class ImageRequest(Request):
     return_landmarks: Flag = False
     extract_embedding: Flag = True
     extract_ga: Flag = Field(
-        default=False, description="gender/age: answered 'not available' unless a model is configured"
+        default=False, description="gender/age: null with ga_error unless a gender/age model is configured"
+    )
+    detect_masks: Flag = Field(
+        default=False, description="mask and mask_probs: null with mask_error unless a mask model is configured"
+    )
+    float_coords: Flag = Field(
+        default=False,
+        description="facefleet's addition: bbox and landmarks as floats (2 decimals) and size to 1 decimal, "
+        "instead of InsightFace-REST's truncated integers",
+    )
+    img_req_headers: DownloadHeaders = Field(
+        default=None,
+        description="headers of this request's image downloads (urls), replacing the appliance's "
+        "(FACEFLEET_IMG_REQ_HEADERS); at most 32 and 8 KB; Host, Content-Length and the connection's "
+        "headers are refused",
     )
     verbose_timings: Flag = False
     msgpack: Flag = Field(default=False, description="answer in msgpack")
     images: Annotated[Images, ImagesCheck]
     threshold: Score = Field(default=None, description="face score threshold (default: the detector's, /info)")
-    limit_faces: Whole = Field(default=0, description="keep the largest N faces (0: all)")
-    min_face_size: Pixels = Field(default=0.0, description="drop faces smaller than this many pixels")
+    limit_faces: Whole = Field(
+        default=0, description="with more faces than N, keep the N largest by box area, largest first (0: all)"
+    )
+    min_face_size: Pixels = Field(
+        default=0.0, description="then drop faces narrower than this many pixels (size: the box width)"
+    )
 
     def image_refs(self) -> list[ImageRef]:
         return image_refs(self.images)
@@ -180,18 +204,18 @@ class DrawRequest(ImageRequest):
 
     draw_scores: Flag = True
     draw_landmarks: Flag = True
-    draw_sizes: Flag = False
+    draw_sizes: Flag = True
 
 
 class DrawForm(Request):
     """The multipart form of /multipart/draw_detections (flags spelled as forms do, any letter case)."""
 
-    file: bytes = Field(description="the image (JPEG, PNG, WebP, BMP)")
+    file: bytes = Field(description=f"the image ({IMAGE_FORMATS})")
     threshold: FormScore = None
     limit_faces: FormWhole = None
     draw_scores: FormFlag = Field(default="true", validate_default=True)
     draw_landmarks: FormFlag = Field(default="true", validate_default=True)
-    draw_sizes: FormFlag = Field(default="false", validate_default=True)
+    draw_sizes: FormFlag = Field(default="true", validate_default=True)
 
 
 class VerifyRequest(Request):
@@ -260,6 +284,10 @@ class Answer(BaseModel):
 
 Bbox = Annotated[list[float], Field(min_length=4, max_length=4)]
 Point = Annotated[list[float], Field(min_length=2, max_length=2)]
+# A face's coordinates: InsightFace-REST's truncated integers, or floats with the request's float_coords
+FaceBox = Annotated[list[int], Field(min_length=4, max_length=4)] | Bbox
+FacePoints = Annotated[list[Annotated[list[int], Field(min_length=2, max_length=2)]], Field(min_length=5, max_length=5)]
+Landmarks = FacePoints | Annotated[list[Point], Field(min_length=5, max_length=5)]
 
 
 class ErrorDetail(Answer):
@@ -276,18 +304,32 @@ class Match(Answer):
     score: float
 
 
-class Face(Answer):
-    bbox: Bbox
+class MaskProbs(Answer):
+    mask: float
+    no_mask: float
+
+
+class FaceBase(Answer):
+    """A face as InsightFace-REST answers it: each of its keys present, null when the request did not ask."""
+
+    bbox: FaceBox = Field(description="x1, y1, x2, y2 in the image's pixels, truncated to integers")
+    landmarks: Landmarks | None = Field(description="with return_landmarks: eyes, nose, mouth corners")
     prob: float
-    size: float
-    num_det: int
-    landmarks: Annotated[list[Point], Field(min_length=5, max_length=5)] = absent()
-    norm: float = absent()
-    vec: list[float] = absent()
-    facedata: str | None = None
-    gender: None = None
-    age: None = None
-    ga_error: str = absent()
+    num_det: int = Field(description="its number in its image: after limit_faces, before min_face_size")
+    scale: float = Field(description="its image's resize factor into the detector's input")
+    facedata: str | None = Field(description="with return_face_data: the aligned 112x112 crop, base64 JPEG")
+    gender: int | None = Field(description="with extract_ga and a gender/age model: 1 male, 0 female")
+    age: int | None
+    mask: bool | None = Field(description="with detect_masks and a mask model")
+    mask_probs: MaskProbs | None
+    size: int | float = Field(description="the box width, truncated (InsightFace-REST's size)")
+    ga_error: str = absent("with extract_ga and no gender/age model: why gender and age are null")
+    mask_error: str = absent("with detect_masks and no mask model: why mask and mask_probs are null")
+
+
+class Face(FaceBase):
+    norm: float | None = Field(description="the raw embedding's norm; null without extract_embedding")
+    vec: list[float] | None = Field(description="the unit-length embedding; null without extract_embedding")
     match: Match | None = absent(
         "only with the request's gallery: the best subject, or null when none reaches the threshold",
     )
@@ -320,6 +362,8 @@ class ExtractResponse(Answer):
     took: Took
     data: list[ImageResult]
     gallery: GallerySearched = absent()
+    took_ms: float = absent("with embed_only: took.total_ms again, where InsightFace-REST puts it then")
+    status: Literal["ok"] = absent("with embed_only, as InsightFace-REST answers it then")
 
 
 class Compared(Answer):
@@ -405,6 +449,9 @@ class AuthInfo(Answer):
     enabled: bool
     warning: str = absent()
     open_paths: list[str] = absent()
+    trusted_networks: list[str] = absent(
+        "networks whose requests are served without a key (FACEFLEET_TRUSTED_NETWORKS); empty: none"
+    )
 
 
 class GallerySummary(Answer):
@@ -416,11 +463,35 @@ class GallerySummary(Answer):
     recognizer: str
 
 
+class Models(Answer):
+    """InsightFace-REST's `models` block (its client reads these keys), and facefleet's report of each model by
+    task (`detection`, `recognition`)."""
+
+    inference_backend: Literal["onnx", "trt"] = Field(
+        description="trt when the detector runs on TensorRT (onnxruntime's provider), else onnx"
+    )
+    det_name: str
+    rec_name: str | None
+    max_size: list[int] = Field(description="the detector's input, width and height")
+    ga_name: str | None
+    mask_detector: str | None
+    rec_batch_size: int
+    det_batch_size: int
+    force_fp16: bool
+    triton_uri: str | None
+    detection: ModelInfo
+    recognition: ModelInfo = absent()
+
+
 class Info(Answer):
     version: str
+    tensorrt_version: str | None = Field(
+        description="TRT_VERSION or TENSORRT_VERSION of the image, as InsightFace-REST"
+    )
+    log_level: str
     python: str
     onnxruntime: Runtime
-    models: dict[str, ModelInfo]
+    models: Models
     defaults: dict[str, Any]
     auth: AuthInfo
     galleries: list[GallerySummary]
@@ -488,18 +559,9 @@ class EnrolResponse(Answer):
     images: list[EnrolImage]
 
 
-class SearchFace(Answer):
+class SearchFace(FaceBase):
     """A face of /extract without its vector (and norm), with its matches, best first."""
 
-    bbox: Bbox
-    prob: float
-    size: float
-    num_det: int
-    landmarks: Annotated[list[Point], Field(min_length=5, max_length=5)] = absent()
-    facedata: str | None = None
-    gender: None = None
-    age: None = None
-    ga_error: str = absent()
     matches: list[Match]
 
 

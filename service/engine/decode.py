@@ -17,13 +17,33 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from facefleet.errors import ImageError, ImageTooLargeError, RequestTooLargeError, UnsupportedImageError
 
-ACCEPTED_FORMATS = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP", "BMP": "BMP", "MPO": "JPEG"}
+# Pillow's format name -> ours. GIF is its first frame and TIFF its first page (what Pillow opens, and
+# what InsightFace-REST decodes); TIFF with any compression Pillow reads (LZW, deflate, PackBits, JPEG).
+ACCEPTED_FORMATS = {
+    "JPEG": "JPEG",
+    "PNG": "PNG",
+    "WEBP": "WebP",
+    "BMP": "BMP",
+    "MPO": "JPEG",
+    "GIF": "GIF",
+    "TIFF": "TIFF",
+}
+ACCEPTED_NAMES = "JPEG, PNG, WebP, BMP, GIF or TIFF"
+# The file names of those formats: what a folder of photos (gallery build, calibration) is read for
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 DEFAULT_MAX_PIXELS = 40_000_000
-# Pillow's modes for 16-bit greyscale PNGs ("I" in older releases): scaled to 8 bits, not clipped
+# Pillow's modes for 16-bit greyscale PNGs and TIFFs ("I" in older releases, and for signed 16-bit
+# TIFFs): scaled to 8 bits, not clipped. (16-bit RGB TIFFs Pillow itself opens at 8 bits per channel.)
 WIDE_GREY = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
 # Modes Pillow's convert("RGB") maps faithfully (palettes through their colours); anything else is
 # refused by name rather than guessed at.
 TO_RGB = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr"})
+# TIFF's byte-order marks. Writers put a TIFF's image directory (its header proper) at the end of the
+# file, so a TIFF cut short is not recognised at all: these name it.
+TIFF_MARKS = (b"II*\x00", b"MM\x00*")
+# The white points a float greyscale image (TIFF, mode F) is read against: the smallest its
+# brightest sample fits (1.0: the float convention; 255 and 65535: integer samples stored as floats).
+FLOAT_WHITES = (1.0, 255.0, 65535.0)
 
 # facefleet enforces its own pixel limit (configurable); Pillow's bomb check would be a second,
 # different one with a less helpful message.
@@ -31,55 +51,84 @@ Image.MAX_IMAGE_PIXELS = None
 
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode JPEG (EXIF orientation applied), PNG, WebP or BMP bytes to an H x W x 3 uint8 RGB array."""
+    """Decode JPEG (EXIF orientation applied), PNG, WebP, BMP, GIF (first frame) or TIFF (first page)
+    bytes to an H x W x 3 uint8 RGB array."""
     if not data:
         raise ImageError("empty input: the image has 0 bytes")
-    try:
-        image = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise ImageError("not a recognised image: expected JPEG, PNG, WebP or BMP data") from None
-    except Exception as exc:  # Pillow raises assorted errors on malformed headers
-        raise ImageError(f"unreadable image header: {exc}") from None
-    with image:
-        kind = ACCEPTED_FORMATS.get(image.format or "")
-        if kind is None:
-            raise ImageError(f"unsupported image format {image.format}: expected JPEG, PNG, WebP or BMP")
-        width, height = image.size
-        if width < 1 or height < 1:
-            raise ImageError(f"invalid image size {width}x{height}")
-        if width * height > max_pixels:
-            raise ImageTooLargeError(
-                f"image of {width}x{height} = {width * height / 1e6:.1f} megapixels exceeds the limit of "
-                f"{max_pixels / 1e6:g} megapixels"
-            )
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow warns of corrupt EXIF and such: the answer says what counts
+        with _open(data) as image:
+            kind = _accepted(image, max_pixels)
+            try:
                 image.load()
                 ImageOps.exif_transpose(image, in_place=True)
                 return to_rgb(image, kind)
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise ImageError(f"truncated or corrupt {kind} data: {exc}") from None
+            except (OSError, SyntaxError, ValueError) as exc:
+                raise ImageError(f"truncated or corrupt {kind} data: {exc}") from None
+
+
+def _open(data: bytes) -> Image.Image:
+    """The image with its header read, and not one pixel decoded yet."""
+    try:
+        return Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        if data.startswith(TIFF_MARKS):
+            raise ImageError("truncated or corrupt TIFF data: its image directory cannot be read") from None
+        raise ImageError(f"not a recognised image: expected {ACCEPTED_NAMES} data") from None
+    except Exception as exc:  # Pillow raises assorted errors on malformed headers
+        raise ImageError(f"unreadable image header: {exc}") from None
+
+
+def _accepted(image: Image.Image, max_pixels: int) -> str:
+    """The image's format by our name, once its header shows a format and a size we decode."""
+    kind = ACCEPTED_FORMATS.get(image.format or "")
+    if kind is None:
+        raise ImageError(f"unsupported image format {image.format}: expected {ACCEPTED_NAMES}")
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ImageError(f"invalid image size {width}x{height}")
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"image of {width}x{height} = {width * height / 1e6:.1f} megapixels exceeds the limit of "
+            f"{max_pixels / 1e6:g} megapixels"
+        )
+    return kind
 
 
 def to_rgb(image: Image.Image, kind: str) -> np.ndarray:
-    """A loaded image as H x W x 3 uint8 RGB: 16-bit grey scaled (convert("RGB") would clip it to
-    white), palettes through their colours, and a mode with no faithful RGB refused by name."""
+    """A loaded image as H x W x 3 uint8 RGB: 16-bit and float grey scaled (convert("RGB") would clip
+    them to white or black), palettes through their colours (a GIF's transparent entry shows its
+    colour), and a mode with no faithful RGB refused by name."""
     if image.mode in WIDE_GREY:
         grey = (np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8)
         return np.repeat(grey[:, :, None], 3, axis=2)
+    if image.mode == "F":
+        return np.repeat(float_grey(np.asarray(image, dtype=np.float32))[:, :, None], 3, axis=2)
     if image.mode not in TO_RGB:
         raise UnsupportedImageError(f"{kind} image in pixel mode {image.mode} cannot be converted to RGB")
     rgb = image if image.mode == "RGB" else image.convert("RGB")
     return np.asarray(rgb)
 
 
+def float_grey(values: np.ndarray) -> np.ndarray:
+    """Float samples to 8 bits against the smallest white point of FLOAT_WHITES their brightest fits
+    (or that brightest itself): a 0..1 image is not crushed to black, a 0..65535 one not clipped to
+    white. Negative, NaN and infinite samples are black."""
+    finite: np.ndarray = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+    top = float(finite.max(initial=0.0))
+    white = next((w for w in FLOAT_WHITES if top <= w), top)
+    scaled: np.ndarray = finite * np.float32(255.0 / white)
+    return scaled.clip(0, 255).astype(np.uint8)
+
+
 def declared_pixels(data: bytes) -> int:
     """Width x height as the image's header declares it (Pillow opens lazily: no pixel is decoded);
     0 for bytes that are no image, which then fail alone when they are decoded."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # decode_image reports what is wrong with it
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
     except Exception:  # unreadable headers are decode_image's to report, per image
         return 0
     return max(int(width), 0) * max(int(height), 0)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facefleet.engine import scrfd, yunet
+from facefleet.engine import families
 from facefleet.engine.nms import nms
 from facefleet.engine.runner import Chain, ChainedModel
 from facefleet.engine.runtime import OpenedSession, SessionSlot
@@ -28,9 +28,24 @@ class Detections:
     boxes: np.ndarray  # K x 4: x1, y1, x2, y2
     scores: np.ndarray  # K
     landmarks: np.ndarray  # K x 5 x 2: eyes, nose, mouth corners
+    scale: float = 1.0  # the image's resize factor into the detector's input (InsightFace-REST's `scale`)
+    numbers: np.ndarray | None = None  # K: each face's num_det once filtered (None: 0..K-1, detection order)
+    # K: each face's mask score, from a detector that scores masks itself (RetinaFace mnet_cov2); else None
+    mask: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.scores)
+
+    def num_det(self) -> np.ndarray:
+        """Each face's number as /extract shows it: its place in detection order unless a filter renumbered it."""
+        return np.arange(len(self)) if self.numbers is None else self.numbers
+
+    def take(self, keep: np.ndarray, numbers: np.ndarray | None = None) -> Detections:
+        """The faces at these indices, in this order, every per-face array (the mask score too) kept in step;
+        `numbers` their num_det (None: as they were)."""
+        mask = None if self.mask is None else self.mask[keep]
+        kept = self.num_det()[keep] if numbers is None else numbers
+        return Detections(self.boxes[keep], self.scores[keep], self.landmarks[keep], self.scale, kept, mask)
 
 
 def batch_limit(spec: ModelSpec, opened: OpenedSession, settings: Settings) -> int:
@@ -50,9 +65,7 @@ class Detector(ChainedModel):
         super().__init__(spec, opened, settings, chain)
         opened = self.slot.opened
         names = [o.name for o in opened.session.get_outputs()]
-        family = yunet if spec.family == "yunet" else scrfd
-        self._decode = family.decode
-        self._groups = family.group_outputs(names, spec.strides)
+        self._decode = families.decoder(spec, names)
         fixed_h, fixed_w = opened.input_shape[2:4]
         self.policy: str
         self.det_size: tuple[int, int]
@@ -114,11 +127,13 @@ class Detector(ChainedModel):
         with maybe(timings, "det_post"):
             for k, i in enumerate(chunk):
                 index = k if self.batched_output else None
-                boxes, scores, kps = self._decode(outputs, self._groups, spec, input_hw, threshold, index)
-                keep = self._best(boxes, scores)
+                found = self._decode(outputs, input_hw, threshold, index)
+                keep = self._best(found.boxes, found.scores)
                 scale = placements[i].scale
                 results[i] = Detections(
-                    (boxes[keep] / scale).astype(np.float32),
-                    scores[keep].astype(np.float32),
-                    (kps[keep] / scale).astype(np.float32),
+                    (found.boxes[keep] / scale).astype(np.float32),
+                    found.scores[keep].astype(np.float32),
+                    (found.kps[keep] / scale).astype(np.float32),
+                    float(scale),
+                    mask=None if found.mask is None else found.mask[keep].astype(np.float32),
                 )

@@ -19,7 +19,9 @@ def draw_faces(
     for face in faces:
         x1, y1, x2, y2 = (round(float(v)) for v in face.bbox)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), (0, 255, 0), thickness)
-        labels = ([f"{face.score:.2f}"] if scores else []) + ([f"{face.size:.0f}px"] if sizes else [])
+        labels = ([f"{face.score:.2f}"] if scores else []) + (
+            [f"w:{int(face.size)}"] if sizes else []
+        )  # InsightFace-REST's size label
         if labels:
             cv2.putText(
                 canvas,

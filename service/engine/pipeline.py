@@ -41,11 +41,19 @@ class Face:
     embedding: np.ndarray | None = None
     norm: float | None = None
     crop: np.ndarray | None = None  # aligned 112 x 112 RGB
+    num_det: int = 0  # its number in /extract (InsightFace-REST's: after limit_faces, before min_face_size)
+    scale: float = 1.0  # its image's resize factor into the detector's input
+    mask_score: float | None = None  # from a detector that scores masks itself (RetinaFace mnet_cov2)
 
     @property
     def size(self) -> float:
-        """The larger side of the box: what `limit_faces` and `min_face_size` compare."""
-        return float(max(self.bbox[2] - self.bbox[0], self.bbox[3] - self.bbox[1]))
+        """The box's width: InsightFace-REST's `size`, and what `min_face_size` compares."""
+        return float(self.bbox[2] - self.bbox[0])
+
+    @property
+    def area(self) -> float:
+        """The box's area: what "the largest face" and `limit_faces` go by."""
+        return float((self.bbox[2] - self.bbox[0]) * (self.bbox[3] - self.bbox[1]))
 
 
 @dataclass
@@ -178,8 +186,9 @@ class FaceEngine:
         timings: Timings | None = None,
     ) -> list[ImageResult]:
         """Faces of every input, in input order; an input that cannot be decoded fails alone.
-        Faces smaller than `min_face_size` px are dropped, and `limit_faces` keeps the largest,
-        before alignment and embedding, so filtered faces cost nothing more."""
+        `limit_faces` keeps the largest (by area), then faces narrower than `min_face_size` px are
+        dropped, as InsightFace-REST does, before alignment and embedding, so filtered faces cost
+        nothing more."""
         with self._tracked():
             results, images = self._decode_all(inputs, timings)
             order = list(images)
@@ -295,8 +304,17 @@ class FaceEngine:
             for i, found in zip(order, detections, strict=True):
                 image_crops = align_all(images[i], found.landmarks)
                 crops.extend(image_crops)
+                numbers = found.num_det()
                 results[i].faces = [
-                    Face(found.boxes[k], float(found.scores[k]), found.landmarks[k], crop=image_crops[k])
+                    Face(
+                        found.boxes[k],
+                        float(found.scores[k]),
+                        found.landmarks[k],
+                        crop=image_crops[k],
+                        num_det=int(numbers[k]),
+                        scale=found.scale,
+                        mask_score=None if found.mask is None else float(found.mask[k]),
+                    )
                     for k in range(len(found))
                 ]
         return crops
@@ -344,23 +362,28 @@ def embeddings_of(results: Sequence[ImageResult]) -> list[list[np.ndarray]]:
     return [[f.embedding for f in r.faces if f.embedding is not None] for r in results]
 
 
-def largest_first(sizes: np.ndarray) -> np.ndarray:
-    """THE "which face" order (facefleet.app.faces builds every choice on it): the larger face first,
-    detection order among equals. It lives here because the engine applies it before alignment
-    (limit_faces), and the engine imports nothing from the application layer."""
-    order: np.ndarray = np.argsort(-np.asarray(sizes, np.float64), kind="stable")
+def largest_first(areas: np.ndarray) -> np.ndarray:
+    """THE "which face" order (facefleet.app.faces builds every choice on it): the larger box area
+    first, detection order among equals. It lives here because the engine applies it before
+    alignment (limit_faces), and the engine imports nothing from the application layer."""
+    order: np.ndarray = np.argsort(-np.asarray(areas, np.float64), kind="stable")
     return order
 
 
 def _filter(found: Detections, min_face_size: float, limit_faces: int) -> Detections:
-    """Drop faces under min_face_size px; keep the limit_faces largest (largest first)."""
+    """InsightFace-REST's filters, in its order: with more faces than `limit_faces`, the largest N
+    by area, largest first (otherwise detection order stays); faces are numbered (num_det) here;
+    then faces narrower than `min_face_size` px are dropped, keeping their numbers."""
     if not len(found) or (not min_face_size and not limit_faces):
         return found
-    sizes = np.maximum(found.boxes[:, 2] - found.boxes[:, 0], found.boxes[:, 3] - found.boxes[:, 1])
-    keep = np.flatnonzero(sizes >= min_face_size)
-    if limit_faces:
-        keep = keep[largest_first(sizes[keep])][:limit_faces]
-    return Detections(found.boxes[keep], found.scores[keep], found.landmarks[keep])
+    boxes = found.boxes
+    keep = np.arange(len(found))
+    if limit_faces and len(found) > limit_faces:
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        keep = largest_first(areas)[:limit_faces]
+    numbers = np.arange(len(keep))
+    wide = (boxes[keep, 2] - boxes[keep, 0]) >= min_face_size
+    return found.take(keep[wide], numbers[wide])
 
 
 def _as_crop(image: np.ndarray) -> np.ndarray:

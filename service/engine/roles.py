@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from facefleet.engine import scrfd, yunet
+from facefleet.engine import families, scrfd, yunet
+from facefleet.engine.dims import Shape, fits, shape_text
 from facefleet.engine.runtime import OpenedSession
 from facefleet.errors import ModelRoleError
 from facefleet.models.manifest import ModelSpec
@@ -25,7 +26,6 @@ from facefleet.models.manifest import ModelSpec
 CROP = 112  # the recognizer's aligned crop (facefleet.engine.align.CROP_SIZE)
 SCRFD_WIDTHS = (1, 4, 10)  # per anchor: score, box distances, 5 keypoints
 YUNET_WIDTHS = (1, 1, 4, 10)  # per anchor: cls, obj, box, 5 keypoints
-Shape = tuple[Any, ...]
 
 
 def check_role(spec: ModelSpec, opened: OpenedSession) -> None:
@@ -90,20 +90,22 @@ def _refusal(
     else:
         expected = f"takes [N, 3, {CROP}, {CROP}] and answers one [N, {spec.embedding_size or 'D'}]"
     return ModelRoleError(
-        f"model {spec.name} ({file}) does not fit the {role}'s place: {problem}; it takes {_shape(takes)} and "
+        f"model {spec.name} ({file}) does not fit the {role}'s place: {problem}; it takes {shape_text(takes)} and "
         f"answers {_answers(names, answered)}, where {_article(spec.family)} {spec.family} {role} {expected}"
     )
 
 
 def _input_problem(takes: Shape, side: int | None) -> str:
-    if len(takes) != 4 or not _fits(takes[1], 3):
+    if len(takes) != 4 or not fits(takes[1], 3):
         return "its input is not an [N, 3, H, W] image"
-    if side is not None and not (_fits(takes[2], side) and _fits(takes[3], side)):
+    if side is not None and not (fits(takes[2], side) and fits(takes[3], side)):
         return f"its input is not a {side} x {side} face crop"
     return ""
 
 
 def _detector_problem(spec: ModelSpec, names: list[str], answered: list[Shape], hw: tuple[int, int]) -> str:
+    if spec.family in families.SHAPED:
+        return families.layout_problem(spec, names, answered, hw)
     strides = spec.strides
     rank = 2 if spec.layout == "scrfd_flat" else 3
     if spec.family == "yunet":
@@ -124,9 +126,9 @@ def _detector_problem(spec: ModelSpec, names: list[str], answered: list[Shape], 
         for index, width in zip(group, widths, strict=False):
             if index is None:
                 continue
-            if not _fits(answered[index][-1], width) or not _fits(answered[index][-2], anchors):
+            if not fits(answered[index][-1], width) or not fits(answered[index][-2], anchors):
                 wanted = f"[{anchors}, {width}] for stride {stride}"
-                return f"output {names[index]} is {_shape(answered[index])}, not {wanted}"
+                return f"output {names[index]} is {shape_text(answered[index])}, not {wanted}"
     return ""
 
 
@@ -139,10 +141,7 @@ def _decodes(spec: ModelSpec, names: list[str], opened: OpenedSession, hw: tuple
         return "its warm-up answer is not finite"
     index = None if spec.layout == "scrfd_flat" else 0
     try:
-        if spec.family == "yunet":
-            yunet.decode(outputs, yunet.group_outputs(names, spec.strides), spec, hw, 0.0, index)
-        else:
-            scrfd.decode(outputs, scrfd.group_outputs(names, spec.strides), spec, hw, 0.0, index)
+        families.decoder(spec, names)(outputs, hw, 0.0, index)
     except (ValueError, IndexError) as exc:
         return f"its warm-up answer cannot be decoded: {exc}"
     return ""
@@ -151,12 +150,14 @@ def _decodes(spec: ModelSpec, names: list[str], opened: OpenedSession, hw: tuple
 def _recognizer_problem(spec: ModelSpec, answered: list[Shape]) -> str:
     if len(answered) != 1 or len(answered[0]) != 2:
         return "it does not answer one [N, D] embedding"
-    if spec.embedding_size and not _fits(answered[0][1], spec.embedding_size):
+    if spec.embedding_size and not fits(answered[0][1], spec.embedding_size):
         return f"its embedding has {answered[0][1]} values, not the manifest's {spec.embedding_size}"
     return ""
 
 
 def _detector_answer(spec: ModelSpec) -> str:
+    if spec.family in families.SHAPED:
+        return families.expected(spec)
     strides = ", ".join(str(s) for s in spec.strides)
     if spec.family == "yunet":
         return f"takes [1, 3, H, W] and answers cls, obj, bbox and kps [1, N, 1|1|4|10] for strides {strides}"
@@ -172,17 +173,8 @@ def _input_hw(opened: OpenedSession) -> tuple[int, int]:
     return int(h), int(w)
 
 
-def _fits(dim: Any, want: int) -> bool:
-    """A dimension matches when it is that number, or not a number (symbolic, decided at run time)."""
-    return not isinstance(dim, int) or dim == want
-
-
-def _shape(shape: Shape) -> str:
-    return "[" + ", ".join(str(d) if d is not None else "?" for d in shape) + "]"
-
-
 def _answers(names: list[str], shapes: list[Shape]) -> str:
-    shown = ", ".join(f"{name} {_shape(shape)}" for name, shape in zip(names[:3], shapes[:3], strict=False))
+    shown = ", ".join(f"{name} {shape_text(shape)}" for name, shape in zip(names[:3], shapes[:3], strict=False))
     more = f", ... ({_outputs(len(shapes))})" if len(shapes) > 3 else ""
     return shown + more
 

@@ -18,9 +18,20 @@ import yaml
 from facefleet.errors import ManifestError
 
 TASKS = ("detection", "recognition")
-FAMILIES = {"detection": ("scrfd", "yunet"), "recognition": ("arcface", "sface")}
-LAYOUTS = ("scrfd_flat", "scrfd_batched", "yunet")
-PREPARE_STEPS = ("drop_dangling_inputs", "fold_blocked_dequantize", "dynamic_batch")
+FAMILIES = {
+    "detection": ("scrfd", "yunet", "retinaface", "centerface", "yolov5_face"),
+    "recognition": ("arcface", "sface"),
+}
+# The output layouts each detector family's decoder reads (service/engine/families.py).
+FAMILY_LAYOUTS = {
+    "scrfd": ("scrfd_flat", "scrfd_batched"),
+    "yunet": ("yunet",),
+    "retinaface": ("retinaface", "retinaface_mask"),
+    "centerface": ("centerface",),
+    "yolov5_face": ("yolov5_face",),
+}
+LAYOUTS = tuple(layout for layouts in FAMILY_LAYOUTS.values() for layout in layouts)
+PREPARE_STEPS = ("drop_dangling_inputs", "fold_blocked_dequantize", "dynamic_batch", "dynamic_size")
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,7 @@ class ModelSpec:
     layout: str | None = None
     strides: tuple[int, ...] = (8, 16, 32)
     anchors: int = 2
+    landmark_std: float = 1.0  # RetinaFace: landmark deltas are scaled by it (0.2 for the `net3l` files)
     embedding_size: int | None = None
     batch: bool = False
     prepare: tuple[str, ...] = ()
@@ -67,7 +79,10 @@ class ModelSpec:
 
     @property
     def fixed_hw(self) -> tuple[int, int] | None:
-        """(height, width) when the file's input size is fixed, else None."""
+        """(height, width) when the file's input size is fixed, else None (also when `dynamic_size`
+        frees the placeholder size a file declares)."""
+        if "dynamic_size" in self.prepare:
+            return None
         h, w = self.input_shape[2], self.input_shape[3]
         return (h, w) if h and w else None
 
@@ -108,6 +123,10 @@ def _parse_model(name: str, entry: dict) -> ModelSpec:
     layout = out.get("layout")
     if task == "detection" and layout not in LAYOUTS:
         raise ManifestError(f"manifest: detector {name!r} has output layout {layout!r}; expected {LAYOUTS}")
+    if task == "detection" and layout not in FAMILY_LAYOUTS[family]:
+        raise ManifestError(
+            f"manifest: detector {name!r} of family {family!r} has layout {layout!r}; it reads {FAMILY_LAYOUTS[family]}"
+        )
     steps = tuple(entry.get("prepare") or ())
     unknown = set(steps) - set(PREPARE_STEPS)
     if unknown:
@@ -131,6 +150,7 @@ def _parse_model(name: str, entry: dict) -> ModelSpec:
         layout=layout,
         strides=tuple(out.get("strides", (8, 16, 32))),
         anchors=int(out.get("anchors", 2)),
+        landmark_std=float(out.get("landmark_std", 1.0)),
         embedding_size=out.get("embedding_size"),
         batch=bool(entry.get("batch", False)),
         prepare=steps,

@@ -152,6 +152,26 @@ def dynamic_batch(model: onnx.ModelProto) -> int:
     return fixed
 
 
+def dynamic_size(model: onnx.ModelProto) -> int:
+    """Make the batch, height and width of the input (and of rank-4 outputs) symbolic: CenterFace's
+    published file declares placeholder dims, input [10, 3, 32, 32], that its own demo and InsightFace-REST
+    rewrite before running it. Only for fully convolutional graphs, which run at any size once freed."""
+    graph = model.graph
+    inits = {init.name for init in graph.initializer}
+    changed = 0
+    inputs = [i for i in graph.input if i.name not in inits]
+    for value in [*inputs, *graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) == 4:
+            # one batch for all; an output's own names for its height and width (a stride apart from the input's)
+            own = "" if value in inputs else f"{value.name}_"
+            for axis, name in ((0, "batch"), (2, f"{own}height"), (3, f"{own}width")):
+                dims[axis].dim_param = name
+            changed += 1
+    del graph.value_info[:]
+    return changed
+
+
 def fix_input_size(model: onnx.ModelProto, height: int, width: int) -> None:
     """TensorRT builds one engine per input shape: a fixed H x W lets it build once and cache."""
     graph = model.graph
@@ -168,6 +188,7 @@ STEPS = {
     "drop_dangling_inputs": drop_dangling_inputs,
     "fold_blocked_dequantize": fold_blocked_dequantize,
     "dynamic_batch": dynamic_batch,
+    "dynamic_size": dynamic_size,
 }
 
 

@@ -14,6 +14,11 @@ IResNet-100 (glintr100's architecture, InsightFace arcface_torch `iresnet100`): 
 with the stage's stride, BN; a 1x1 conv + BN shortcut where the shape changes) of widths 64,
 128, 256, 512, then BN, flatten, a 25088 -> 512 fully connected layer and a 1-D BN: about 65.1 M
 parameters. Input `input.1` [N, 3, 112, 112], one [N, 512] output, like the InsightFace-REST file.
+AdaFace IR-101 (`adaface_ir101_webface12m`) is the same network with AdaFace's input and output names.
+
+`scrfd_10g_gnkps_norm` is SCRFD-10G with its input normalisation as the graph's first nodes (it takes
+the raw BGR image). The registry also names the I/O-exact stand-ins of facefleet.models.synth_zoo
+(RetinaFace, CenterFace, YOLOv5-face, a MobileFaceNet-style w600k_mbf), which are not architecture-faithful.
 """
 
 from __future__ import annotations
@@ -21,107 +26,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
+
+from facefleet.models import synth_zoo
+from facefleet.models.synth_graph import GraphBuilder
 
 IRESNET100_LAYERS = (3, 13, 30, 3)
 IRESNET_WIDTHS = (64, 128, 256, 512)
-
-
-class GraphBuilder:
-    """Nodes and random initializers, named in order; parameters counted as PyTorch counts them
-    (weights, biases, BN scale and shift, PReLU slopes; not BN running statistics)."""
-
-    def __init__(self, seed: int = 0) -> None:
-        self.rng = np.random.default_rng(seed)
-        self.nodes: list[onnx.NodeProto] = []
-        self.inits: list[onnx.TensorProto] = []
-        self.parameters = 0
-        self.macs = 0
-        self.hw: dict[str, tuple[int, int]] = {}
-        self._n = 0
-
-    def name(self, kind: str) -> str:
-        self._n += 1
-        return f"{kind}_{self._n}"
-
-    def tensor(self, shape: tuple[int, ...], scale: float, trainable: bool = True, fill: float | None = None) -> str:
-        name = self.name("w")
-        value = (
-            np.full(shape, fill, np.float32)
-            if fill is not None
-            else (self.rng.standard_normal(shape).astype(np.float32) * scale)
-        )
-        self.inits.append(numpy_helper.from_array(value, name))
-        self.parameters += value.size if trainable else 0
-        return name
-
-    def conv(self, x: str, cin: int, cout: int, k: int, stride: int = 1, bias: bool = False) -> str:
-        """A convolution; `bias` for one whose norm is folded in (counted apart, see `folded`)."""
-        inputs = [x, self.tensor((cout, cin, k, k), float(np.sqrt(2.0 / (cin * k * k))))]
-        if bias:
-            inputs.append(self.tensor((cout,), 0.01))
-        out = self.name("conv")
-        self.nodes.append(
-            helper.make_node(
-                "Conv", inputs, [out], name=out, kernel_shape=[k, k], strides=[stride, stride], pads=[k // 2] * 4
-            )
-        )
-        self.follow(x, out, stride)
-        if out in self.hw:
-            h, w = self.hw[out]
-            self.macs += cout * cin * k * k * h * w
-        return out
-
-    def folded(self, x: str, cin: int, cout: int, k: int, stride: int = 1) -> str:
-        """Conv + BN as exported files have it (the BN folded into the conv's bias); counted as
-        PyTorch counts the unfolded pair: weight, BN scale and shift."""
-        out = self.conv(x, cin, cout, k, stride, bias=True)
-        self.parameters += cout
-        return out
-
-    def follow(self, x: str, out: str, stride: int = 1) -> None:
-        """Track spatial size (for the MAC count) through an op of the given stride."""
-        if x in self.hw:
-            h, w = self.hw[x]
-            self.hw[out] = (-(-h // stride), -(-w // stride))
-
-    def op(self, kind: str, inputs: list[str], stride: int = 1, **attrs: Any) -> str:
-        out = self.name(kind.lower())
-        self.nodes.append(helper.make_node(kind, inputs, [out], name=out, **attrs))
-        self.follow(inputs[0], out, stride)
-        return out
-
-    def const(self, value: np.ndarray) -> str:
-        name = self.name("const")
-        self.inits.append(numpy_helper.from_array(value, name))
-        return name
-
-    def bn(self, x: str, c: int) -> str:
-        scale, bias = self.tensor((c,), 0, fill=1.0), self.tensor((c,), 0, fill=0.0)
-        mean, var = self.tensor((c,), 0, False, 0.0), self.tensor((c,), 0, False, 1.0)
-        out = self.name("bn")
-        self.nodes.append(
-            helper.make_node("BatchNormalization", [x, scale, bias, mean, var], [out], name=out, epsilon=1e-5)
-        )
-        self.follow(x, out)
-        return out
-
-    def prelu(self, x: str, c: int) -> str:
-        slope = self.tensor((c, 1, 1), 0, fill=0.25)
-        out = self.name("prelu")
-        self.nodes.append(helper.make_node("PRelu", [x, slope], [out], name=out))
-        self.follow(x, out)
-        return out
-
-    def add(self, a: str, b: str) -> str:
-        return self.op("Add", [a, b])
-
-    def relu(self, x: str) -> str:
-        return self.op("Relu", [x])
 
 
 def _ibasic_block(g: GraphBuilder, x: str, cin: int, cout: int, stride: int) -> str:
@@ -136,11 +50,15 @@ def _ibasic_block(g: GraphBuilder, x: str, cin: int, cout: int, stride: int) -> 
 
 
 def iresnet(
-    layers: tuple[int, ...] = IRESNET100_LAYERS, embedding: int = 512, seed: int = 0
+    layers: tuple[int, ...] = IRESNET100_LAYERS,
+    embedding: int = 512,
+    seed: int = 0,
+    names: tuple[str, str] = ("input.1", "683"),
 ) -> tuple[onnx.ModelProto, int]:
-    """(model, trainable parameter count) of an IResNet with the given stage depths."""
+    """(model, trainable parameter count) of an IResNet with the given stage depths; `names` are the
+    input's and the embedding's (glintr100's by default)."""
     g = GraphBuilder(seed)
-    x = g.prelu(g.bn(g.conv("input.1", 3, 64, 3), 64), 64)
+    x = g.prelu(g.bn(g.conv(names[0], 3, 64, 3), 64), 64)
     cin = 64
     for depth, width in zip(layers, IRESNET_WIDTHS, strict=True):
         for i in range(depth):
@@ -155,12 +73,12 @@ def iresnet(
     g.nodes.append(helper.make_node("Gemm", [flat, fc_w, fc_b], [fc], transB=1))
     scale, bias = g.tensor((embedding,), 0, fill=1.0), g.tensor((embedding,), 0, fill=0.0)
     mean, var = g.tensor((embedding,), 0, False, 0.0), g.tensor((embedding,), 0, False, 1.0)
-    g.nodes.append(helper.make_node("BatchNormalization", [fc, scale, bias, mean, var], ["683"], epsilon=1e-5))
+    g.nodes.append(helper.make_node("BatchNormalization", [fc, scale, bias, mean, var], [names[1]], epsilon=1e-5))
     graph = helper.make_graph(
         g.nodes,
         "iresnet",
-        [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, ["batch", 3, 112, 112])],
-        [helper.make_tensor_value_info("683", TensorProto.FLOAT, ["batch", embedding])],
+        [helper.make_tensor_value_info(names[0], TensorProto.FLOAT, ["batch", 3, 112, 112])],
+        [helper.make_tensor_value_info(names[1], TensorProto.FLOAT, ["batch", embedding])],
         g.inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="facefleet-synth")
@@ -264,17 +182,35 @@ def _flatten(g: GraphBuilder, x: str, width: int, batched: bool, name: str) -> N
     g.nodes.append(helper.make_node("Reshape", [transposed, g.const(shape)], [name]))
 
 
+def _normalise(g: GraphBuilder, x: str) -> str:
+    """SCRFD's input normalisation as a graph prefix: raw BGR 0-255 in, (RGB - 127.5) / 128 out."""
+    rgb = g.op("Gather", [x, g.const(np.array([2, 1, 0], np.int64))], axis=1)
+    out = g.op(
+        "Mul", [g.op("Sub", [rgb, g.const(np.array(127.5, np.float32))]), g.const(np.array(1 / 128, np.float32))]
+    )
+    g.follow(x, out)
+    return out
+
+
 def scrfd(
-    cfg: ScrfdConfig = SCRFD_10G, batched: bool = True, input_hw: tuple[int, int] = (480, 640), seed: int = 0
+    cfg: ScrfdConfig = SCRFD_10G,
+    batched: bool = True,
+    input_hw: tuple[int, int] = (480, 640),
+    seed: int = 0,
+    normalised: bool = False,
 ) -> tuple[onnx.ModelProto, int, int]:
     """(model, parameters, multiply-accumulates at input_hw) of an SCRFD detector with keypoints.
 
     `batched` writes the InsightFace-REST layout (outputs score_8 ... kps_32 of [1, N, k], input
     fixed at 640 x 640, as the manifest's scrfd_10g files); otherwise InsightFace's own (numbered
-    outputs of [N, k], input H and W free, as scrfd_2.5g.onnx)."""
+    outputs of [N, k], input H and W free, as scrfd_2.5g.onnx). `normalised` puts the input's
+    normalisation inside the graph, which then takes the raw BGR image (InsightFace-REST's
+    scrfd_10g_gnkps_norm, a layout reconstructed from its history); the same seed gives the same weights,
+    so the two variants answer alike for the same picture."""
     g = GraphBuilder(seed)
     g.hw["input.1"] = input_hw
-    heads = [_head(g, x, cfg) for x in _pafpn(g, _backbone(g, "input.1", cfg), cfg)]
+    features = _normalise(g, "input.1") if normalised else "input.1"
+    heads = [_head(g, x, cfg) for x in _pafpn(g, _backbone(g, features, cfg), cfg)]
     outputs: list[onnx.ValueInfoProto] = []
     for kind, width in (("score", 1), ("bbox", 4), ("kps", 10)):
         for stride, maps in zip(SCRFD_STRIDES, heads, strict=True):
@@ -291,9 +227,11 @@ def scrfd(
     return model, g.parameters, g.macs
 
 
-def _scrfd_entry(cfg: ScrfdConfig, batched: bool) -> Callable[[int], tuple[onnx.ModelProto, int]]:
+def _scrfd_entry(
+    cfg: ScrfdConfig, batched: bool, normalised: bool = False
+) -> Callable[[int], tuple[onnx.ModelProto, int]]:
     def build(seed: int) -> tuple[onnx.ModelProto, int]:
-        model, parameters, _ = scrfd(cfg, batched, seed=seed)
+        model, parameters, _ = scrfd(cfg, batched, seed=seed, normalised=normalised)
         return model, parameters
 
     return build
@@ -304,6 +242,9 @@ SYNTH: dict[str, Callable[[int], tuple[onnx.ModelProto, int]]] = {
     "scrfd_10g_bnkps": _scrfd_entry(SCRFD_10G, True),
     "scrfd_10g_gnkps": _scrfd_entry(replace(SCRFD_10G, group_norm=True), True),
     "scrfd_2.5g": _scrfd_entry(SCRFD_2_5G, False),
+    "scrfd_10g_gnkps_norm": _scrfd_entry(replace(SCRFD_10G, group_norm=True), True, normalised=True),
+    "adaface_ir101_webface12m": lambda seed: iresnet(IRESNET100_LAYERS, 512, seed, synth_zoo.ADAFACE_NAMES),
+    **synth_zoo.SYNTH,
 }
 ALIASES = {"scrfd_10g_kps": "scrfd_10g_gnkps"}
 

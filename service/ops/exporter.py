@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -260,8 +261,8 @@ class ServiceProbe:
                 status, _ = self._answer("/health", headers, (200, 503))
                 up, healthy = True, status == 200
                 _, info = self._answer("/info", headers, (200,))
-                models = info.get("models")
-                if not isinstance(models, dict) or not all(isinstance(m, dict) for m in models.values()):
+                models = _reports(info.get("models"))
+                if not models:
                     raise ProbeError("bad_answer", "/info has no models", answered=True)
         except ProbeError as exc:
             up = up or exc.answered
@@ -375,3 +376,10 @@ def serve(host: str, port: int, registry: CollectorRegistry) -> None:
     stop.wait()
     server.shutdown()
     thread.join(timeout=5)
+
+
+def _reports(models: object) -> dict[str, dict[str, Any]]:
+    """/info's model reports by task (its `models` block also holds InsightFace-REST's scalar keys)."""
+    if not isinstance(models, dict):
+        return {}
+    return {str(task): m for task, m in models.items() if isinstance(m, dict)}

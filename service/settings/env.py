@@ -9,7 +9,10 @@ a knob cannot be read without being documented or documented without being read.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,12 +132,84 @@ def default_cache_dir() -> str:
 
 # ---------------------------------------------------------------- parsers: text -> value or ValueError
 def parse_bool(text: str) -> bool:
+    """The spellings pydantic's settings accept (InsightFace-REST's variables are read so): any case."""
     lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
+    if lowered in ("1", "true", "yes", "on", "t", "y"):
         return True
-    if lowered in ("0", "false", "no", "off"):
+    if lowered in ("0", "false", "no", "off", "f", "n"):
         return False
     raise ValueError("expected true or false")
+
+
+def parse_headers(text: str) -> tuple[tuple[str, str], ...]:
+    """A JSON object of header names to values (InsightFace-REST's DEF_IMG_REQ_HEADERS), each checked
+    as a request's `img_req_headers` are (facefleet.settings.env.check_headers)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        raise ValueError('expected a JSON object of header names to values, e.g. {"User-Agent": "..."}') from None
+    return tuple(check_headers(value).items())
+
+
+# Headers a caller may not set on an image download: they describe the connection or the body, which the
+# fetcher owns (and Host would let a request ask one address for another site).
+RESERVED_HEADERS = frozenset(
+    {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+        "proxy-authorization",
+        "proxy-connection",
+    }
+)
+HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")  # RFC 9110's token
+HEADER_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")  # what HTTP/1.1 carries (http.client sends Latin-1)
+MAX_HEADERS, MAX_HEADER_BYTES = 32, 8192
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.upper()}{c}]" if c.isalpha() else c for c in word)  # letters and '-' only
+
+
+# The same rules as JSON Schema states them (ECMA-262 regexes), for the OpenAPI document: a name that is a
+# token and none of RESERVED_HEADERS in any case; a value without control characters but the tab.
+HEADERS_SCHEMA = {
+    "maxProperties": MAX_HEADERS,
+    "propertyNames": {
+        "pattern": "^" + "".join(f"(?!{_any_case(n)}$)" for n in sorted(RESERVED_HEADERS)) + HEADER_NAME.pattern[1:]
+    },
+    "additionalProperties": {"type": "string", "pattern": "^[\\t\\x20-\\x7e\\x80-\\xff]*$"},
+}
+
+
+def check_headers(value: object) -> dict[str, str]:
+    """Header names to values for an image download, or ValueError saying what is wrong: at most 32, 8 KB in
+    all, names that are HTTP tokens and none of RESERVED_HEADERS, values without control characters."""
+    if not isinstance(value, dict):
+        raise ValueError("expected an object of header names to values")
+    if len(value) > MAX_HEADERS:
+        raise ValueError(f"at most {MAX_HEADERS} headers")
+    total = 0
+    for name, text in value.items():
+        if not isinstance(text, str):
+            raise ValueError(f"header {str(name)[:40]!r}: the value must be a string")
+        if not HEADER_NAME.match(name):
+            raise ValueError(f"{name[:40]!r} is not a header name")
+        if name.lower() in RESERVED_HEADERS:
+            raise ValueError(f"header {name!r} is set by the downloader, not by a request")
+        if not HEADER_VALUE.match(text):
+            raise ValueError(
+                f"header {name!r}: a value holds tabs, printable ASCII and Latin-1 letters only (no line break)"
+            )
+        total += len(name) + len(text)
+    if total > MAX_HEADER_BYTES:
+        raise ValueError(f"headers of {total} bytes: at most {MAX_HEADER_BYTES}")
+    return dict(value)
 
 
 def parse_providers(text: str) -> tuple[str, ...]:
@@ -146,7 +221,8 @@ def parse_providers(text: str) -> tuple[str, ...]:
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    parts = [int(p) for p in text.replace("x", ",").split(",")]
+    """`640,640`, `640x640`, `640` or InsightFace-REST's JSON list `[640, 640]`."""
+    parts = [int(p) for p in text.strip().strip("[]").replace("x", ",").split(",")]
     if len(parts) == 1:
         parts = parts * 2
     if len(parts) != 2 or min(parts) < 32 or any(p % 32 for p in parts):
@@ -208,6 +284,29 @@ def path_list(text: str) -> tuple[str, ...]:
     if any(not p.startswith("/") for p in paths):
         raise ValueError("expected a comma-separated list of paths, each starting with /")
     return paths
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def network_list(text: str) -> tuple[Network, ...]:
+    """Comma-separated CIDRs, IPv4 or IPv6 (a bare address is its /32 or /128). An address with host bits
+    set (`10.1.2.3/8`) is refused rather than widened: it is most often a typo for another network."""
+    networks = []
+    for part in word_list(text):
+        try:
+            networks.append(ipaddress.ip_network(part))
+        except ValueError as exc:
+            raise ValueError(f"{exc}{_did_you_mean(part)}; expected comma-separated CIDRs such as 10.0.0.0/8") from None
+    return tuple(networks)
+
+
+def _did_you_mean(part: str) -> str:
+    """The network an address with host bits set lies in, to name in the error."""
+    try:
+        return f" (did you mean {ipaddress.ip_network(part, strict=False)}?)"
+    except ValueError:
+        return ""
 
 
 def auth_mode(text: str) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 from facefleet.settings.env import Knob, knobs, read_config_file, read_variables
 from facefleet.settings.sections import (
     SECTIONS,
+    AnswerSettings,
     AuthSettings,
     DashboardSettings,
     EngineSettings,
@@ -27,7 +28,7 @@ from facefleet.settings.sections import (
 # named otherwise in its section; every other flat name is its field's name.
 RENAMED = {"auth": "mode", "auth_open_paths": "open_paths"}
 # The dashboard has its own FACEFLEET_DASHBOARD_* variables and no flat names (its host and port are not the service's).
-FLAT_SECTIONS = ("models", "engine", "server", "auth", "galleries", "metrics", "jetson")
+FLAT_SECTIONS = ("models", "engine", "answers", "server", "auth", "galleries", "metrics", "jetson")
 
 
 def _flat_table() -> dict[str, tuple[str, str]]:
@@ -60,6 +61,7 @@ class Settings:
     """
 
     engine: EngineSettings = field(default_factory=EngineSettings)
+    answers: AnswerSettings = field(default_factory=AnswerSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     models: ModelsSettings = field(default_factory=ModelsSettings)

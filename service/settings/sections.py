@@ -20,6 +20,7 @@ from facefleet.settings.env import (
     ARENA_STRATEGIES,
     CONV_ALGO_SEARCHES,
     SHAPE_POLICIES,
+    Network,
     above_zero_float,
     above_zero_int,
     auth_mode,
@@ -30,10 +31,12 @@ from facefleet.settings.env import (
     knob,
     log_format,
     log_level,
+    network_list,
     non_negative_float,
     non_negative_int,
     one_of,
     parse_bool,
+    parse_headers,
     parse_providers,
     parse_size,
     path_list,
@@ -332,6 +335,7 @@ class ServerSettings(Section):
     images_root: str = knob(
         "",
         "FACEFLEET_IMAGES_ROOT",
+        "ROOT_IMAGES_DIR",
         doc=("folder that relative paths in `images.urls` are read from; absolute paths and `..` are refused"),
         shown="empty (local paths refused)",
     )
@@ -407,8 +411,20 @@ class AuthSettings(Section):
         ),
     )
 
+    trusted_networks: tuple[Network, ...] = knob(
+        (),
+        "FACEFLEET_TRUSTED_NETWORKS",
+        parse=network_list,
+        doc=(
+            "networks served without a key, comma-separated CIDRs (IPv4 or IPv6; `0.0.0.0/0` and `::/0` are every "
+            "address): for clients that cannot send a header. The client's address is the TCP peer's, or the "
+            'front\'s `X-Forwarded-For` when the peer is loopback ("Clients that cannot send a key" below); '
+            "logged as a warning at start-up and listed in `/info`'s `auth`"
+        ),
+    )
+
     def __hash__(self) -> int:
-        return hash((self.mode, self.api_keys, self.api_keys_file, self.open_paths))
+        return hash((self.mode, self.api_keys, self.api_keys_file, self.open_paths, self.trusted_networks))
 
 
 @dataclass(frozen=True)
@@ -459,6 +475,59 @@ class MetricsSettings(Section):
             "roles point it at the fleet CA, `/etc/facefleet/tls/ca.crt`; the exporter reads it again when it "
             "changes); empty: the system's trust store"
         ),
+    )
+
+
+@dataclass(frozen=True)
+class AnswerSettings(Section):
+    """What /extract (and /draw_detections, gallery search) do for a request that does not say: InsightFace-REST's
+    request defaults, under its own variable names too."""
+
+    return_face_data: bool = knob(
+        False,
+        "FACEFLEET_RETURN_FACE_DATA",
+        "DEF_RETURN_FACE_DATA",
+        parse=parse_bool,
+        doc="each face's aligned crop (base64 JPEG, `facedata`) unless a request says",
+    )
+    return_landmarks: bool = knob(
+        False,
+        "FACEFLEET_RETURN_LANDMARKS",
+        "DEF_RETURN_LANDMARKS",
+        parse=parse_bool,
+        doc="each face's five landmarks unless a request says",
+    )
+    extract_embedding: bool = knob(
+        True,
+        "FACEFLEET_EXTRACT_EMBEDDING",
+        "DEF_EXTRACT_EMBEDDING",
+        parse=parse_bool,
+        doc="each face's embedding (`vec`, `norm`) unless a request says",
+    )
+    extract_ga: bool = knob(
+        False,
+        "FACEFLEET_EXTRACT_GA",
+        "DEF_EXTRACT_GA",
+        parse=parse_bool,
+        doc="gender and age unless a request says (null with `ga_error` without a gender/age model)",
+    )
+    detect_masks: bool = knob(
+        False,
+        "FACEFLEET_DETECT_MASKS",
+        "DEF_DETECT_MASKS",
+        parse=parse_bool,
+        doc="mask and mask_probs unless a request says (null with `mask_error` without a mask model)",
+    )
+    img_req_headers: tuple[tuple[str, str], ...] = knob(  # pairs: a frozen section stays hashable
+        (),
+        "FACEFLEET_IMG_REQ_HEADERS",
+        "DEF_IMG_REQ_HEADERS",
+        parse=parse_headers,
+        doc=(
+            "headers of every image download (a JSON object, e.g. a User-Agent) unless a request sends its own "
+            "`img_req_headers`, which replace them; Host, Content-Length and the connection's headers are refused"
+        ),
+        shown="`{}` (facefleet's User-Agent only)",
     )
 
 
@@ -625,6 +694,7 @@ def _first_line(path: str, variable: str, what: str) -> str:
 
 SECTIONS: dict[str, type[Section]] = {
     "engine": EngineSettings,
+    "answers": AnswerSettings,
     "server": ServerSettings,
     "auth": AuthSettings,
     "models": ModelsSettings,
