@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-STAGES = ("decode", "det_prep", "det_run", "det_post", "align", "rec_prep", "rec_run")
+STAGES = ("decode", "det_prep", "det_run", "det_post", "align", "rec_prep", "rec_run", "attr_run")
 
 
 class Timings:

@@ -85,6 +85,7 @@ def finding(params: ImageRequest) -> app_extract.ExtractRequest:
         min_face_size=params.min_face_size,
         limit_faces=params.limit_faces,
         embed_only=params.embed_only,
+        attributes=("genderage",) * params.extract_ga + ("mask",) * params.detect_masks,
     )
 
 

@@ -31,6 +31,7 @@ class ExtractRequest:
     min_face_size: float = 0
     limit_faces: int = 0
     embed_only: bool = False
+    attributes: tuple[str, ...] = ()  # the crop-reading tasks asked for: "genderage" (extract_ga), "mask"
 
 
 @dataclass(frozen=True)
@@ -62,5 +63,6 @@ def extract(engine: FaceEngine, inputs: Sequence[Input], request: ExtractRequest
         min_face_size=request.min_face_size,
         limit_faces=request.limit_faces,
         timings=timings,
+        attributes=request.attributes,
     )
     return ExtractResult(tuple(results), timings, threshold)

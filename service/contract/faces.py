@@ -26,6 +26,8 @@ MASK_UNAVAILABLE = "not available: no mask model is configured on this appliance
 # A detector's own mask score (RetinaFace mnet_cov2) at or above which the face wears one: the threshold of
 # InsightFace's RetinaFaceAntiCov example (InsightFace-REST computes the score and never shows it)
 DETECTOR_MASK_THRESHOLD = 0.2
+# A mask classifier's answer is a mask when its mask probability wins and reaches this (InsightFace-REST's rule)
+CLASSIFIER_MASK_THRESHOLD = 0.89
 
 
 class FaceFlags(Protocol):
@@ -90,9 +92,15 @@ def face_fields(face: Face, options: FaceOptions) -> dict[str, Any]:
         "mask_probs": None,
         "size": round(face.size, 1) if exact else int(face.size),
     }
-    if options.ga:
+    if options.ga and face.gender is not None:
+        out["gender"], out["age"] = face.gender, face.age
+    elif options.ga:
         out["ga_error"] = GA_UNAVAILABLE
-    if options.masks and face.mask_score is not None:
+    if options.masks and face.mask_probs is not None:
+        mask, no_mask = face.mask_probs
+        out["mask"] = mask > no_mask and mask >= CLASSIFIER_MASK_THRESHOLD
+        out["mask_probs"] = {"mask": round(mask, 5), "no_mask": round(no_mask, 5)}
+    elif options.masks and face.mask_score is not None:
         out["mask"] = face.mask_score >= DETECTOR_MASK_THRESHOLD
         out["mask_probs"] = {"mask": round(face.mask_score, 5), "no_mask": round(1.0 - face.mask_score, 5)}
     elif options.masks:

@@ -418,7 +418,7 @@ class Batch(Answer):
 
 class ModelInfo(Answer):
     name: str
-    task: Literal["detection", "recognition"]
+    task: Literal["detection", "recognition", "genderage", "mask"]
     family: str
     file: str
     licence: str
@@ -481,6 +481,8 @@ class Models(Answer):
     triton_uri: str | None
     detection: ModelInfo
     recognition: ModelInfo = absent()
+    genderage: ModelInfo = absent("with GA_NAME: the gender/age model")
+    mask: ModelInfo = absent("with MASK_DETECTOR: the mask classifier")
 
 
 class Info(Answer):

@@ -53,6 +53,8 @@ def load_model(
     runnable = prepare_model(spec, path, digest, settings.models.cache_dir, trt_fixed_hw(spec, settings))
     if spec.task == "detection":
         hw = spec.fixed_hw or (settings.engine.det_size[1], settings.engine.det_size[0])
+    elif spec.task == "mask":  # channels-last [N, side, side, 3]
+        hw = (spec.input_shape[1] or 224, spec.input_shape[2] or 224)
     else:
         hw = spec.fixed_hw or (112, 112)
     try:

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from facefleet.engine.align import CROP_SIZE, align_all
+from facefleet.engine.attributes import AttributeModel, gender_age
 from facefleet.engine.decode import check_pixel_budget, decode_image
 from facefleet.engine.detector import Detections, Detector
 from facefleet.engine.detector import batch_limit as det_batch_limit
@@ -27,7 +28,7 @@ from facefleet.engine.recognizer import Recognizer
 from facefleet.engine.recognizer import batch_limit as rec_batch_limit
 from facefleet.engine.runner import Batching, Chain, Link, build_runner
 from facefleet.engine.runtime import OpenedSession, SessionSlot, warmup_input
-from facefleet.errors import FacefleetError, ImageError, NoFaceError
+from facefleet.errors import ConfigError, FacefleetError, ImageError, NoFaceError
 from facefleet.models.manifest import Manifest, ModelSpec, load_manifest
 from facefleet.settings import Settings
 from facefleet.timing import Timings, maybe
@@ -44,6 +45,9 @@ class Face:
     num_det: int = 0  # its number in /extract (InsightFace-REST's: after limit_faces, before min_face_size)
     scale: float = 1.0  # its image's resize factor into the detector's input
     mask_score: float | None = None  # from a detector that scores masks itself (RetinaFace mnet_cov2)
+    gender: int | None = None  # from the gender/age model: 1 male, 0 female
+    age: int | None = None
+    mask_probs: tuple[float, float] | None = None  # from the mask classifier: (mask, no mask)
 
     @property
     def size(self) -> float:
@@ -111,10 +115,13 @@ class FaceEngine:
         manifest: Manifest,
         calls: ActiveCalls,
         observer: EngineObserver | None = None,
+        attributes: Mapping[str, AttributeModel] | None = None,
     ) -> None:
         self.settings = settings
         self.detector = detector
         self.recognizer = recognizer
+        # The crop-reading models configured (GA_NAME, MASK_DETECTOR), by task: "genderage", "mask".
+        self.attributes: dict[str, AttributeModel] = dict(attributes or {})
         self.manifest = manifest
         self._calls = calls
         # Where the engine and the use cases on it report (models loaded, runs, failovers, stages, images).
@@ -125,8 +132,8 @@ class FaceEngine:
         }
         self.observer.models_loaded([ModelReport.of(m.spec, m.opened) for m in self.models()])
 
-    def models(self) -> list[Detector | Recognizer]:
-        return [m for m in (self.detector, self.recognizer) if m is not None]
+    def models(self) -> list[Detector | Recognizer | AttributeModel]:
+        return [m for m in (self.detector, self.recognizer, *self.attributes.values()) if m is not None]
 
     @property
     def active(self) -> int:
@@ -172,7 +179,18 @@ class FaceEngine:
             slot = SessionSlot(opened)
             chain = compose(rec_spec, slot, rec_batch_limit(opened, settings), settings, wiring, calls)
             recognizer = Recognizer(rec_spec, slot, settings, chain)
-        return cls(settings, detector, recognizer, manifest, calls, wiring.observer)
+        attributes = {}
+        for task, name in (("genderage", settings.models.ga_name), ("mask", settings.models.mask_name)):
+            if name:
+                spec = manifest.get(name)
+                if spec.task != task:
+                    why = f"model {name} is a {spec.task} model, not a {task} model"
+                    raise ConfigError(f"{why} (FACEFLEET_GA_NAME / FACEFLEET_MASK_DETECTOR)")
+                opened, _ = load_model(spec, settings, available=available, session_factory=session_factory)
+                slot = SessionSlot(opened)
+                chain = compose(spec, slot, rec_batch_limit(opened, settings), settings, wiring, calls)
+                attributes[task] = AttributeModel(spec, slot, settings, chain)
+        return cls(settings, detector, recognizer, manifest, calls, wiring.observer, attributes)
 
     def process(
         self,
@@ -184,17 +202,38 @@ class FaceEngine:
         min_face_size: float = 0,
         limit_faces: int = 0,
         timings: Timings | None = None,
+        attributes: Sequence[str] = (),
     ) -> list[ImageResult]:
         """Faces of every input, in input order; an input that cannot be decoded fails alone.
         `limit_faces` keeps the largest (by area), then faces narrower than `min_face_size` px are
         dropped, as InsightFace-REST does, before alignment and embedding, so filtered faces cost
-        nothing more."""
+        nothing more. `attributes` names the crop-reading tasks to run ("genderage", "mask") where a
+        model for them is configured."""
         with self._tracked():
             results, images = self._decode_all(inputs, timings)
             order = list(images)
             detections = self.detector.detect([images[i] for i in order], threshold, timings)
             detections = [_filter(d, min_face_size, limit_faces) for d in detections]
-            return self._align_embed(order, images, detections, results, embed, keep_crops, timings)
+            done = self._align_embed(order, images, detections, results, embed, True, timings)
+            self._read_attributes([f for r in done for f in r.faces], attributes, timings)
+            if not keep_crops:
+                for face in (f for r in done for f in r.faces):
+                    face.crop = None
+            return done
+
+    def _read_attributes(self, faces: list[Face], tasks: Sequence[str], timings: Timings | None) -> None:
+        """Gender and age, and the mask classifier's (mask, no mask), on each face's crop, in place."""
+        crops = [f.crop for f in faces if f.crop is not None]
+        if not crops or len(crops) != len(faces):
+            return
+        if "genderage" in tasks and "genderage" in self.attributes:
+            genders, ages = gender_age(self.attributes["genderage"].answer(crops, timings))
+            for face, gender, age in zip(faces, genders, ages, strict=True):
+                face.gender, face.age = int(gender), int(age)
+        if "mask" in tasks and "mask" in self.attributes:
+            answer = self.attributes["mask"].answer(crops, timings)
+            for face, row in zip(faces, answer, strict=True):
+                face.mask_probs = (float(row[0]), float(row[1]))
 
     def _decode_all(
         self, inputs: Sequence[bytes | np.ndarray | ImageError], timings: Timings | None

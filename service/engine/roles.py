@@ -21,10 +21,11 @@ from facefleet.engine import families, scrfd, yunet
 from facefleet.engine.dims import Shape, fits, shape_text
 from facefleet.engine.runtime import OpenedSession
 from facefleet.errors import ModelRoleError
-from facefleet.models.manifest import ModelSpec
+from facefleet.models.manifest import ATTRIBUTE_WIDTHS, ModelSpec
 
 CROP = 112  # the recognizer's aligned crop (facefleet.engine.align.CROP_SIZE)
 SCRFD_WIDTHS = (1, 4, 10)  # per anchor: score, box distances, 5 keypoints
+ROLE_NAMES = {"detection": "detector", "genderage": "gender/age model", "mask": "mask classifier"}
 YUNET_WIDTHS = (1, 1, 4, 10)  # per anchor: cls, obj, box, 5 keypoints
 
 
@@ -78,15 +79,34 @@ def _dims(value: Any) -> Shape:
 def _problem(spec: ModelSpec, takes: Shape, names: list[str], answered: list[Shape], hw: tuple[int, int]) -> str:
     if spec.task == "detection":
         return _input_problem(takes, None) or _detector_problem(spec, names, answered, hw)
+    if spec.task in ATTRIBUTE_WIDTHS:
+        return _attribute_problem(spec, takes, answered)
     return _input_problem(takes, CROP) or _recognizer_problem(spec, answered)
+
+
+def _attribute_problem(spec: ModelSpec, takes: Shape, answered: list[Shape]) -> str:
+    """A gender/age model takes the crop as [N, 3, 112, 112] and answers [N, 202]; a mask classifier takes it
+    channels-last, [N, side, side, 3], and answers [N, 2]."""
+    if spec.task == "mask":
+        if len(takes) != 4 or not fits(takes[3], 3) or not fits(takes[1], takes[2]):
+            return "its input is not a channels-last [N, side, side, 3] crop"
+    elif problem := _input_problem(takes, CROP):
+        return problem
+    width = ATTRIBUTE_WIDTHS[spec.task]
+    if not answered or len(answered[0]) != 2 or not fits(answered[0][1], width):
+        return f"its first output is not [N, {width}]"
+    return ""
 
 
 def _refusal(
     spec: ModelSpec, file: str, problem: str, takes: Shape, names: list[str], answered: list[Shape]
 ) -> ModelRoleError:
-    role = "detector" if spec.task == "detection" else "recognizer"
+    role = ROLE_NAMES.get(spec.task, "recognizer")
     if spec.task == "detection":
         expected = _detector_answer(spec)
+    elif spec.task in ATTRIBUTE_WIDTHS:
+        takes_text = "[N, side, side, 3]" if spec.task == "mask" else f"[N, 3, {CROP}, {CROP}]"
+        expected = f"takes {takes_text} and answers [N, {ATTRIBUTE_WIDTHS[spec.task]}]"
     else:
         expected = f"takes [N, 3, {CROP}, {CROP}] and answers one [N, {spec.embedding_size or 'D'}]"
     return ModelRoleError(

@@ -17,11 +17,16 @@ import yaml
 
 from facefleet.errors import ManifestError
 
-TASKS = ("detection", "recognition")
+TASKS = ("detection", "recognition", "genderage", "mask")
 FAMILIES = {
     "detection": ("scrfd", "yunet", "retinaface", "centerface", "yolov5_face"),
     "recognition": ("arcface", "sface"),
+    "genderage": ("genderage",),  # InsightFace's: [N, 3, 112, 112] -> [N, 202]
+    "mask": ("mask_classifier",),  # channels-last [N, side, side, 3] -> [N, 2] (mask, no mask)
 }
+# Tasks whose models read the aligned face crop, with the width of their answer's rows
+# (facefleet.engine.attributes reads them).
+ATTRIBUTE_WIDTHS = {"genderage": 202, "mask": 2}
 # The output layouts each detector family's decoder reads (service/engine/families.py).
 FAMILY_LAYOUTS = {
     "scrfd": ("scrfd_flat", "scrfd_batched"),

@@ -16,6 +16,8 @@ facefleet.models.synth are the architecture-faithful ones).
   head flattens them (stride, anchor, row, column), already in pixels: a sigmoid scaled per column.
 - MobileFaceNet-style recognizer (w600k_mbf, `input.1` [N, 3, 112, 112] -> [N, 512]): strided and
   depthwise convs, a global depthwise conv, a fully connected layer and BN.
+- Gender/age (genderage_v1, `data` [N, 3, 112, 112] raw RGB -> `fc1` [N, 202]) and the mask classifiers
+  (mask_detector 224, mask_detector112: channels-last [N, side, side, 3] -> [N, 2] softmax).
 """
 
 from __future__ import annotations
@@ -152,6 +154,41 @@ def mobilefacenet(embedding: int = 512, seed: int = 0) -> tuple[onnx.ModelProto,
     ), g.parameters
 
 
+GENDERAGE_WIDTH = 202  # 2 gender scores, then 100 (no, yes) pairs whose yes-count is the age
+GENDERAGE_NAMES = ("data", "fc1")  # InsightFace's genderage.onnx
+
+
+def genderage(seed: int = 0) -> tuple[onnx.ModelProto, int]:
+    """(model, parameters) with InsightFace's gender/age I/O: an aligned 112 x 112 RGB crop, raw 0-255,
+    [N, 3, 112, 112] -> [N, 202]."""
+    g = GraphBuilder(seed)
+    x = g.relu(g.conv(GENDERAGE_NAMES[0], 3, 16, 3, 4))  # 28 x 28
+    x = g.relu(g.conv(x, 16, 32, 3, 4))  # 7 x 7
+    flat = g.op("Flatten", [g.op("GlobalAveragePool", [x])], axis=1)
+    weights = g.tensor((GENDERAGE_WIDTH, 32), float(np.sqrt(1 / 32)))
+    fc = g.op("Gemm", [flat, weights, g.tensor((GENDERAGE_WIDTH,), 0, fill=0.0)], transB=1)
+    _named(g, fc, GENDERAGE_NAMES[1])
+    inputs = [(GENDERAGE_NAMES[0], ["batch", 3, 112, 112])]
+    return finish(g, "genderage", inputs, [(GENDERAGE_NAMES[1], ["batch", GENDERAGE_WIDTH])]), g.parameters
+
+
+MASK_NAMES = ("input_1", "dense_1")  # assumed (a Keras MobileNetV2 export): InsightFace-REST's file was not read
+
+
+def mask_classifier(side: int = 224, seed: int = 0) -> tuple[onnx.ModelProto, int]:
+    """(model, parameters) with the mask classifiers' I/O: a channels-last [N, side, side, 3] crop scaled
+    to -1..1 -> [N, 2] softmax of (mask, no mask)."""
+    g = GraphBuilder(seed)
+    x = g.op("Transpose", [MASK_NAMES[0]], perm=[0, 3, 1, 2])
+    x = g.relu(g.conv(x, 3, 16, 3, 4))
+    x = g.relu(g.conv(x, 16, 32, 3, 4))
+    flat = g.op("Flatten", [g.op("GlobalAveragePool", [x])], axis=1)
+    fc = g.op("Gemm", [flat, g.tensor((2, 32), float(np.sqrt(1 / 32))), g.tensor((2,), 0, fill=0.0)], transB=1)
+    _named(g, g.op("Softmax", [fc], axis=1), MASK_NAMES[1])
+    inputs = [(MASK_NAMES[0], ["batch", side, side, 3])]
+    return finish(g, "mask_classifier", inputs, [(MASK_NAMES[1], ["batch", 2])]), g.parameters
+
+
 SYNTH: dict[str, Callable[[int], tuple[onnx.ModelProto, int]]] = {
     **{
         name: (lambda seed: retinaface(False, seed=seed))
@@ -164,4 +201,7 @@ SYNTH: dict[str, Callable[[int], tuple[onnx.ModelProto, int]]] = {
         for name in ("yolov5l-face", "yolov5m-face", "yolov5s-face", "yolov5n-face", "yolov5n-0.5")
     },
     "w600k_mbf": lambda seed: mobilefacenet(seed=seed),
+    "genderage_v1": lambda seed: genderage(seed=seed),
+    "mask_detector": lambda seed: mask_classifier(224, seed=seed),
+    "mask_detector112": lambda seed: mask_classifier(112, seed=seed),
 }

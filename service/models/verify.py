@@ -7,7 +7,7 @@ from pathlib import Path
 
 import onnx
 
-from facefleet.models.manifest import ModelSpec
+from facefleet.models.manifest import ATTRIBUTE_WIDTHS, ModelSpec
 from facefleet.models.modelfiles import file_sha256, model_path
 
 
@@ -63,6 +63,10 @@ def _layout_problems(
         return [*problems, f"input has shape {_dims(inputs[0])}, expected [N, 3, H, W]"]
     if spec.task == "detection":
         return problems + _detector_problems(spec, outputs)
+    if spec.task in ATTRIBUTE_WIDTHS:
+        width = ATTRIBUTE_WIDTHS[spec.task]
+        answer = _dims(outputs[0]) if outputs else []
+        return problems + ([] if answer[-1:] == [width] else [f"answers {answer}, a {spec.task} model [N, {width}]"])
     return problems + _recognizer_problems(spec, inputs, outputs)
 
 

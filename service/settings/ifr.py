@@ -13,9 +13,7 @@ WITHOUT_EFFECT = {
     "INFERENCE_BACKEND": "the backend is onnxruntime's provider chain here: set FACEFLEET_PROVIDERS "
     "(tensorrt,cuda,cpu); `trt` needs no engine files of InsightFace-REST's",
     "TRITON_URI": "facefleet runs its models in process: there is no Triton client",
-    "GA_NAME": "gender/age models are not served yet: extract_ga answers null with ga_error",
-    "GA_MODEL": "gender/age models are not served yet (InsightFace-REST itself never read GA_MODEL)",
-    "MASK_DETECTOR": "mask classifiers are not served yet: detect_masks answers null with mask_error",
+    "GA_MODEL": "InsightFace-REST itself never read it (its examples' typo): set GA_NAME",
     "DEF_SSLV3_HACK": "image downloads always verify TLS with modern ciphers here",
     "USE_NVJPEG": "images are decoded by Pillow on the CPU",
     "FACE_MODEL_CLASS": "the pipeline is facefleet's own",

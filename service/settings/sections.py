@@ -91,6 +91,20 @@ class ModelsSettings(Section):
         doc="recognizer, by manifest name",
         shown="the manifest's default (`sface_2021dec_int8bq`)",
     )
+    ga_name: str = knob(
+        "",
+        "FACEFLEET_GA_NAME",
+        "GA_NAME",
+        doc="gender/age model, by manifest name (`genderage_v1`): what `extract_ga` reads",
+        shown="none (`gender` and `age` null, with `ga_error`)",
+    )
+    mask_name: str = knob(
+        "",
+        "FACEFLEET_MASK_DETECTOR",
+        "MASK_DETECTOR",
+        doc="mask classifier, by manifest name (`mask_detector`, `mask_detector112`): what `detect_masks` reads",
+        shown="none (`mask` and `mask_probs` null, with `mask_error`, unless the detector scores masks)",
+    )
     verify_models: bool = knob(
         True,
         "FACEFLEET_VERIFY_MODELS",
