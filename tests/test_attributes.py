@@ -103,3 +103,16 @@ def test_a_model_of_another_kind_is_refused_with_one_line(models: Path, cache_di
     synthesize("mask_detector", wrong / "genderage_v1.onnx")  # a mask classifier's file in its place
     with pytest.raises(ModelRoleError, match=r"does not fit the gender/age model's place"):
         FaceEngine.from_settings(settings(wrong, cache_dir, ga_name="genderage_v1", verify_models=False))
+
+
+ZOO = [name for name, spec in load_manifest().models.items() if not spec.sources and not spec.sha256]
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_a_real_zoo_file_matches_its_manifest_layout_when_present(shared_models: Path, name: str) -> None:
+    """InsightFace-REST's own files are not here; when one is put in ../shared/models, its inputs and outputs
+    must be what the manifest (and the synthetic stand-in tested above) say."""
+    spec = load_manifest().get(name)
+    if not (shared_models / spec.file).is_file():
+        pytest.skip(f"{spec.file} is not in {shared_models} (InsightFace-REST's zoo, not redistributable here)")
+    assert verify_model(spec, str(shared_models)) == []

@@ -34,6 +34,10 @@ ZOO = [
     "yolov5n-face",
     "yolov5n-0.5",
     "adaface_ir101_webface12m",
+    "custom_rec_model",
+    "genderage_v1",
+    "mask_detector",
+    "mask_detector112",
 ]
 
 
