@@ -144,3 +144,10 @@ def metric_samples(text: str, name: str) -> dict[str, float]:
             key, _, value = line.rpartition(" ")
             out[key[len(name) :]] = float(value)
     return out
+
+
+def keyed_cpu_service(models_dir: Path, cache_dir: Path, folder: Path, key: str, **env: str) -> Service:
+    """cpu_service with API keys on, our default: `key` is the one key, in folder/api-keys."""
+    keys = folder / "api-keys"
+    keys.write_text(f"{key}\n")
+    return cpu_service(models_dir, cache_dir, folder, FACEFLEET_AUTH="on", FACEFLEET_API_KEYS_FILE=str(keys), **env)

@@ -21,7 +21,7 @@ from PIL import Image
 from requests.adapters import HTTPAdapter
 
 from .ifr_client import IFRClient, RecognitionResponse
-from .server import Service, cpu_service
+from .server import Service, keyed_cpu_service
 
 KEY = "ifr-client-test-key-0001"
 
@@ -29,17 +29,13 @@ KEY = "ifr-client-test-key-0001"
 @pytest.fixture(scope="module")
 def served(default_pack: Path, cache_dir: Path, images_dir: Path, tmp_path_factory) -> Iterator[Service]:
     folder = tmp_path_factory.mktemp("ifr-client")
-    keys = folder / "api-keys"
-    keys.write_text(f"{KEY}\n")
     env = {
-        "FACEFLEET_AUTH": "on",
-        "FACEFLEET_API_KEYS_FILE": str(keys),
         "ROOT_IMAGES_DIR": str(images_dir),  # InsightFace-REST's name for the root of `urls` paths
         "FACEFLEET_ALLOW_URLS": "true",
         "FACEFLEET_URL_ALLOW": "127.0.0.2",
         "FACEFLEET_TRUSTED_NETWORKS": "127.0.0.2/32",  # a client that cannot send a header, on its own address
     }
-    svc = cpu_service(default_pack, cache_dir, folder, **env)
+    svc = keyed_cpu_service(default_pack, cache_dir, folder, KEY, **env)
     try:
         yield svc
     finally:

@@ -18,7 +18,7 @@ from PIL import Image
 from facefleet.api.sources import from_base64
 from facefleet.errors import ImageError
 
-from .server import Service, cpu_service
+from .server import Service, keyed_cpu_service
 from .test_decode import _gif_declaring, _tiff_declaring
 
 PHOTO = "two_people.jpg"  # two faces
@@ -109,9 +109,7 @@ def test_a_large_image_is_decoded_without_copies_of_its_text(wrap):
 @pytest.fixture(scope="module")
 def service(default_pack, cache_dir, tmp_path_factory) -> Service:
     folder = tmp_path_factory.mktemp("inputs")
-    keys = folder / "api-keys"
-    keys.write_text(f"{KEY}\n")
-    svc = cpu_service(default_pack, cache_dir, folder, FACEFLEET_AUTH="on", FACEFLEET_API_KEYS_FILE=str(keys))
+    svc = keyed_cpu_service(default_pack, cache_dir, folder, KEY)
     try:
         yield svc
     finally:

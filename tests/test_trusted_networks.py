@@ -30,7 +30,7 @@ from facefleet.settings.env import network_list
 
 from .conftest import SHARED_IMAGES
 from .front import Front
-from .server import Service, cpu_service
+from .server import Service, keyed_cpu_service
 
 KEY = "trusted-networks-test-key-0001"
 PHOTO = SHARED_IMAGES / "two_people.jpg"
@@ -200,16 +200,7 @@ class Stack:
 def stack(default_pack: Path, cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """One service (keys on, 127.0.0.2/32 trusted) and one front for the module."""
     folder = tmp_path_factory.mktemp("trusted")
-    keys = folder / "api-keys"
-    keys.write_text(f"{KEY}\n")
-    service = cpu_service(
-        default_pack,
-        cache_dir,
-        folder,
-        FACEFLEET_AUTH="on",
-        FACEFLEET_API_KEYS_FILE=str(keys),
-        FACEFLEET_TRUSTED_NETWORKS=f"{TRUSTED}/32",
-    )
+    service = keyed_cpu_service(default_pack, cache_dir, folder, KEY, FACEFLEET_TRUSTED_NETWORKS=f"{TRUSTED}/32")
     try:
         front = Front(folder / "nginx", service.port)
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 from typing import Any
@@ -113,18 +114,10 @@ def _models(engine: FaceEngine) -> dict[str, Any]:
 
 
 def _ifr_defaults(settings: Settings, det_thresh: float) -> dict[str, Any]:
-    """InsightFace-REST's `defaults` block: what a request that does not say gets."""
-    answers = settings.answers
-    return {
-        "return_face_data": answers.return_face_data,
-        "return_landmarks": answers.return_landmarks,
-        "extract_embedding": answers.extract_embedding,
-        "extract_ga": answers.extract_ga,
-        "detect_masks": answers.detect_masks,
-        "det_thresh": det_thresh,
-        "img_req_headers": dict(answers.img_req_headers),
-        "sslv3_hack": False,
-    }
+    """InsightFace-REST's `defaults` block: what a request that does not say gets (the `answers` section)."""
+    answers = dataclasses.asdict(settings.answers)
+    answers["img_req_headers"] = dict(settings.answers.img_req_headers)
+    return {**answers, "det_thresh": det_thresh, "sslv3_hack": False}
 
 
 def _auth_info(settings: Any) -> dict[str, Any]:

@@ -214,10 +214,12 @@ class FaceEngine:
             order = list(images)
             detections = self.detector.detect([images[i] for i in order], threshold, timings)
             detections = [_filter(d, min_face_size, limit_faces) for d in detections]
-            done = self._align_embed(order, images, detections, results, embed, True, timings)
-            self._read_attributes([f for r in done for f in r.faces], attributes, timings)
-            if not keep_crops:
-                for face in (f for r in done for f in r.faces):
+            # the attribute models read the crops: kept for them, then dropped unless the caller wants them
+            done = self._align_embed(order, images, detections, results, embed, keep_crops or bool(attributes), timings)
+            if attributes:
+                faces = [f for r in done for f in r.faces]
+                self._read_attributes(faces, attributes, timings)
+                for face in faces if not keep_crops else ():
                     face.crop = None
             return done
 
