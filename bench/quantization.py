@@ -36,7 +36,7 @@ from facefleet.engine.recognizer import Recognizer  # noqa: E402
 from facefleet.engine.shapes import to_blob  # noqa: E402
 from facefleet.models.manifest import load_manifest  # noqa: E402
 from facefleet.settings import Settings  # noqa: E402
-from tests.conftest import IDENTITIES  # noqa: E402
+from tests.conftest import IDENTITIES, labelled_tree  # noqa: E402
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -153,16 +153,16 @@ def main() -> int:
         det_name=args.det,
         rec_name=args.rec,
     )
-    photos = calibration_images(Path(args.images), 32)
+    photos = calibration_images(labelled_tree(Path(args.images), work / "photos"), 32)
     started = time.perf_counter()
     quantize(manifest.get(args.det), settings, "static", photos)
-    quantize(manifest.get(args.rec), settings, args.rec_mode, photos if args.rec_mode == "static" else [])
+    quantize(manifest.get(args.rec), settings, args.rec_mode, photos)
     report: dict = {"detector": args.det, "recognizer": args.rec, "recognizer_mode": args.rec_mode}
     report["quantize_s"] = round(time.perf_counter() - started, 1)
     det, det8 = open_pair(args.det, settings)
     rec, rec8 = open_pair(args.rec, settings)
 
-    report.update(accuracy(det, det8, rec, rec8, photos))
+    report.update(accuracy(det, det8, rec, rec8, [p.path for p in photos]))
     report.update(speeds(det, det8, rec, rec8, args.runs))
     print(json.dumps(report, indent=2))
     if args.json:

@@ -8,8 +8,10 @@ and addressed as `<name>@int8` everywhere a model name goes (see `manifest.deriv
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -25,18 +27,24 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from tqdm import tqdm
 
+from facefleet.app.int8gate import Photo, find_photos, gate
 from facefleet.engine.align import align_all
-from facefleet.engine.decode import IMAGE_SUFFIXES, decode_image
+from facefleet.engine.decode import decode_image
 from facefleet.engine.detector import Detector
 from facefleet.engine.loader import load_model
+from facefleet.engine.ort import ort_module
+from facefleet.engine.ortlog import onnxruntime_output_to_log
 from facefleet.engine.recognizer import Recognizer
 from facefleet.engine.runner import Chain, RecordingRunner, build_runner
 from facefleet.engine.runtime import SessionSlot
 from facefleet.errors import FacefleetError
+from facefleet.models.gatefile import GateReport, gate_path
 from facefleet.models.manifest import ModelSpec, load_manifest
 from facefleet.models.modelfiles import atomic_target, model_path, require_model_file
 from facefleet.models.prepare import prepare_model
 from facefleet.settings import Settings
+
+log = logging.getLogger(__name__)
 
 MODES = ("static", "dynamic")
 QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger"}
@@ -56,11 +64,20 @@ class BlobReader(CalibrationDataReader):  # type: ignore[misc]  # onnxruntime sh
         return next(self._items, None)
 
 
-def calibration_images(folder: Path, limit: int) -> list[Path]:
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
-    if not files:
+class GateFailedError(QuantizeError):
+    """The INT8 copy did not keep its FP32 original's answers: it was not installed."""
+
+    def __init__(self, message: str, report: GateReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+def calibration_images(folder: Path, limit: int) -> list[Photo]:
+    """The photos of `folder` and its subfolders (DIR/<subject>/<photo> labels a person for the gate)."""
+    photos = find_photos(folder)
+    if not photos:
         raise QuantizeError(f"no calibration photos (.jpg, .png, ...) in {folder}; give --images DIR")
-    return files[:limit]
+    return photos[:limit]
 
 
 def _opened(spec: ModelSpec, settings: Settings, sink: list[np.ndarray] | None) -> tuple[SessionSlot, Chain]:
@@ -70,7 +87,7 @@ def _opened(spec: ModelSpec, settings: Settings, sink: list[np.ndarray] | None) 
     return slot, build_runner(spec, slot, extra=[RecordingRunner.into(sink)] if sink is not None else [])
 
 
-def calibration_blobs(spec: ModelSpec, settings: Settings, photos: list[Path]) -> list[np.ndarray]:
+def calibration_blobs(spec: ModelSpec, settings: Settings, photos: list[Photo]) -> list[np.ndarray]:
     """One input sample per detector run (per photo) or per face (recognizers)."""
     manifest = load_manifest()
     det_spec = (
@@ -84,7 +101,7 @@ def calibration_blobs(spec: ModelSpec, settings: Settings, photos: list[Path]) -
         slot, chain = _opened(spec, settings, runs)
         recognizer = Recognizer(spec, slot, settings, chain)
     for photo in tqdm(photos, desc=f"calibrating {spec.name}", unit="photo", leave=False):
-        image = decode_image(photo.read_bytes(), settings.engine.max_pixels)
+        image = decode_image(photo.path.read_bytes(), settings.engine.max_pixels)
         found = detector.detect([image])[0]
         if recognizer is not None and len(found):
             recognizer.embed(align_all(image, found.landmarks))
@@ -92,6 +109,34 @@ def calibration_blobs(spec: ModelSpec, settings: Settings, photos: list[Path]) -
     if not blobs:
         raise QuantizeError(f"the calibration photos gave no input for {spec.name} (no faces found?)")
     return blobs
+
+
+class _FromOnnxruntime(logging.Filter):
+    """Moves the quantization tools' records (they log through the root logger) to our log at debug level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "onnxruntime" in record.pathname and record.levelno < logging.ERROR:
+            log.debug("onnxruntime: %s", record.getMessage())
+            return False
+        return True
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """onnxruntime's quantization tools talk to the terminal: the preprocessing's shape inference and the
+    calibrator's sessions print C++ warnings about graphs they handle fine, and the quantizer logs one
+    "Axis 1 is out-of-range for weight ..." per bias through the root logger (hundreds for IResNet-100).
+    Both go to our log at debug level (facefleet.engine.ortlog); errors still raise or show."""
+    ort = ort_module()
+    root, records = logging.getLogger(), _FromOnnxruntime()
+    ort.set_default_logger_severity(3)
+    root.addFilter(records)
+    try:
+        with onnxruntime_output_to_log():
+            yield
+    finally:
+        ort.set_default_logger_severity(2)
+        root.removeFilter(records)
 
 
 def already_quantized(path: Path) -> bool:
@@ -130,34 +175,64 @@ def output_heads(path: Path) -> list[str]:
     return names
 
 
-def quantize(spec: ModelSpec, settings: Settings, mode: str, photos: list[Path]) -> Path:
-    """Write `<stem>.int8.onnx` beside the model from its prepared FP32 copy; returns the path."""
+def quantize(
+    spec: ModelSpec, settings: Settings, mode: str, photos: list[Photo], gate_photos: list[Photo] | None = None
+) -> tuple[Path, GateReport]:
+    """Write `<stem>.int8.onnx` beside the model from its prepared FP32 copy, if it passes its accuracy
+    gate on `gate_photos` (default: the calibration photos); its report is written beside it either way.
+    Raises GateFailedError (nothing installed, an earlier copy removed) when it does not."""
+    source = _fp32_source(spec, settings, mode)
+    target = model_path(load_manifest().get(f"{spec.name}@int8"), settings.models.models_dir)
+    with tempfile.TemporaryDirectory(prefix="facefleet-quantize-") as tmp, atomic_target(target) as out:
+        _quantize_file(spec, settings, mode, photos, source, Path(tmp), out)
+        report = gate(spec, out, settings, photos if gate_photos is None else gate_photos)
+        gate_path(target).write_text(report.to_json())
+        if not report.passed:
+            target.unlink(missing_ok=True)
+            raise GateFailedError(
+                f"{spec.name}@int8 failed its accuracy gate ({report.reason}); it is not installed "
+                f"(report: {gate_path(target)})",
+                report,
+            )
+    return target, report
+
+
+def _fp32_source(spec: ModelSpec, settings: Settings, mode: str) -> Path:
+    """The runnable FP32 file to quantize: the prepared copy (a default-pack file whose weights were stored
+    block-quantized is FP32 once prepared; one with quantized operators is refused)."""
     if mode not in MODES:
         raise QuantizeError(f"unknown quantization mode {mode!r}; known: {', '.join(MODES)}")
+    if spec.task not in ("detection", "recognition"):
+        raise QuantizeError(f"{spec.name} is a {spec.task} model; INT8 copies are made of detectors and recognizers")
     path, digest = require_model_file(spec, settings.models.models_dir, settings.models.verify_models)
-    if already_quantized(path):
+    source = Path(prepare_model(spec, path, digest, settings.models.cache_dir, None))
+    if already_quantized(source):
         raise QuantizeError(f"{spec.name} ({path.name}) is already quantized; quantize an FP32 model")
-    source = prepare_model(spec, path, digest, settings.models.cache_dir, None)
-    target = model_path(load_manifest().get(f"{spec.name}@int8"), settings.models.models_dir)
-    with tempfile.TemporaryDirectory(prefix="facefleet-quantize-") as tmp:
-        # Shape inference and graph optimisation first: onnxruntime's documented preprocessing,
-        # which folds BatchNorms so the calibrator sees the tensors that will really be quantized.
-        pre = Path(tmp) / "pre.onnx"
+    return source
+
+
+def _quantize_file(
+    spec: ModelSpec, settings: Settings, mode: str, photos: list[Photo], source: Path, tmp: Path, out: Path
+) -> None:
+    # Shape inference and graph optimisation first: onnxruntime's documented preprocessing,
+    # which folds BatchNorms so the calibrator sees the tensors that will really be quantized.
+    pre = tmp / "pre.onnx"
+    blobs = calibration_blobs(spec, settings, photos) if mode == "static" else []  # opens sessions: not in quiet()
+    tqdm.write(f"{spec.name}: quantizing ({mode}, {len(blobs)} calibration samples; a minute for a large model)")
+    with quiet():
         quant_pre_process(str(source), str(pre), skip_symbolic_shape=True)
         ready_for_quantization(pre)
-        with atomic_target(target) as out:
-            if mode == "dynamic":
-                quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8, per_channel=True)
-            else:
-                reader = BlobReader(spec.input_name, calibration_blobs(spec, settings, photos))
-                quantize_static(
-                    str(pre),
-                    str(out),
-                    reader,
-                    quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8,
-                    per_channel=True,
-                    nodes_to_exclude=output_heads(pre) if spec.task == "detection" else [],
-                )
-    return target
+        if mode == "dynamic":
+            quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8, per_channel=True)
+            return
+        reader = BlobReader(spec.input_name, blobs)
+        quantize_static(
+            str(pre),
+            str(out),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            nodes_to_exclude=output_heads(pre) if spec.task == "detection" else [],
+        )

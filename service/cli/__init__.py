@@ -141,22 +141,37 @@ def cmd_models_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_models_quantize(args: argparse.Namespace) -> int:
-    from facefleet.app.quantize import calibration_images, quantize
+    from facefleet.app.quantize import GateFailedError, calibration_images, quantize
 
     settings, manifest = _settings(args), load_manifest()
     spec = manifest.get(args.name)
-    mode = args.mode
-    if mode == "static" and not args.images:
+    if not args.images:
         print(
-            "facefleet: static quantization calibrates on photos with faces: give --images DIR "
-            "(or --mode dynamic, which needs none but is slower than FP32 for CNNs on CPU)",
+            "facefleet: an INT8 copy is calibrated and judged on photos with faces: give --images DIR "
+            "(DIR/<subject>/<photo> labels people for the recognizer's gate)",
             file=sys.stderr,
         )
         return 2
-    photos = calibration_images(Path(args.images), args.limit) if mode == "static" else []
-    path = quantize(spec, settings, mode, photos)
-    print(f"{spec.name}: {mode} INT8 -> {path}; use it as {spec.name}@int8")
+    photos = calibration_images(Path(args.images), args.limit)
+    gate_photos = calibration_images(Path(args.images), 10**6)
+    try:
+        path, report = quantize(spec, settings, args.mode, photos, gate_photos)
+    except GateFailedError as failed:
+        _print_gate(failed.report)
+        raise
+    _print_gate(report)
+    print(f"{spec.name}: {args.mode} INT8 -> {path}, accuracy gate passed; use it as {spec.name}@int8")
     return 0
+
+
+def _print_gate(report: Any) -> None:
+    """The photos or pairs that failed (all of them are in the report file), then the summary figures."""
+    failed = [check for check in report.checks if not check.passed]
+    for check in failed:
+        print(f"  FAIL {check.name}: {check.detail}")
+    held = f"{len(report.checks) - len(failed)} of {len(report.checks)} checks held"
+    figures = ", ".join(f"{key} {value}" for key, value in report.figures.items())
+    print(f"accuracy gate of {report.model}@int8: {'passed' if report.passed else 'failed'}: {held}; {figures}")
 
 
 # ---------------------------------------------------------------- providers
@@ -766,8 +781,11 @@ def _model_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p = models.add_parser("quantize", parents=[common], help="an INT8 copy (onnxruntime quantization)")
     p.add_argument("name", help="an FP32 model of the manifest; the copy is then called NAME@int8")
     p.add_argument("--mode", choices=("static", "dynamic"), default="static", help="default: static (calibrated)")
-    p.add_argument("--images", help="folder of calibration photos (static mode), e.g. ../shared/images")
-    p.add_argument("--limit", type=int, default=32, help="most calibration photos used (default 32)")
+    p.add_argument(
+        "--images",
+        help="photos that calibrate the copy and judge it (its accuracy gate); DIR/<subject>/<photo> labels people",
+    )
+    p.add_argument("--limit", type=int, default=32, help="most calibration photos used (default 32; the gate uses all)")
     p.set_defaults(func=cmd_models_quantize)
     p = models.add_parser("pull", parents=[common], help="download model files from the manifest's sources")
     p.add_argument("names", nargs="*", help="default: the licence-clean default pack")

@@ -4,6 +4,7 @@ check that the model fits its place (facefleet.engine.roles)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from facefleet.engine.roles import check_file_role, check_role
@@ -51,12 +52,34 @@ def load_model(
     Raises ModelRoleError when the file does not fit its manifest entry's task."""
     path, digest = require_model_file(spec, settings.models.models_dir, settings.models.verify_models)
     runnable = prepare_model(spec, path, digest, settings.models.cache_dir, trt_fixed_hw(spec, settings))
+    opened = open_model_file(
+        spec, settings, runnable, digest, source=path, available=available, session_factory=session_factory
+    )
+    return opened, digest
+
+
+def warmup_hw(spec: ModelSpec, settings: Settings) -> tuple[int, int]:
+    """The input height x width a model warms up with: its own fixed size, else what the engine feeds it."""
     if spec.task == "detection":
-        hw = spec.fixed_hw or (settings.engine.det_size[1], settings.engine.det_size[0])
-    elif spec.task == "mask":  # channels-last [N, side, side, 3]
-        hw = (spec.input_shape[1] or 224, spec.input_shape[2] or 224)
-    else:
-        hw = spec.fixed_hw or (112, 112)
+        return spec.fixed_hw or (settings.engine.det_size[1], settings.engine.det_size[0])
+    if spec.task == "mask":  # channels-last [N, side, side, 3]
+        return (spec.input_shape[1] or 224, spec.input_shape[2] or 224)
+    return spec.fixed_hw or (112, 112)
+
+
+def open_model_file(
+    spec: ModelSpec,
+    settings: Settings,
+    runnable: str | Path,
+    digest: str,
+    *,
+    source: Path | None = None,
+    available: Sequence[str] | None = None,
+    session_factory: Callable[..., Any] | None = None,
+) -> OpenedSession:
+    """A runnable file opened as `spec` on the provider chain and checked against its role; also how
+    an INT8 candidate is opened for its accuracy gate before it is installed (facefleet.app.int8gate)."""
+    hw = warmup_hw(spec, settings)
     try:
         opened = open_session(
             runnable,
@@ -68,7 +91,7 @@ def load_model(
             session_factory=session_factory,
         )
     except ProviderError:
-        check_file_role(spec, path, hw)  # a file of the wrong kind is the clearer reason
+        check_file_role(spec, source or Path(runnable), hw)  # a file of the wrong kind is the clearer reason
         raise
     check_role(spec, opened)  # a detector's file in the recognizer's place may open fine, then fail every request
-    return opened, digest
+    return opened

@@ -12,6 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from facefleet.errors import ModelError
+from facefleet.models.gatefile import is_int8_copy, require_passed_gate
 from facefleet.models.manifest import ModelSpec
 from facefleet.settings import ModelsSettings
 
@@ -77,4 +78,6 @@ def require_model_file(spec: ModelSpec, models_dir: str, check_sha256: bool = Tr
             f"model {spec.name}: {path} has sha256 {digest[:12]}…, the manifest pins {spec.sha256[:12]}…; "
             "the file is corrupt or a different model"
         )
+    if is_int8_copy(spec):  # made here: vouched for by its accuracy gate, not by a published digest
+        require_passed_gate(spec, path, digest, _models_dir_flag(models_dir))
     return path, digest
