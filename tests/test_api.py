@@ -7,6 +7,7 @@ import base64
 import http.server
 import io
 import json
+import os
 import re
 import threading
 from pathlib import Path
@@ -379,6 +380,11 @@ def test_info_health_livez_docs(client):
     assert [a["provider"] for a in detector["attempts"]] == ["cpu"]
     assert detector["partial_fallback"] is False and detector["node_placement"]["nodes"]["CPUExecutionProvider"] > 0
     assert len(detector["sha256"]) == 64 and info["defaults"]["max_images"] == 64
+    memory = info["memory"]  # this process's own resident size, against 1.5 x the files it runs + 250 MiB
+    files = sum(os.path.getsize(info["models"][task]["model_path"]) for task in ("detection", "recognition"))
+    assert memory["worker_pid"] == os.getpid() and memory["model_files_bytes"] == files
+    assert memory["budget_bytes"] == int(1.5 * files + 250 * 2**20) and memory["resident_bytes"] > 50 * 2**20
+    assert memory["within_budget"] == (memory["resident_bytes"] <= memory["budget_bytes"])
     health = client.get("/health")
     assert health.status_code == 200 and health.get_json()["status"] == "ok"
     conforms(health.get_json(), "Health")

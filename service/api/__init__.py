@@ -18,7 +18,7 @@ from facefleet.api.extract import bp as extract_bp
 from facefleet.api.status import bp as status_bp
 from facefleet.engine.pipeline import FaceEngine
 from facefleet.errors import FacefleetError, RequestTooLargeError
-from facefleet.ops import metrics
+from facefleet.ops import malloc, metrics
 from facefleet.settings import Settings, ifr
 
 log = logging.getLogger("facefleet.api")
@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None, engine: FaceEngine | None = Non
             # One line, no traceback: the reason is the operator's to read, on /health and here.
             log.error("the service is not ready: %s", exc.message)
             return unready_app(settings, keys, exc.message)
+        malloc.trim_after_load()
 
     app = _base_app(settings, keys)
     app.extensions["facefleet.engine"] = engine

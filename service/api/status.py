@@ -13,7 +13,7 @@ from facefleet import __version__
 from facefleet.contract import models as m
 from facefleet.engine.ort import ort_module
 from facefleet.engine.pipeline import FaceEngine
-from facefleet.ops import metrics
+from facefleet.ops import malloc, metrics
 from facefleet.settings import Settings, value_of
 
 bp = Blueprint("status", __name__)
@@ -90,9 +90,24 @@ def info() -> Response:
             "defaults": defaults,
             "auth": _auth_info(settings),
             "galleries": _galleries(),
+            "memory": _memory(engine),
         }
     )
     return jsonify(info.dump())
+
+
+def _memory(engine: FaceEngine) -> dict[str, Any]:
+    """This worker's resident size against its budget, from the files its models were opened from."""
+    files = sum(os.path.getsize(m.opened.model_path) for m in engine.models() if os.path.isfile(m.opened.model_path))
+    resident = int(malloc.rss_mib() * 2**20)
+    budget = malloc.memory_budget(files)
+    return {
+        "worker_pid": os.getpid(),
+        "resident_bytes": resident,
+        "model_files_bytes": files,
+        "budget_bytes": budget,
+        "within_budget": resident <= budget,
+    }
 
 
 def _models(engine: FaceEngine) -> dict[str, Any]:

@@ -141,7 +141,9 @@ def _recognition(
     genuine = [pair for pair in pairs if subjects[pair[0]] == subjects[pair[1]]]
     if not genuine or len(genuine) == len(pairs):
         need = "needs DIR/<person>/<photo>: two photos of one person and one of another, a face in each"
-        return [GateCheck("labelled photos", False, f"{len(kept)} labelled photos with a face; {need}")], {"photos": len(kept)}
+        return [GateCheck("labelled photos", False, f"{len(kept)} labelled photos with a face; {need}")], {
+            "photos": len(kept)
+        }
     e32, e8 = fp32.embed(crops)[0], q8.embed(crops)[0]
     threshold = fp32.threshold
     checks = []

@@ -485,6 +485,16 @@ class Models(Answer):
     mask: ModelInfo = absent("with MASK_DETECTOR: the mask classifier")
 
 
+class Memory(Answer):
+    """The answering worker's resident memory against the project's budget: 1.5 x its model files + 250 MiB."""
+
+    worker_pid: int
+    resident_bytes: int = Field(description="this worker's resident set size now (/proc/self/statm)")
+    model_files_bytes: int = Field(description="the sizes of the model files this worker runs (prepared copies)")
+    budget_bytes: int = Field(description="1.5 x model_files_bytes + 250 MiB")
+    within_budget: bool
+
+
 class Info(Answer):
     version: str
     tensorrt_version: str | None = Field(
@@ -497,6 +507,7 @@ class Info(Answer):
     defaults: dict[str, Any]
     auth: AuthInfo
     galleries: list[GallerySummary]
+    memory: Memory = absent("the answering worker's resident memory and its budget (an older appliance has none)")
 
 
 class Health(Answer):

@@ -101,11 +101,60 @@ def run(
                 samples.append((time.monotonic() - t0, outcome, took, ok, faces))
                 bar.update(1)
 
-    with ThreadPoolExecutor(clients) as pool:
+    with MemoryWatch(url, headers or {}, tls) as memory, ThreadPoolExecutor(clients) as pool:
         for future in [pool.submit(client) for _ in range(clients)]:
             future.result()
     bar.close()
-    return summarise(samples, time.monotonic() - t0, clients, len(images))
+    return {**summarise(samples, time.monotonic() - t0, clients, len(images)), **memory.summary()}
+
+
+class MemoryWatch:
+    """The serving workers' resident memory during the run, from /info's `memory` block once a second (each
+    answer is one worker's): the peak seen and the budget, 1.5 x the model files + 250 MiB."""
+
+    def __init__(self, url: str, headers: dict[str, str], tls: ssl.SSLContext | None) -> None:
+        self._request = urllib.request.Request(f"{url.rstrip('/')}/info", headers=headers)
+        self._tls = tls
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="memory-watch", daemon=True)
+        self.peak: dict[int, int] = {}  # worker pid: largest resident bytes seen
+        self.budget = 0
+
+    def _sample(self) -> None:
+        try:
+            with urllib.request.urlopen(self._request, timeout=5, context=self._tls) as response:
+                memory = json.loads(response.read()).get("memory")
+        except (urllib.error.URLError, TimeoutError, OSError, ValueError):
+            return
+        if memory:
+            pid = int(memory["worker_pid"])
+            self.peak[pid] = max(self.peak.get(pid, 0), int(memory["resident_bytes"]))
+            self.budget = int(memory["budget_bytes"])
+
+    def _run(self) -> None:
+        while True:
+            self._sample()
+            if self._stop.wait(1.0):
+                return
+
+    def __enter__(self) -> MemoryWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()  # after the load too: what the worker kept
+
+    def summary(self) -> dict[str, Any]:
+        if not self.peak:
+            return {"worker_resident_mib_peak": None, "memory_budget_mib": None}
+        peak = max(self.peak.values())
+        return {
+            "worker_resident_mib_peak": round(peak / 2**20, 1),
+            "memory_budget_mib": round(self.budget / 2**20, 1),
+            "within_memory_budget": peak <= self.budget,
+        }
 
 
 def summarise(
