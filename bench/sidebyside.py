@@ -108,17 +108,25 @@ def prepare_models(args: argparse.Namespace, packs: list[Pack]) -> Path:
     return folder
 
 
-def bench_settings(folder: Path, det: str, rec: str) -> Settings:
-    return Settings.of(
-        models_dir=str(folder), cache_dir=str(WORK / "cache"), providers=("cpu",), det_name=det, rec_name=rec
+def bench_settings(folder: Path, det: str, rec: str, settings: dict[str, str] | None = None) -> Settings:
+    """The service's settings in-process (raw runs, quantization): the --set ones read as the service reads them."""
+    return Settings.from_env(
+        dict(settings or {}),
+        models_dir=str(folder),
+        cache_dir=str(WORK / "cache"),
+        providers=("cpu",),
+        det_name=det,
+        rec_name=rec,
     )
 
 
-def raw_ms_per_photo(folder: Path, pack: Pack, images: Path, names: list[str]) -> dict[str, float]:
+def raw_ms_per_photo(
+    folder: Path, pack: Pack, images: Path, names: list[str], settings: dict[str, str]
+) -> dict[str, float]:
     """Bare session.run time of the model runs the service makes for each photo (median of 3 passes)."""
     captured: dict[str, list[np.ndarray]] = {"detection": [], "recognition": []}
     extra = {task: [RecordingRunner.into(sink)] for task, sink in captured.items()}
-    engine = FaceEngine.from_settings(bench_settings(folder, pack.det, pack.rec), extra=extra)
+    engine = FaceEngine.from_settings(bench_settings(folder, pack.det, pack.rec, settings), extra=extra)
     out: dict[str, float] = {}
     for name in tqdm(names, desc=f"raw onnxruntime, {pack.name}", leave=False):
         for sink in captured.values():
@@ -204,7 +212,7 @@ def load(url: str, bodies: list[bytes], clients: int, count: int) -> dict[str, A
 
 
 @contextmanager
-def served(folder: Path, pack: Pack) -> Iterator[Service]:
+def served(folder: Path, pack: Pack, settings: dict[str, str]) -> Iterator[Service]:
     keys = WORK / "api-keys"
     keys.write_text(f"{KEY}\n")
     env = {
@@ -217,6 +225,7 @@ def served(folder: Path, pack: Pack) -> Iterator[Service]:
         "FACEFLEET_API_KEYS_FILE": str(keys),
         "FACEFLEET_METRICS_DIR": str(WORK / f"metrics-{pack.name}"),
         "FACEFLEET_LOG_LEVEL": "WARNING",
+        **settings,
     }
     service = Service(env, WORK / f"service-{pack.name}.log")
     try:
@@ -226,26 +235,27 @@ def served(folder: Path, pack: Pack) -> Iterator[Service]:
         service.stop()
 
 
-def measure_pack(folder: Path, pack: Pack, images: Path, loads: dict[str, list[str]], scale: float) -> dict:
+def measure_pack(folder: Path, pack: Pack, images: Path, loads: dict[str, list[str]], args: argparse.Namespace) -> dict:
     manifest = load_manifest()
     files = sum(model_path(manifest.get(n), str(folder)).stat().st_size for n in (pack.det, pack.rec))
-    raw = raw_ms_per_photo(folder, pack, images, sorted({n for names in loads.values() for n in names}))
+    photos = sorted({n for names in loads.values() for n in names})
+    raw = raw_ms_per_photo(folder, pack, images, photos, dict(args.set))
     report: dict[str, Any] = {"pack": pack.name, "det": pack.det, "rec": pack.rec, "model_files_mib": files / 2**20}
     report["rss_budget_mib"] = round(1.5 * files / 2**20 + 250, 1)
     report["raw"] = {w: round(1000 / statistics.mean(raw[n] for n in names), 3) for w, names in loads.items()}
     report["raw_ms_per_photo"] = {n: round(ms, 1) for n, ms in raw.items()}
-    with served(folder, pack) as service:
+    with served(folder, pack, dict(args.set)) as service:
         report["rss_at_rest_mib"] = max(worker_rss_mib(service.proc.pid))
-        report["service"] = {}
-        with RssSampler(service.proc.pid) as sampler:
-            for workload, names in loads.items():
-                bodies = [body_of(images, n) for n in names]
-                load(service.url, bodies[:2], 1, 2)  # warm-up
+        report["service"], report["rss_peak_mib"] = {}, {}
+        for workload, names in loads.items():
+            bodies = [body_of(images, n) for n in names]
+            load(service.url, bodies[:2], 1, 2)  # warm-up
+            with RssSampler(service.proc.pid) as sampler:
                 for clients in CLIENTS:
-                    count = max(clients, round(REQUESTS[workload] * scale))
+                    count = max(clients, round(REQUESTS[workload] * args.scale))
                     print(f"  {pack.name}: {workload}, {clients} client(s), {count} requests", flush=True)
                     report["service"][f"{workload}@c{clients}"] = load(service.url, bodies, clients, count)
-        report["rss_peak_mib"] = sampler.peak
+            report["rss_peak_mib"][workload] = sampler.peak
     return report
 
 
@@ -260,20 +270,22 @@ def table(reports: list[dict]) -> str:
             raw = report["raw"][workload] if clients == "1" else ""
             cells = [report["pack"], workload, clients, raw, row["img_per_s"], row["p50_ms"], row["p95_ms"]]
             lines.append("| " + " | ".join(str(c) for c in [*cells, row["p99_ms"]]) + " |")
+    workloads = list(reports[0]["rss_peak_mib"])
     lines += [
         "",
-        "| pack | model files MiB | budget MiB | worker RSS at rest MiB | peak under load MiB |",
-        "|---|---|---|---|---|",
+        "| pack | model files MiB | budget MiB | worker RSS at rest MiB | "
+        + " | ".join(f"peak, {w} MiB" for w in workloads)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(workloads),
     ]
     for r in reports:
-        cells = [
-            r["pack"],
-            round(r["model_files_mib"], 1),
-            r["rss_budget_mib"],
-            r["rss_at_rest_mib"],
-            r["rss_peak_mib"],
-        ]
+        cells = [r["pack"], round(r["model_files_mib"], 1), r["rss_budget_mib"], r["rss_at_rest_mib"]]
+        cells += [r["rss_peak_mib"][w] for w in workloads]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    for r in reports:
+        for workload, peak in r["rss_peak_mib"].items():
+            verdict = "within" if peak <= r["rss_budget_mib"] else "OVER"
+            lines.append(f"- {r['pack']}, {workload}: peak {peak} MiB, {verdict} the {r['rss_budget_mib']} MiB budget")
     if len(reports) > 1:
         base = reports[0]
         for other in reports[1:]:
@@ -310,6 +322,13 @@ def plot(reports: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=90)
 
 
+def setting(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.startswith("FACEFLEET_"):
+        raise argparse.ArgumentTypeError(f"expected FACEFLEET_NAME=VALUE, got {text!r}")
+    return name, value
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--packs", default="fp32,int8", help="fp32, int8 or both, in that order")
@@ -318,6 +337,10 @@ def main() -> int:
     parser.add_argument("--models-dir", default=str(ROOT.parent / "shared" / "models"))
     parser.add_argument("--images", default=str(ROOT.parent / "shared" / "images"))
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every request count")
+    parser.add_argument("--workloads", default="portraits,mixed,crowd", help="any of portraits, mixed, crowd")
+    parser.add_argument(
+        "--set", action="append", default=[], type=setting, metavar="FACEFLEET_NAME=VALUE", help="a service setting"
+    )
     parser.add_argument("--json")
     parser.add_argument("--plot", help="PNG of the figures (docs/img/sidebyside.png in the docs)")
     args = parser.parse_args()
@@ -329,9 +352,11 @@ def main() -> int:
         Pack(n, args.det if n == "fp32" else f"{args.det}@int8", args.rec if n == "fp32" else f"{args.rec}@int8")
         for n in names
     ]
-    loads = workloads(images)
+    loads = {name: names for name, names in workloads(images).items() if name in args.workloads.split(",")}
+    if not loads:
+        parser.error("--workloads: any of portraits, mixed, crowd")
     folder = prepare_models(args, packs)
-    reports = [measure_pack(folder, pack, images, loads, args.scale) for pack in packs]
+    reports = [measure_pack(folder, pack, images, loads, args) for pack in packs]
     print(table(reports))
     if args.json:
         Path(args.json).write_text(json.dumps(reports, indent=2))
