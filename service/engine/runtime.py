@@ -5,12 +5,17 @@ you get a CPU session and a log line nobody reads. Here every provider of the ch
 with a real warm-up inference, the session's actual first provider is checked against the one
 asked for, and every attempt is kept with its reason, so /info, the metrics and
 `facefleet providers` can say exactly why a model runs where it runs.
+
+With FACEFLEET_PROVIDER_CHOICE=fastest (the default of a chain naming OpenVINO, which beats the CPU
+provider on some models and loses on others), every provider that works is opened and timed on the
+same input, the fastest serves and the others' sessions are dropped; the figures stay in the report.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import statistics
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -48,6 +53,38 @@ class Attempt:
 
 
 @dataclass(frozen=True)
+class Candidate:
+    """A provider that took the model, timed on the same warm input as the others (FACEFLEET_PROVIDER_CHOICE)."""
+
+    provider: str
+    median_ms: float
+    min_ms: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"provider": self.provider, "median_ms": round(self.median_ms, 2), "min_ms": round(self.min_ms, 2)}
+
+
+@dataclass(frozen=True)
+class Choice:
+    """How the serving provider was chosen among those that work: `first` or `fastest`, and why."""
+
+    mode: str
+    chosen: str
+    why: str
+    candidates: tuple[Candidate, ...] = ()
+    runs: int = 0  # timed runs per candidate
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "chosen": self.chosen,
+            "why": self.why,
+            "runs": self.runs,
+            "candidates": [c.as_dict() for c in self.candidates],
+        }
+
+
+@dataclass(frozen=True)
 class RuntimeFailure:
     """A provider that warmed up fine and then failed mid-service (service/engine/failover.py): kept so
     /info and /health say when the model degraded, from where to where, and why."""
@@ -81,6 +118,7 @@ class OpenedSession:
     runtime_failures: list[RuntimeFailure] = field(default_factory=list)
     # What the warm-up run answered: facefleet.engine.roles checks it fits the model's role, without a run more.
     warmup_outputs: tuple[Any, ...] = ()
+    choice: Choice | None = None  # None until open_session has chosen
 
     @property
     def fell_back(self) -> bool:
@@ -88,7 +126,7 @@ class OpenedSession:
 
     @property
     def partial_fallback(self) -> bool | None:
-        """Some nodes ran on the CPU although a GPU provider took the model (None: not known)."""
+        """Some nodes ran on the CPU although another provider (a GPU's, OpenVINO) took the model (None: not known)."""
         return None if self.placement is None else self.placement.partial(PROVIDER_NAMES[self.provider])
 
     def report(self) -> dict[str, Any]:
@@ -103,6 +141,7 @@ class OpenedSession:
             "node_placement": self.placement.as_dict() if self.placement else None,
             "degraded_at_run_time": bool(self.runtime_failures),
             "runtime_failures": [f.as_dict() for f in self.runtime_failures],
+            "choice": self.choice.as_dict() if self.choice else None,
         }
 
 
@@ -228,7 +267,19 @@ def provider_entry(
         return name, options, str(cache)
     if short == "cuda":
         return name, cuda_options(settings), None
+    if short == "openvino":
+        return name, openvino_options(settings), None
     return name, {}, None
+
+
+def openvino_options(settings: Settings) -> dict[str, Any]:
+    """The OpenVINO provider's options: the device (FACEFLEET_OPENVINO_DEVICE), the model's own precision
+    (`ACCURACY`: FP32 stays FP32 and an INT8 copy's quantised layers run OpenVINO's int8 kernels, where
+    `FP16` on a GPU would round every answer), and the CPU threads the CPU provider is given too."""
+    options: dict[str, Any] = {"device_type": settings.engine.openvino_device, "precision": "ACCURACY"}
+    if settings.engine.cpu_threads:
+        options["num_of_threads"] = settings.engine.cpu_threads
+    return options
 
 
 def session_options(settings: Settings) -> Any:
@@ -324,7 +375,10 @@ def _try_provider(
     asked when its libraries, driver or device are missing), else a real session, checked and
     warmed up with its nodes counted, onnxruntime's own output routed to the log meanwhile."""
     start = time.perf_counter()
-    problem = gpuprobe.provider_problem(short, settings.engine.device_id) if probe and short != "cpu" else None
+    engine = settings.engine
+    problem = (
+        gpuprobe.provider_problem(short, engine.device_id, engine.openvino_device) if probe and short != "cpu" else None
+    )
     if problem:
         return None, Attempt(short, False, problem)
     name = PROVIDER_NAMES[short]
@@ -369,7 +423,8 @@ def open_session(
     available: Sequence[str] | None = None,
     session_factory: Callable[..., Any] | None = None,
 ) -> OpenedSession:
-    """Walk the provider chain; the first provider that creates, stays and warms up wins.
+    """Walk the provider chain; the first provider that creates, stays and warms up wins, or, with
+    FACEFLEET_PROVIDER_CHOICE=fastest, the fastest of all those that do (choose_fastest).
 
     `batch` is the largest batch the model will be run with (TensorRT's profiles end there).
     `available` and `session_factory` default to onnxruntime's own; tests pass others to
@@ -379,8 +434,10 @@ def open_session(
     ort = ort_module()
     available = list(ort.get_available_providers() if available is None else available)
     model = ModelFile(str(path), model_sha256, warmup_hw, batch)
+    fastest = settings.engine.choice == "fastest"
     attempts: list[Attempt] = []
     passed_over: list[Attempt] = []
+    working: list[OpenedSession] = []
     for short in settings.engine.providers:
         if PROVIDER_NAMES[short] not in available:
             reason = f"not offered by this onnxruntime {ort.__version__} build (it offers {', '.join(available)})"
@@ -392,15 +449,75 @@ def open_session(
         if opened is None:
             passed_over.append(attempt)
             continue
-        # The providers passed over, said once a later one serves; when none does, ProviderError says it all
-        # (in one line: the service's start-up reason, facefleet.api.unready).
-        for failed in passed_over:
-            log.warning("%s: %s: %s", Path(path).name, failed.provider, failed.reason)
-        opened.attempts = attempts
-        _warn_partial(opened)
-        return opened
-    tried = "; ".join(f"{a.provider}: {a.reason}" for a in attempts)
-    raise ProviderError(f"no provider could run {Path(path).name}: {tried}")
+        working.append(opened)
+        if not fastest:
+            break
+    if not working:
+        tried = "; ".join(f"{a.provider}: {a.reason}" for a in attempts)
+        raise ProviderError(f"no provider could run {Path(path).name}: {tried}")
+    # The providers passed over, said once a later one serves; when none does, ProviderError says it all
+    # (in one line: the service's start-up reason, facefleet.api.unready).
+    for failed in passed_over:
+        log.warning("%s: %s: %s", Path(path).name, failed.provider, failed.reason)
+    opened = choose_fastest(working) if fastest else _first(working[0])
+    opened.attempts = _with_choice(attempts, opened.choice)
+    _warn_partial(opened)
+    return opened
+
+
+def _first(opened: OpenedSession) -> OpenedSession:
+    opened.choice = Choice("first", opened.provider, "the first provider of the chain that works")
+    return opened
+
+
+CHOICE_RUNS = 5  # timed runs per candidate, alternating: a median that a neighbour's burst does not decide
+
+
+def choose_fastest(working: Sequence[OpenedSession], runs: int = CHOICE_RUNS) -> OpenedSession:
+    """The candidate with the smallest median run time on the same input (the model's warm-up shape,
+    a fixed non-zero pattern), the candidates run in turn so a burst of load on the host hits them
+    alike. The losers' sessions are dropped here: a second copy of every model's weights is memory
+    an appliance does not have."""
+    if len(working) == 1:
+        only = working[0]
+        only.choice = Choice("fastest", only.provider, "the only provider of the chain that works")
+        return only
+    feeds = [_timing_feed(o) for o in working]
+    times: list[list[float]] = [[] for _ in working]
+    for _ in range(runs):
+        for index, (opened, feed) in enumerate(zip(working, feeds, strict=True)):
+            start = time.perf_counter()
+            opened.session.run(None, feed)
+            times[index].append((time.perf_counter() - start) * 1000)
+    candidates = tuple(Candidate(o.provider, statistics.median(t), min(t)) for o, t in zip(working, times, strict=True))
+    best = min(range(len(working)), key=lambda i: candidates[i].median_ms)
+    winner = working[best]
+    others = ", ".join(f"{c.provider} {c.median_ms:.1f} ms" for c in candidates if c.provider != winner.provider)
+    why = f"fastest median of {runs} runs: {candidates[best].median_ms:.1f} ms against {others}"
+    winner.choice = Choice("fastest", winner.provider, why, candidates, runs)
+    log.info("%s: %s", Path(winner.model_path).name, why)
+    return winner
+
+
+def _timing_feed(opened: OpenedSession) -> dict[str, np.ndarray]:
+    """The warm-up input filled with a ramp: zeros may take shortcuts (denormals, ReLU) real pixels do not."""
+    name, blob = warmup_input(opened.session, opened.warmup_hw)
+    low, high = (-1.0, 1.0) if blob.dtype.kind == "f" else (0.0, 255.0)
+    blob[...] = np.linspace(low, high, blob.size, dtype=np.float32).reshape(blob.shape).astype(blob.dtype)
+    return {name: blob}
+
+
+def _with_choice(attempts: list[Attempt], choice: Choice | None) -> list[Attempt]:
+    """The attempts, a provider that worked but lost the timing saying so (it does not count as a fallback)."""
+    if choice is None or not choice.candidates:
+        return attempts
+    measured = {c.provider: c for c in choice.candidates}
+    return [
+        Attempt(a.provider, True, f"works, not chosen: {measured[a.provider].median_ms:.1f} ms median", a.seconds)
+        if a.ok and a.provider != choice.chosen and a.provider in measured
+        else a
+        for a in attempts
+    ]
 
 
 def _warn_partial(opened: OpenedSession) -> None:

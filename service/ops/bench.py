@@ -63,7 +63,8 @@ def why_not(provider: str, settings: Settings, offered: list[str]) -> str | None
     quietly fall back to the CPU and the table would show CPU times under a GPU's name."""
     if PROVIDER_NAMES[provider] not in offered:
         return "not offered by this onnxruntime"
-    return None if provider == "cpu" else gpuprobe.provider_problem(provider, settings.engine.device_id)
+    engine = settings.engine
+    return None if provider == "cpu" else gpuprobe.provider_problem(provider, engine.device_id, engine.openvino_device)
 
 
 def bench_providers(settings: Settings, models: list[str], runs: int, warmup: int) -> dict[str, Any]:
