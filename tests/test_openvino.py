@@ -23,6 +23,7 @@ from facefleet.engine import gpuprobe
 from facefleet.engine.align import align_all
 from facefleet.engine.pipeline import FaceEngine
 from facefleet.engine.runtime import open_session
+from facefleet.ops.bench import bench_providers, table
 
 from .conftest import decode_file
 from .server import Service, keyed_cpu_service
@@ -120,6 +121,16 @@ def test_the_probe_names_a_missing_device_plugin(tmp_path: Path):
     assert gpuprobe.openvino_problem("CPU", folder=capi) is None
     reason = gpuprobe.openvino_problem("CPU", folder=tmp_path)
     assert reason and "no OpenVINO CPU plugin" in reason and "libopenvino_intel_cpu_plugin.so" in reason
+
+
+def test_bench_providers_times_openvino_beside_the_cpu(make_settings):
+    settings = make_settings(providers=("openvino", "cpu"))
+    report = bench_providers(settings, ["mobilefacenet"], runs=3, warmup=1)
+    rows = {row["provider"]: row for row in report["models"]["mobilefacenet"]}
+    assert set(rows) == {"openvino", "cpu"} and rows["cpu"]["speedup"] == 1.0
+    assert rows["openvino"]["speedup"] == round(rows["cpu"]["mean_ms"] / rows["openvino"]["mean_ms"], 2)
+    assert report["fastest"]["mobilefacenet"] == min(rows.values(), key=lambda r: r["median_ms"])["provider"]
+    assert f"fastest: {report['fastest']['mobilefacenet']} (median" in table(report)
 
 
 @pytest.fixture(scope="module")

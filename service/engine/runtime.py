@@ -482,7 +482,7 @@ def choose_fastest(working: Sequence[OpenedSession], runs: int = CHOICE_RUNS) ->
         only = working[0]
         only.choice = Choice("fastest", only.provider, "the only provider of the chain that works")
         return only
-    feeds = [_timing_feed(o) for o in working]
+    feeds = [timing_feed(o) for o in working]
     times: list[list[float]] = [[] for _ in working]
     for _ in range(runs):
         for index, (opened, feed) in enumerate(zip(working, feeds, strict=True)):
@@ -499,7 +499,7 @@ def choose_fastest(working: Sequence[OpenedSession], runs: int = CHOICE_RUNS) ->
     return winner
 
 
-def _timing_feed(opened: OpenedSession) -> dict[str, np.ndarray]:
+def timing_feed(opened: OpenedSession) -> dict[str, np.ndarray]:
     """The warm-up input filled with a ramp: zeros may take shortcuts (denormals, ReLU) real pixels do not."""
     name, blob = warmup_input(opened.session, opened.warmup_hw)
     low, high = (-1.0, 1.0) if blob.dtype.kind == "f" else (0.0, 255.0)

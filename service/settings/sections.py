@@ -125,7 +125,7 @@ class EngineSettings(Section):
         parse=parse_providers,
         doc=(
             "the provider chain, tried in order; any of `tensorrt`, `cuda`, `openvino`, `cpu`. A provider"
-            " this onnxruntime build does not offer is passed over with its reason (docs/models.md)"
+            ' this onnxruntime build does not offer is passed over with its reason (README.md, "Providers and Jetsons")'
         ),
     )
     provider_choice: str | None = knob(
@@ -136,7 +136,7 @@ class EngineSettings(Section):
             "which provider of the chain serves a model: `first`, the first that works; `fastest`, every "
             "one that works is opened and timed on the same warm input (median of a few runs), the "
             "fastest serves and the others are closed. The figures are in the model's provider report "
-            "(`/info`, docs/models.md)"
+            '(`/info`; docs/models.md, "Which provider serves a model")'
         ),
         shown="`fastest` when the chain names `openvino`, else `first`",
     )
