@@ -21,8 +21,10 @@ import requests
 
 from facefleet.engine import gpuprobe
 from facefleet.engine.align import align_all
+from facefleet.engine.loader import load_model
 from facefleet.engine.pipeline import FaceEngine
 from facefleet.engine.runtime import open_session
+from facefleet.models.manifest import load_manifest
 from facefleet.ops.bench import bench_providers, table
 
 from .conftest import decode_file
@@ -110,6 +112,18 @@ def test_a_broken_openvino_attempt_falls_to_the_cpu_with_its_reason(shared_model
     assert attempt.provider == "openvino" and not attempt.ok
     assert "fell back silently" in attempt.reason and "GPU" in attempt.reason, attempt.reason
     assert opened.report()["choice"]["chosen"] == "cpu"
+
+
+def test_a_file_openvino_refuses_is_served_by_the_cpu_with_openvinos_cause(default_pack: Path, make_settings):
+    """The default pack's SFace int8bq: OpenVINO's ONNX front end refuses its blocked DequantizeLinear."""
+    settings = make_settings(models_dir=str(default_pack), providers=("openvino", "cpu"))
+    opened, _ = load_model(load_manifest().get("sface_2021dec_int8bq"), settings)
+    assert opened.provider == "cpu" and opened.fell_back
+    attempt = opened.attempts[0]
+    assert attempt.provider == "openvino" and not attempt.ok
+    assert attempt.reason.startswith("session creation failed: OpenVINO: "), attempt.reason
+    assert "dequantization scale" in attempt.reason and "DequantizeLinear)" in attempt.reason
+    assert "std::" not in attempt.reason, "OpenVINO's C++ signatures are not a reason"
 
 
 def test_the_probe_names_a_missing_device_plugin(tmp_path: Path):

@@ -219,7 +219,10 @@ def print_providers(report: dict[str, Any]) -> None:
     print(f"NVIDIA driver: {'libcuda.so.1 loads' if gpu['driver'] else 'libcuda.so.1 not found'}")
     for short, probe in gpu["providers"].items():
         if probe["library"] is not None:
-            print(f"  {short:9} {probe['problem'] or 'libraries, driver and device present'}")
+            present = (
+                "library and device plugin present" if short == "openvino" else "libraries, driver and device present"
+            )
+            print(f"  {short:9} {probe['problem'] or present}")
     print(f"chain: {' -> '.join(report['chain'])}" + (f" ({report['choice']})" if report.get("choice") else ""))
     if "models_dir" in report:
         print(f"models folder: {report['models_dir']}")

@@ -299,9 +299,22 @@ def session_options(settings: Settings) -> Any:
     return options
 
 
+OPENVINO_NODE = re.compile(r"While validating ONNX node '<Node\((\w+)\): ([^>]+)>'")
+
+
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
+    if "[OpenVINO-EP]" in text:
+        return openvino_cause(text)[:400]
     return text.splitlines()[0][:400]
+
+
+def openvino_cause(text: str) -> str:
+    """OpenVINO's errors start with lines of C++ signatures and end with the cause: 'OpenVINO: <its last
+    line> (node <name>, <op>)', e.g. the number of a DequantizeLinear's scales against its axis."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    node = next((m for m in map(OPENVINO_NODE.search, lines) if m), None)
+    return f"OpenVINO: {lines[-1]}" + (f" (node {node.group(2)}, {node.group(1)})" if node else "")
 
 
 def warmup_input(session: Any, fallback_hw: tuple[int, int], batch: int = 1) -> tuple[str, np.ndarray]:
