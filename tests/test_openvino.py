@@ -28,7 +28,7 @@ from facefleet.models.manifest import load_manifest
 from facefleet.ops.bench import bench_providers, table
 
 from .conftest import decode_file
-from .server import Service, keyed_cpu_service
+from .server import Service, keyed_cpu_service, metric_samples
 
 pytestmark = pytest.mark.skipif(
     "OpenVINOExecutionProvider" not in ort.get_available_providers(),
@@ -172,3 +172,9 @@ def test_served_info_shows_each_models_choice_and_figures(served: Service, image
     body = {"images": {"data": [photo]}}
     answer = requests.post(f"{served.url}/extract", json=body, headers={"X-API-Key": KEY}, timeout=60)
     assert answer.status_code == 200 and len(answer.json()["data"][0]["faces"]) == 2, answer.text
+    # the metrics name each model's provider with the short label the rest of the chain uses
+    samples = metric_samples(requests.get(f"{served.url}/metrics", timeout=10).text, "facefleet_model_provider")
+    for task in ("detection", "recognition"):
+        model = info["models"][task]
+        label = f'{{model="{model["name"]}",provider="{model["active_provider"]}",task="{task}"}}'
+        assert samples.get(label) == 1.0, (label, samples)
