@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import onnxruntime as ort
 import pytest
 
@@ -16,6 +17,35 @@ from facefleet.errors import ConfigError
 from facefleet.settings import Settings
 
 OFFERED = ort.get_available_providers()
+CUDA_700 = "[ONNXRuntimeError] : 1 : FAIL : CUDA failure 700: an illegal memory access was encountered"
+
+
+class FakeCudaFailingAfterWarmup:
+    """FAKE: a CUDA session (no GPU here) that warms up (a real CPU run) and then fails every run with
+    onnxruntime-gpu's error 700, as a broken CUDA context does."""
+
+    def __init__(self, path: str) -> None:
+        self._real = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        self._runs = 0
+
+    def get_providers(self) -> list[str]:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+    def get_inputs(self):
+        return self._real.get_inputs()
+
+    def run(self, *args, **kwargs):
+        self._runs += 1
+        if self._runs > 1:
+            raise RuntimeError(CUDA_700)
+        return self._real.run(*args, **kwargs)
+
+
+def fake_cuda_build(path, sess_options=None, providers=None):
+    """FAKE onnxruntime-gpu: CUDA sessions are FakeCudaFailingAfterWarmup, CPU sessions real."""
+    if providers[0][0] == "CPUExecutionProvider":
+        return ort.InferenceSession(path, sess_options=sess_options, providers=providers)
+    return FakeCudaFailingAfterWarmup(path)
 
 
 @pytest.mark.skipif("OpenVINOExecutionProvider" in OFFERED, reason="this onnxruntime build offers OpenVINO")
@@ -34,7 +64,28 @@ def test_openvino_not_offered_says_so_and_the_cpu_serves(shared_models: Path, ma
         "why": "the only provider of the chain that works",
         "runs": 0,
         "candidates": [],
+        "dropped": {},
     }
+
+
+def test_fastest_drops_a_provider_that_fails_while_timed(shared_models: Path, make_settings):
+    path = shared_models / "mobilefacenet.onnx"
+    settings = make_settings(providers=("cuda", "cpu"), provider_choice="fastest")
+    opened = open_session(
+        path,
+        hashlib.sha256(path.read_bytes()).hexdigest(),
+        settings,
+        (112, 112),
+        available=["CUDAExecutionProvider", "CPUExecutionProvider"],
+        session_factory=fake_cuda_build,
+    )
+    assert opened.provider == "cpu" and opened.fell_back
+    cuda = opened.attempts[0]
+    assert cuda.provider == "cuda" and not cuda.ok and cuda.reason == f"failed while timed: {CUDA_700}"
+    choice = opened.report()["choice"]
+    assert choice["dropped"] == {"cuda": cuda.reason} and [c["provider"] for c in choice["candidates"]] == ["cpu"]
+    assert choice["why"].endswith("the only one that ran every timing run")
+    assert opened.session.run(None, {opened.input_name: np.zeros((1, 3, 112, 112), np.float32)})[0].shape == (1, 128)
 
 
 def test_the_choice_defaults_to_fastest_only_where_the_chain_names_openvino():

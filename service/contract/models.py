@@ -425,6 +425,7 @@ class ProviderChoice(Answer):
     candidates: list[Candidate] = Field(
         description="every provider that took the model, timed on the same input (empty under `first`)"
     )
+    dropped: dict[str, str] = Field(description="providers that warmed up but failed while timed, and why")
 
 
 class Batch(Answer):

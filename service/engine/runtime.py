@@ -73,6 +73,7 @@ class Choice:
     why: str
     candidates: tuple[Candidate, ...] = ()
     runs: int = 0  # timed runs per candidate
+    dropped: tuple[tuple[str, str], ...] = ()  # (provider, reason): worked at warm-up, failed while timed
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +82,7 @@ class Choice:
             "why": self.why,
             "runs": self.runs,
             "candidates": [c.as_dict() for c in self.candidates],
+            "dropped": dict(self.dropped),
         }
 
 
@@ -489,27 +491,49 @@ CHOICE_RUNS = 5  # timed runs per candidate, alternating: a median that a neighb
 def choose_fastest(working: Sequence[OpenedSession], runs: int = CHOICE_RUNS) -> OpenedSession:
     """The candidate with the smallest median run time on the same input (the model's warm-up shape,
     a fixed non-zero pattern), the candidates run in turn so a burst of load on the host hits them
-    alike. The losers' sessions are dropped here: a second copy of every model's weights is memory
-    an appliance does not have."""
+    alike. A candidate whose run fails while timed is out (its reason kept, as a failover would). The
+    losers' sessions are dropped here: a second copy of every model's weights is memory an appliance
+    does not have."""
     if len(working) == 1:
         only = working[0]
         only.choice = Choice("fastest", only.provider, "the only provider of the chain that works")
         return only
-    feeds = [timing_feed(o) for o in working]
-    times: list[list[float]] = [[] for _ in working]
-    for _ in range(runs):
-        for index, (opened, feed) in enumerate(zip(working, feeds, strict=True)):
-            start = time.perf_counter()
-            opened.session.run(None, feed)
-            times[index].append((time.perf_counter() - start) * 1000)
-    candidates = tuple(Candidate(o.provider, statistics.median(t), min(t)) for o, t in zip(working, times, strict=True))
-    best = min(range(len(working)), key=lambda i: candidates[i].median_ms)
-    winner = working[best]
-    others = ", ".join(f"{c.provider} {c.median_ms:.1f} ms" for c in candidates if c.provider != winner.provider)
-    why = f"fastest median of {runs} runs: {candidates[best].median_ms:.1f} ms against {others}"
-    winner.choice = Choice("fastest", winner.provider, why, candidates, runs)
+    times, dropped = _time_in_turns(working, runs)
+    alive = [o for o in working if o.provider not in dropped]
+    if not alive:
+        tried = "; ".join(f"{p}: {reason}" for p, reason in dropped.items())
+        raise ProviderError(f"no provider could run {Path(working[0].model_path).name}: {tried}")
+    candidates = tuple(
+        Candidate(o.provider, statistics.median(times[o.provider]), min(times[o.provider])) for o in alive
+    )
+    best = min(range(len(alive)), key=lambda i: candidates[i].median_ms)
+    winner = alive[best]
+    others = [f"{c.provider} {c.median_ms:.1f} ms" for c in candidates if c.provider != winner.provider]
+    why = f"fastest median of {runs} runs: {candidates[best].median_ms:.1f} ms" + (
+        f" against {', '.join(others)}" if others else ", the only one that ran every timing run"
+    )
+    winner.choice = Choice("fastest", winner.provider, why, candidates, runs, tuple(dropped.items()))
     log.info("%s: %s", Path(winner.model_path).name, why)
     return winner
+
+
+def _time_in_turns(working: Sequence[OpenedSession], runs: int) -> tuple[dict[str, list[float]], dict[str, str]]:
+    """({provider: ms per run}, {provider: why it is out}): `runs` turns of one run each."""
+    feeds = {o.provider: timing_feed(o) for o in working}
+    times: dict[str, list[float]] = {o.provider: [] for o in working}
+    dropped: dict[str, str] = {}
+    for _ in range(runs):
+        for opened in working:
+            if opened.provider in dropped:
+                continue
+            start = time.perf_counter()
+            try:
+                opened.session.run(None, feeds[opened.provider])
+            except Exception as exc:  # any failure of a provider's run: it cannot serve; the input is the warm-up's
+                dropped[opened.provider] = f"failed while timed: {first_line(exc)}"
+                continue
+            times[opened.provider].append((time.perf_counter() - start) * 1000)
+    return times, dropped
 
 
 def timing_feed(opened: OpenedSession) -> dict[str, np.ndarray]:
@@ -522,15 +546,20 @@ def timing_feed(opened: OpenedSession) -> dict[str, np.ndarray]:
 
 def _with_choice(attempts: list[Attempt], choice: Choice | None) -> list[Attempt]:
     """The attempts, a provider that worked but lost the timing saying so (it does not count as a fallback)."""
-    if choice is None or not choice.candidates:
+    if choice is None or not (choice.candidates or choice.dropped):
         return attempts
-    measured = {c.provider: c for c in choice.candidates}
-    return [
-        Attempt(a.provider, True, f"works, not chosen: {measured[a.provider].median_ms:.1f} ms median", a.seconds)
-        if a.ok and a.provider != choice.chosen and a.provider in measured
-        else a
-        for a in attempts
-    ]
+    measured, dropped = {c.provider: c for c in choice.candidates}, dict(choice.dropped)
+    return [_said(a, choice.chosen, measured, dropped) for a in attempts]
+
+
+def _said(attempt: Attempt, chosen: str, measured: Mapping[str, Candidate], dropped: Mapping[str, str]) -> Attempt:
+    """One attempt after the timing: failed while timed (not ok), or worked and lost (ok, with its figure)."""
+    if attempt.ok and attempt.provider in dropped:
+        return Attempt(attempt.provider, False, dropped[attempt.provider], attempt.seconds)
+    if attempt.ok and attempt.provider != chosen and attempt.provider in measured:
+        figure = f"works, not chosen: {measured[attempt.provider].median_ms:.1f} ms median"
+        return Attempt(attempt.provider, True, figure, attempt.seconds)
+    return attempt
 
 
 def _warn_partial(opened: OpenedSession) -> None:
