@@ -37,7 +37,9 @@ JETPACK6_RULES = ["numpy<2", "opencv-python-headless<4.12", f"onnxruntime=={JETP
 JETPACK6_PLATFORMS = ["manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_28_aarch64"]
 CPU_PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 CPU_PLATFORMS = ["manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64"]
-CPU_EXTRAS = "cpu,gpu,provision,bench,test"
+CPU_EXTRAS = "cpu,gpu,openvino,provision,bench,test"
+# Resolved on x86_64 only (PyPI has no other wheels of it): its lines carry a platform_machine marker.
+X86_64_ONLY = {"onnxruntime-openvino"}
 
 
 def canonical(name: str) -> str:
@@ -115,12 +117,13 @@ def merge(per_python: dict[str, dict[str, str]]) -> list[str]:
     lines = []
     for name in sorted({n for found in per_python.values() for n in found}):
         versions = {py: found[name] for py, found in per_python.items() if name in found}
+        machine = 'platform_machine == "x86_64"' if name in X86_64_ONLY else ""
         if len(set(versions.values())) == 1:
-            lines.append(f"{name}=={next(iter(versions.values()))}")
+            lines.append(f"{name}=={next(iter(versions.values()))}" + (f" ; {machine}" if machine else ""))
             continue
         for version in dict.fromkeys(versions.values()):  # in order of the first Python using it
             users = [py for py in pythons if versions.get(py) == version]
-            lines.append(f"{name}=={version} ; {marker(users, pythons)}")
+            lines.append(f"{name}=={version} ; {marker(users, pythons)}" + (f" and {machine}" if machine else ""))
     return lines
 
 
@@ -153,7 +156,8 @@ HEADERS = {
 """,
     "cpu": """\
 # facefleet constraint set: CPU appliances and development (x86_64 mainly; Python 3.10 through 3.13), every
-# extra of pyproject.toml (cpu, gpu = PyPI's onnxruntime-gpu, provision, bench, test), transitively. Pins at
+# extra of pyproject.toml (cpu, gpu = PyPI's onnxruntime-gpu, openvino = onnxruntime-openvino, x86_64 only,
+# provision, bench, test), transitively. Pins at
 # or below what the development venv was tested with; where a tested version no longer supports an older
 # Python, an environment marker gives that Python the newest release that does.
 # Made by: python constraints/regenerate.py --ceiling <pip freeze of the tested development venv>

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv with facefleet installed (editable) and the extras named in $FACEFLEET_EXTRAS.
+# Creates .venv with facefleet installed (editable) and the extras named in $FACEFLEET_EXTRAS (default cpu; on an
+# x86_64 CPU appliance `openvino` brings onnxruntime with the OpenVINO execution provider instead).
 # Sourced by run.sh and test.sh; safe to run again (pip skips what is already there).
 # Every version comes from a committed constraint set, never from open ranges: constraints/jetpack6.txt
 # on a Jetson (aarch64 with /etc/nv_tegra_release; the gpu extra then comes from the Jetson AI Lab index),
@@ -35,5 +36,17 @@ if [ -f /etc/nv_tegra_release ] && [ "$(uname -m)" = aarch64 ]; then
   esac
 else
   constraints="${FACEFLEET_CONSTRAINTS:-$root/constraints/cpu.txt}"
+fi
+# onnxruntime, onnxruntime-openvino (extra `openvino`, x86_64) and onnxruntime-gpu install the one `onnxruntime`
+# module: switching a venv from one CPU build to the other removes the one not asked for first.
+if [ "$(uname -m)" = x86_64 ]; then
+  case ",$extras," in
+    *,openvino,*) other=onnxruntime ;;
+    *,cpu,*) other=onnxruntime-openvino ;;
+    *) other="" ;;
+  esac
+  if [ -n "$other" ] && "$venv/bin/python" -m pip show -q "$other" >/dev/null 2>&1; then
+    "$venv/bin/python" -m pip uninstall -q -y "$other"
+  fi
 fi
 "$venv/bin/python" -m pip install -q -c "$constraints" ${index[@]+"${index[@]}"} -e "$root[$extras]"

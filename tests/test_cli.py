@@ -144,7 +144,7 @@ def test_providers_report_tells_where_each_model_runs_and_why(pack_env):
     proc = run("providers", "--json", env_extra=pack_env, check=True)
     report = json.loads(proc.stdout)
     assert "CPUExecutionProvider" in report["environment"]["available_providers"]
-    assert set(report["environment"]["gpu"]["providers"]) == {"tensorrt", "cuda"}
+    assert set(report["environment"]["gpu"]["providers"]) == {"tensorrt", "cuda", "openvino"}
     for model in report["models"].values():
         assert model["active_provider"] == "cpu"
         assert [a["provider"] for a in model["attempts"]] == ["tensorrt", "cuda", "cpu"]

@@ -71,7 +71,7 @@ def test_cpu_set_pins_one_version_per_package_for_each_python(python: str):
 
 @pytest.mark.parametrize(
     ("path", "extras", "pythons"),
-    [(JETPACK6, ("cpu",), ["3.10"]), (CPU, ("cpu", "gpu", "provision", "bench", "test"), PYTHONS)],
+    [(JETPACK6, ("cpu",), ["3.10"]), (CPU, ("cpu", "gpu", "openvino", "provision", "bench", "test"), PYTHONS)],
     ids=["jetpack6", "cpu"],
 )
 def test_pyproject_dependencies_are_covered(path: Path, extras: tuple[str, ...], pythons: list[str]):
@@ -85,6 +85,17 @@ def test_pyproject_dependencies_are_covered(path: Path, extras: tuple[str, ...],
             assert req.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} outside {req}"
     if path == JETPACK6:
         assert "onnxruntime-gpu" in pins_for(JETPACK6, JETSON_ENV)
+
+
+def test_the_openvino_build_is_pinned_for_x86_64_only_and_the_extra_falls_back_elsewhere():
+    """PyPI has onnxruntime-openvino for x86_64 alone (1.23.0 the last with a cp310 wheel); on another machine
+    the `openvino` extra is the plain CPU wheel, so an install never fails for want of a wheel."""
+    for python in PYTHONS:
+        assert "onnxruntime-openvino" in pins_for(CPU, python_env(python)), python
+    arm = {**python_env("3.11"), "platform_machine": "aarch64"}
+    assert "onnxruntime-openvino" not in pins_for(CPU, arm)
+    wanted = {canonicalize_name(r.name) for r in dependencies("openvino") if r.marker and r.marker.evaluate(arm)}
+    assert wanted == {"onnxruntime"}
 
 
 def test_scripts_and_roles_install_inside_the_sets():
@@ -125,7 +136,7 @@ def test_jetpack6_resolves_for_aarch64_cp310_and_nothing_asks_for_numpy_2():
 def resolve_cpu(machine_config: bool) -> dict[str, str]:
     """What pip would install for every extra on this Python inside the CPU set (a dry run: a full resolve)."""
     command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "-q", "--report", "-"]
-    command += ["-c", str(CPU), f"{ROOT}[cpu,gpu,provision,bench,test]"]
+    command += ["-c", str(CPU), f"{ROOT}[cpu,gpu,openvino,provision,bench,test]"]
     env = pip_env(machine_config=machine_config)
     result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=900, cwd=ROOT, env=env)
     python = sys.version.split()[0]

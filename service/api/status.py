@@ -36,6 +36,8 @@ SHOWN_DEFAULTS = (
     "batch_wait_ms",
     "allow_urls",
     "providers",
+    "provider_choice",
+    "openvino_device",
     "trt_workspace_mb",
     "cudnn_conv_algo_search",
     "gpu_mem_limit_mb",
@@ -69,6 +71,7 @@ def info() -> Response:
     defaults = {name: value_of(settings, name) for name in SHOWN_DEFAULTS}
     detector = engine.detector
     defaults["effective_shape_policy"] = detector.policy
+    defaults["provider_choice"] = settings.engine.choice  # its default depends on the chain
     # What a request without its own threshold gets (setting > model's manifest value > default).
     defaults["det_threshold"] = detector.threshold
     if engine.recognizer is not None:

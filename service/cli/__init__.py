@@ -183,8 +183,9 @@ def cmd_providers(args: argparse.Namespace) -> int:
     if not args.verbose:  # each fallback's reason is in the report: the same lines on stderr add nothing
         logging.getLogger("facefleet.engine.runtime").setLevel(logging.ERROR)
     report: dict[str, Any] = {
-        "environment": environment_report(settings.engine.device_id),
+        "environment": environment_report(settings.engine.device_id, settings.engine.openvino_device),
         "chain": list(settings.engine.providers),
+        "choice": settings.engine.choice,
         "models_dir": _models_dir_said(args, settings),
         "models": {},
     }
@@ -218,8 +219,11 @@ def print_providers(report: dict[str, Any]) -> None:
     print(f"NVIDIA driver: {'libcuda.so.1 loads' if gpu['driver'] else 'libcuda.so.1 not found'}")
     for short, probe in gpu["providers"].items():
         if probe["library"] is not None:
-            print(f"  {short:9} {probe['problem'] or 'libraries, driver and device present'}")
-    print(f"chain: {' -> '.join(report['chain'])}")
+            present = (
+                "library and device plugin present" if short == "openvino" else "libraries, driver and device present"
+            )
+            print(f"  {short:9} {probe['problem'] or present}")
+    print(f"chain: {' -> '.join(report['chain'])}" + (f" ({report['choice']})" if report.get("choice") else ""))
     if "models_dir" in report:
         print(f"models folder: {report['models_dir']}")
     for name, info in report["models"].items():
@@ -228,7 +232,17 @@ def print_providers(report: dict[str, Any]) -> None:
             continue
         print(f"{name}: runs on {info['active_provider']} (warm-up {info['warmup_ms']} ms){_placement(info)}")
         for attempt in info["attempts"]:
-            print(f"  {attempt['provider']:9} {'ok' if attempt['ok'] else 'no: ' + attempt['reason']}")
+            print(f"  {attempt['provider']:9} {_attempt_said(attempt)}")
+        choice = info.get("choice")
+        if choice and choice["candidates"]:
+            print(f"  chosen: {choice['chosen']}, {choice['why']}")
+
+
+def _attempt_said(attempt: dict[str, Any]) -> str:
+    """'ok', 'ok (works, not chosen: 61.2 ms median)' or 'no: <reason>'."""
+    if not attempt["ok"]:
+        return "no: " + attempt["reason"]
+    return f"ok ({attempt['reason']})" if attempt["reason"] else "ok"
 
 
 def _placement(info: dict[str, Any]) -> str:

@@ -411,6 +411,23 @@ class Placement(Answer):
     cpu_ops: list[str]
 
 
+class Candidate(Answer):
+    provider: str
+    median_ms: float
+    min_ms: float
+
+
+class ProviderChoice(Answer):
+    mode: Literal["first", "fastest"] = Field(description="FACEFLEET_PROVIDER_CHOICE")
+    chosen: str
+    why: str
+    runs: int = Field(description="timed runs per candidate (0 under `first`)")
+    candidates: list[Candidate] = Field(
+        description="every provider that took the model, timed on the same input (empty under `first`)"
+    )
+    dropped: dict[str, str] = Field(description="providers that warmed up but failed while timed, and why")
+
+
 class Batch(Answer):
     cross_request: bool
     max: int
@@ -424,19 +441,22 @@ class ModelInfo(Answer):
     licence: str
     batch: Batch
     sha256: str
-    active_provider: Literal["tensorrt", "cuda", "cpu"]
+    active_provider: Literal["tensorrt", "cuda", "openvino", "cpu"]
     attempts: list[Attempt]
     warmup_ms: float
     model_path: str
     trt_engine_cache: dict[str, Any] | None
     partial_fallback: bool | None = Field(
-        description="true when the model runs on TensorRT or CUDA but some of its nodes ran on the CPU"
+        description="true when the model runs on TensorRT, CUDA or OpenVINO but some of its nodes ran on the CPU"
     )
     node_placement: Placement | None = Field(
         description="nodes of the profiled warm-up run per provider, and the CPU's operator types"
     )
     degraded_at_run_time: bool
     runtime_failures: list[dict[str, Any]]
+    choice: ProviderChoice | None = Field(
+        None, description="how the serving provider was chosen among those that work, with their timings"
+    )
 
 
 class Runtime(Answer):

@@ -7,6 +7,10 @@ session. What fails is the dynamic loading of the provider's own shared library
 loads it (after libonnxruntime_providers_shared.so, global), and the answer names the cause:
 every library it needs that the loader cannot find, the NVIDIA driver (libcuda.so.1), or the
 device. A provider with a cause is then never handed to onnxruntime, which so prints nothing.
+
+The OpenVINO provider (onnxruntime-openvino, x86_64) is probed the same way, without a driver: its
+provider library and the OpenVINO plugin of the configured device (libopenvino_intel_cpu_plugin.so
+for CPU) must be in the build, and the host must be x86_64: a Jetson never runs it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import platform
+import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +29,13 @@ from facefleet.engine.ort import ort_module
 
 DRIVER = "libcuda.so.1"  # the NVIDIA driver's user-space library (a Jetson: /usr/lib/aarch64-linux-gnu/tegra)
 PT_LOAD, PT_DYNAMIC = 1, 2
+# The OpenVINO plugin library of each device family the provider's device_type may name.
+OPENVINO_PLUGINS = {
+    "CPU": "libopenvino_intel_cpu_plugin.so",
+    "GPU": "libopenvino_intel_gpu_plugin.so",
+    "NPU": "libopenvino_intel_npu_plugin.so",
+}
+OPENVINO_HOSTS = ("x86_64", "AMD64")
 DT_NULL, DT_NEEDED, DT_STRTAB, DT_RPATH, DT_RUNPATH = 0, 1, 5, 15, 29
 
 
@@ -165,31 +178,57 @@ def driver_problem(device_id: int, driver: Any = None) -> str | None:
 
 
 @functools.cache
-def provider_problem(short: str, device_id: int) -> str | None:
-    """Why the `short` provider ('cuda' or 'tensorrt') cannot run here, or None when nothing is
-    known against it (its library loads and the driver sees the device, or this build has no
+def provider_problem(short: str, device_id: int, openvino_device: str = "CPU") -> str | None:
+    """Why the `short` provider ('cuda', 'tensorrt' or 'openvino') cannot run here, or None when nothing
+    is known against it (its library loads and the driver sees the device, or this build has no
     separate library to probe): then onnxruntime is asked and its own answer is checked."""
+    if short == "openvino":
+        return openvino_problem(openvino_device)
     library = provider_library(short)
     if library is None:
         return None
     if not library.loads:
-        driver_gone = DRIVER in library.missing or load_error(DRIVER) is not None
-        libraries = [name for name in library.missing if name != DRIVER]
-        cause = f"missing {', '.join(libraries)}" if libraries else library.error
-        reason = f"{Path(library.path).name} does not load: {cause} ({built_for()})"
-        if driver_gone:
-            reason += f"; no NVIDIA driver ({DRIVER} not found)"
-        return reason
+        return _library_reason(library)
     return driver_problem(device_id)
 
 
-def report(device_id: int) -> dict[str, Any]:
-    """The probe of each GPU provider for `facefleet providers`."""
+def _library_reason(library: ProviderLibrary) -> str:
+    driver_gone = DRIVER in library.missing or load_error(DRIVER) is not None
+    libraries = [name for name in library.missing if name != DRIVER]
+    cause = f"missing {', '.join(libraries)}" if libraries else library.error
+    reason = f"{Path(library.path).name} does not load: {cause} ({built_for()})"
+    if driver_gone and library.provider != "openvino":
+        reason += f"; no NVIDIA driver ({DRIVER} not found)"
+    return reason
+
+
+def openvino_problem(device: str, machine: str | None = None, folder: Path | None = None) -> str | None:
+    """Why the OpenVINO provider cannot serve `device` here: not an x86_64 host (a Jetson's answer is
+    TensorRT and CUDA), its provider library not loading, or no OpenVINO plugin for the device in this
+    build. None: onnxruntime is asked (a device the host lacks, an Intel GPU say, is its answer)."""
+    machine = machine or platform.machine()
+    if machine not in OPENVINO_HOSTS:
+        return f"the OpenVINO provider serves x86_64 hosts; this one is {machine}"
+    library = provider_library("openvino", folder)
+    if library is None:
+        return None
+    if not library.loads:
+        return _library_reason(library)
+    where = Path(library.path).parent
+    for family in sorted(set(re.findall(r"[A-Z]+", device.split(":", 1)[-1]))):
+        plugin = OPENVINO_PLUGINS.get(family)
+        if plugin and not (where / plugin).is_file():
+            return f"this build has no OpenVINO {family} plugin ({plugin}) for FACEFLEET_OPENVINO_DEVICE={device}"
+    return None
+
+
+def report(device_id: int, openvino_device: str = "CPU") -> dict[str, Any]:
+    """The probe of each GPU provider and of OpenVINO for `facefleet providers`."""
     providers: dict[str, Any] = {}
-    for short in ("tensorrt", "cuda"):
+    for short in ("tensorrt", "cuda", "openvino"):
         library = provider_library(short)
         providers[short] = {
             "library": library.as_dict() if library else None,
-            "problem": provider_problem(short, device_id),
+            "problem": provider_problem(short, device_id, openvino_device),
         }
     return {"built_for": built_for(), "driver": load_error(DRIVER) is None, "providers": providers}

@@ -5,12 +5,17 @@ you get a CPU session and a log line nobody reads. Here every provider of the ch
 with a real warm-up inference, the session's actual first provider is checked against the one
 asked for, and every attempt is kept with its reason, so /info, the metrics and
 `facefleet providers` can say exactly why a model runs where it runs.
+
+With FACEFLEET_PROVIDER_CHOICE=fastest (the default of a chain naming OpenVINO, which beats the CPU
+provider on some models and loses on others), every provider that works is opened and timed on the
+same input, the fastest serves and the others' sessions are dropped; the figures stay in the report.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import statistics
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -48,6 +53,40 @@ class Attempt:
 
 
 @dataclass(frozen=True)
+class Candidate:
+    """A provider that took the model, timed on the same warm input as the others (FACEFLEET_PROVIDER_CHOICE)."""
+
+    provider: str
+    median_ms: float
+    min_ms: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"provider": self.provider, "median_ms": round(self.median_ms, 2), "min_ms": round(self.min_ms, 2)}
+
+
+@dataclass(frozen=True)
+class Choice:
+    """How the serving provider was chosen among those that work: `first` or `fastest`, and why."""
+
+    mode: str
+    chosen: str
+    why: str
+    candidates: tuple[Candidate, ...] = ()
+    runs: int = 0  # timed runs per candidate
+    dropped: tuple[tuple[str, str], ...] = ()  # (provider, reason): worked at warm-up, failed while timed
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "chosen": self.chosen,
+            "why": self.why,
+            "runs": self.runs,
+            "candidates": [c.as_dict() for c in self.candidates],
+            "dropped": dict(self.dropped),
+        }
+
+
+@dataclass(frozen=True)
 class RuntimeFailure:
     """A provider that warmed up fine and then failed mid-service (service/engine/failover.py): kept so
     /info and /health say when the model degraded, from where to where, and why."""
@@ -81,6 +120,7 @@ class OpenedSession:
     runtime_failures: list[RuntimeFailure] = field(default_factory=list)
     # What the warm-up run answered: facefleet.engine.roles checks it fits the model's role, without a run more.
     warmup_outputs: tuple[Any, ...] = ()
+    choice: Choice | None = None  # None until open_session has chosen
 
     @property
     def fell_back(self) -> bool:
@@ -88,7 +128,7 @@ class OpenedSession:
 
     @property
     def partial_fallback(self) -> bool | None:
-        """Some nodes ran on the CPU although a GPU provider took the model (None: not known)."""
+        """Some nodes ran on the CPU although another provider (a GPU's, OpenVINO) took the model (None: not known)."""
         return None if self.placement is None else self.placement.partial(PROVIDER_NAMES[self.provider])
 
     def report(self) -> dict[str, Any]:
@@ -103,6 +143,7 @@ class OpenedSession:
             "node_placement": self.placement.as_dict() if self.placement else None,
             "degraded_at_run_time": bool(self.runtime_failures),
             "runtime_failures": [f.as_dict() for f in self.runtime_failures],
+            "choice": self.choice.as_dict() if self.choice else None,
         }
 
 
@@ -228,7 +269,19 @@ def provider_entry(
         return name, options, str(cache)
     if short == "cuda":
         return name, cuda_options(settings), None
+    if short == "openvino":
+        return name, openvino_options(settings), None
     return name, {}, None
+
+
+def openvino_options(settings: Settings) -> dict[str, Any]:
+    """The OpenVINO provider's options: the device (FACEFLEET_OPENVINO_DEVICE), the model's own precision
+    (`ACCURACY`: FP32 stays FP32 and an INT8 copy's quantised layers run OpenVINO's int8 kernels, where
+    `FP16` on a GPU would round every answer), and the CPU threads the CPU provider is given too."""
+    options: dict[str, Any] = {"device_type": settings.engine.openvino_device, "precision": "ACCURACY"}
+    if settings.engine.cpu_threads:
+        options["num_of_threads"] = settings.engine.cpu_threads
+    return options
 
 
 def session_options(settings: Settings) -> Any:
@@ -248,9 +301,22 @@ def session_options(settings: Settings) -> Any:
     return options
 
 
+OPENVINO_NODE = re.compile(r"While validating ONNX node '<Node\((\w+)\): ([^>]+)>'")
+
+
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
+    if "[OpenVINO-EP]" in text:
+        return openvino_cause(text)[:400]
     return text.splitlines()[0][:400]
+
+
+def openvino_cause(text: str) -> str:
+    """OpenVINO's errors start with lines of C++ signatures and end with the cause: 'OpenVINO: <its last
+    line> (node <name>, <op>)', e.g. the number of a DequantizeLinear's scales against its axis."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    node = next((m for m in map(OPENVINO_NODE.search, lines) if m), None)
+    return f"OpenVINO: {lines[-1]}" + (f" (node {node.group(2)}, {node.group(1)})" if node else "")
 
 
 def warmup_input(session: Any, fallback_hw: tuple[int, int], batch: int = 1) -> tuple[str, np.ndarray]:
@@ -324,7 +390,10 @@ def _try_provider(
     asked when its libraries, driver or device are missing), else a real session, checked and
     warmed up with its nodes counted, onnxruntime's own output routed to the log meanwhile."""
     start = time.perf_counter()
-    problem = gpuprobe.provider_problem(short, settings.engine.device_id) if probe and short != "cpu" else None
+    engine = settings.engine
+    problem = (
+        gpuprobe.provider_problem(short, engine.device_id, engine.openvino_device) if probe and short != "cpu" else None
+    )
     if problem:
         return None, Attempt(short, False, problem)
     name = PROVIDER_NAMES[short]
@@ -369,7 +438,8 @@ def open_session(
     available: Sequence[str] | None = None,
     session_factory: Callable[..., Any] | None = None,
 ) -> OpenedSession:
-    """Walk the provider chain; the first provider that creates, stays and warms up wins.
+    """Walk the provider chain; the first provider that creates, stays and warms up wins, or, with
+    FACEFLEET_PROVIDER_CHOICE=fastest, the fastest of all those that do (choose_fastest).
 
     `batch` is the largest batch the model will be run with (TensorRT's profiles end there).
     `available` and `session_factory` default to onnxruntime's own; tests pass others to
@@ -379,8 +449,10 @@ def open_session(
     ort = ort_module()
     available = list(ort.get_available_providers() if available is None else available)
     model = ModelFile(str(path), model_sha256, warmup_hw, batch)
+    fastest = settings.engine.choice == "fastest"
     attempts: list[Attempt] = []
     passed_over: list[Attempt] = []
+    working: list[OpenedSession] = []
     for short in settings.engine.providers:
         if PROVIDER_NAMES[short] not in available:
             reason = f"not offered by this onnxruntime {ort.__version__} build (it offers {', '.join(available)})"
@@ -392,15 +464,102 @@ def open_session(
         if opened is None:
             passed_over.append(attempt)
             continue
-        # The providers passed over, said once a later one serves; when none does, ProviderError says it all
-        # (in one line: the service's start-up reason, facefleet.api.unready).
-        for failed in passed_over:
-            log.warning("%s: %s: %s", Path(path).name, failed.provider, failed.reason)
-        opened.attempts = attempts
-        _warn_partial(opened)
-        return opened
-    tried = "; ".join(f"{a.provider}: {a.reason}" for a in attempts)
-    raise ProviderError(f"no provider could run {Path(path).name}: {tried}")
+        working.append(opened)
+        if not fastest:
+            break
+    if not working:
+        tried = "; ".join(f"{a.provider}: {a.reason}" for a in attempts)
+        raise ProviderError(f"no provider could run {Path(path).name}: {tried}")
+    # The providers passed over, said once a later one serves; when none does, ProviderError says it all
+    # (in one line: the service's start-up reason, facefleet.api.unready).
+    for failed in passed_over:
+        log.warning("%s: %s: %s", Path(path).name, failed.provider, failed.reason)
+    opened = choose_fastest(working) if fastest else _first(working[0])
+    opened.attempts = _with_choice(attempts, opened.choice)
+    _warn_partial(opened)
+    return opened
+
+
+def _first(opened: OpenedSession) -> OpenedSession:
+    opened.choice = Choice("first", opened.provider, "the first provider of the chain that works")
+    return opened
+
+
+CHOICE_RUNS = 5  # timed runs per candidate, alternating: a median that a neighbour's burst does not decide
+
+
+def choose_fastest(working: Sequence[OpenedSession], runs: int = CHOICE_RUNS) -> OpenedSession:
+    """The candidate with the smallest median run time on the same input (the model's warm-up shape,
+    a fixed non-zero pattern), the candidates run in turn so a burst of load on the host hits them
+    alike. A candidate whose run fails while timed is out (its reason kept, as a failover would). The
+    losers' sessions are dropped here: a second copy of every model's weights is memory an appliance
+    does not have."""
+    if len(working) == 1:
+        only = working[0]
+        only.choice = Choice("fastest", only.provider, "the only provider of the chain that works")
+        return only
+    times, dropped = _time_in_turns(working, runs)
+    alive = [o for o in working if o.provider not in dropped]
+    if not alive:
+        tried = "; ".join(f"{p}: {reason}" for p, reason in dropped.items())
+        raise ProviderError(f"no provider could run {Path(working[0].model_path).name}: {tried}")
+    candidates = tuple(
+        Candidate(o.provider, statistics.median(times[o.provider]), min(times[o.provider])) for o in alive
+    )
+    best = min(range(len(alive)), key=lambda i: candidates[i].median_ms)
+    winner = alive[best]
+    others = [f"{c.provider} {c.median_ms:.1f} ms" for c in candidates if c.provider != winner.provider]
+    why = f"fastest median of {runs} runs: {candidates[best].median_ms:.1f} ms" + (
+        f" against {', '.join(others)}" if others else ", the only one that ran every timing run"
+    )
+    winner.choice = Choice("fastest", winner.provider, why, candidates, runs, tuple(dropped.items()))
+    log.info("%s: %s", Path(winner.model_path).name, why)
+    return winner
+
+
+def _time_in_turns(working: Sequence[OpenedSession], runs: int) -> tuple[dict[str, list[float]], dict[str, str]]:
+    """({provider: ms per run}, {provider: why it is out}): `runs` turns of one run each."""
+    feeds = {o.provider: timing_feed(o) for o in working}
+    times: dict[str, list[float]] = {o.provider: [] for o in working}
+    dropped: dict[str, str] = {}
+    for _ in range(runs):
+        for opened in working:
+            if opened.provider in dropped:
+                continue
+            start = time.perf_counter()
+            try:
+                opened.session.run(None, feeds[opened.provider])
+            except Exception as exc:  # any failure of a provider's run: it cannot serve; the input is the warm-up's
+                dropped[opened.provider] = f"failed while timed: {first_line(exc)}"
+                continue
+            times[opened.provider].append((time.perf_counter() - start) * 1000)
+    return times, dropped
+
+
+def timing_feed(opened: OpenedSession) -> dict[str, np.ndarray]:
+    """The warm-up input filled with a ramp: zeros may take shortcuts (denormals, ReLU) real pixels do not."""
+    name, blob = warmup_input(opened.session, opened.warmup_hw)
+    low, high = (-1.0, 1.0) if blob.dtype.kind == "f" else (0.0, 255.0)
+    blob[...] = np.linspace(low, high, blob.size, dtype=np.float32).reshape(blob.shape).astype(blob.dtype)
+    return {name: blob}
+
+
+def _with_choice(attempts: list[Attempt], choice: Choice | None) -> list[Attempt]:
+    """The attempts, a provider that worked but lost the timing saying so (it does not count as a fallback)."""
+    if choice is None or not (choice.candidates or choice.dropped):
+        return attempts
+    measured, dropped = {c.provider: c for c in choice.candidates}, dict(choice.dropped)
+    return [_said(a, choice.chosen, measured, dropped) for a in attempts]
+
+
+def _said(attempt: Attempt, chosen: str, measured: Mapping[str, Candidate], dropped: Mapping[str, str]) -> Attempt:
+    """One attempt after the timing: failed while timed (not ok), or worked and lost (ok, with its figure)."""
+    if attempt.ok and attempt.provider in dropped:
+        return Attempt(attempt.provider, False, dropped[attempt.provider], attempt.seconds)
+    if attempt.ok and attempt.provider != chosen and attempt.provider in measured:
+        figure = f"works, not chosen: {measured[attempt.provider].median_ms:.1f} ms median"
+        return Attempt(attempt.provider, True, figure, attempt.seconds)
+    return attempt
 
 
 def _warn_partial(opened: OpenedSession) -> None:

@@ -63,7 +63,8 @@ def why_not(provider: str, settings: Settings, offered: list[str]) -> str | None
     quietly fall back to the CPU and the table would show CPU times under a GPU's name."""
     if PROVIDER_NAMES[provider] not in offered:
         return "not offered by this onnxruntime"
-    return None if provider == "cpu" else gpuprobe.provider_problem(provider, settings.engine.device_id)
+    engine = settings.engine
+    return None if provider == "cpu" else gpuprobe.provider_problem(provider, engine.device_id, engine.openvino_device)
 
 
 def bench_providers(settings: Settings, models: list[str], runs: int, warmup: int) -> dict[str, Any]:
@@ -87,6 +88,8 @@ def bench_providers(settings: Settings, models: list[str], runs: int, warmup: in
         for row in rows:
             row["speedup"] = round(cpu / row["mean_ms"], 2) if cpu else None
         report["models"][name] = rows
+        # What FACEFLEET_PROVIDER_CHOICE=fastest would pick from these runs (it decides on its own 5 at start-up).
+        report.setdefault("fastest", {})[name] = min(rows, key=lambda r: r["median_ms"])["provider"]
     return report
 
 
@@ -99,6 +102,9 @@ def table(report: dict[str, Any]) -> str:
             shown = ", ".join(f"{t:.1f}" for t in r["times_ms"][:10]) + (" ..." if len(r["times_ms"]) > 10 else "")
             speed = f"{r['speedup']:.2f}x" if r["speedup"] else "n/a (no CPU row)"
             lines.append(f"{r['provider']} | {r['mean_ms']:.1f} ms | {shown} | {speed}")
+        if len(rows) > 1:
+            best = min(rows, key=lambda r: r["median_ms"])
+            lines.append(f"fastest: {best['provider']} (median {best['median_ms']:.1f} ms)")
         lines.append("")
     lines += [f"{provider}: not timed, {reason}" for provider, reason in report.get("skipped", {}).items()]
     return "\n".join(lines)

@@ -1,6 +1,7 @@
 """The provider debugging report: what onnxruntime offers, whether the GPU providers' libraries,
-the NVIDIA driver and the device are there (service/engine/gpuprobe.py), and what the host is. Answers
-the operator's first question on a Jetson that runs on CPU: which library is missing."""
+the NVIDIA driver and the device (or OpenVINO's library and device plugin) are there
+(service/engine/gpuprobe.py), and what the host is. Answers the operator's first question on a
+Jetson that runs on CPU: which library is missing."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def tegra_release(root: Path = Path("/")) -> dict[str, str] | None:
     return {"l4t": l4t, "board": board}
 
 
-def environment_report(device_id: int = 0) -> dict[str, Any]:
+def environment_report(device_id: int = 0, openvino_device: str = "CPU") -> dict[str, Any]:
     from facefleet.engine.ort import ort_module
 
     ort = ort_module()
@@ -35,5 +36,5 @@ def environment_report(device_id: int = 0) -> dict[str, Any]:
         "device": ort.get_device(),
         "available_providers": ort.get_available_providers(),
         "jetson": tegra_release(),
-        "gpu": gpuprobe.report(device_id),
+        "gpu": gpuprobe.report(device_id, openvino_device),
     }

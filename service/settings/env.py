@@ -25,9 +25,15 @@ from facefleet.errors import ConfigError
 PROVIDER_NAMES = {
     "tensorrt": "TensorrtExecutionProvider",
     "cuda": "CUDAExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
     "cpu": "CPUExecutionProvider",
 }
 SHAPE_POLICIES = ("fixed", "fit")
+# How a model's provider is chosen among those of the chain that work: the first, or the fastest measured.
+PROVIDER_CHOICES = ("first", "fastest")
+# The OpenVINO provider's `device_type`: a device (CPU, GPU, GPU.1, NPU) or a plugin over devices
+# (AUTO:GPU,CPU, HETERO:GPU,CPU); which of them exist on the host only OpenVINO knows.
+OPENVINO_DEVICE = re.compile(r"[A-Z]+(\.\d+)?(:[A-Z]+(\.\d+)?(,[A-Z]+(\.\d+)?)*)?")
 # onnxruntime's CUDA provider values, by their lower-case spelling (what a user may type).
 CONV_ALGO_SEARCHES = {name.lower(): name for name in ("HEURISTIC", "EXHAUSTIVE", "DEFAULT")}
 ARENA_STRATEGIES = {name.lower(): name for name in ("kSameAsRequested", "kNextPowerOfTwo")}
@@ -218,6 +224,14 @@ def parse_providers(text: str) -> tuple[str, ...]:
     if not names or unknown:
         raise ValueError(f"expected a comma-separated list of {', '.join(PROVIDER_NAMES)}")
     return names
+
+
+def parse_openvino_device(text: str) -> str:
+    """`cpu`, `GPU.0`, `AUTO:GPU,CPU`...: spelled as OpenVINO spells devices (upper case)."""
+    device = text.strip().upper()
+    if not OPENVINO_DEVICE.fullmatch(device):
+        raise ValueError("expected an OpenVINO device such as CPU, GPU, GPU.1, NPU or AUTO:GPU,CPU")
+    return device
 
 
 def parse_size(text: str) -> tuple[int, int]:

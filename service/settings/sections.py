@@ -19,6 +19,7 @@ from facefleet.errors import ConfigError
 from facefleet.settings.env import (
     ARENA_STRATEGIES,
     CONV_ALGO_SEARCHES,
+    PROVIDER_CHOICES,
     SHAPE_POLICIES,
     Network,
     above_zero_float,
@@ -37,6 +38,7 @@ from facefleet.settings.env import (
     one_of,
     parse_bool,
     parse_headers,
+    parse_openvino_device,
     parse_providers,
     parse_size,
     path_list,
@@ -121,7 +123,28 @@ class EngineSettings(Section):
         ("tensorrt", "cuda", "cpu"),
         "FACEFLEET_PROVIDERS",
         parse=parse_providers,
-        doc="the provider chain, tried in order; any of `tensorrt`, `cuda`, `cpu`",
+        doc=(
+            "the provider chain, tried in order; any of `tensorrt`, `cuda`, `openvino`, `cpu`. A provider"
+            ' this onnxruntime build does not offer is passed over with its reason (README.md, "Providers and Jetsons")'
+        ),
+    )
+    provider_choice: str | None = knob(
+        None,
+        "FACEFLEET_PROVIDER_CHOICE",
+        parse=exactly_one_of(*PROVIDER_CHOICES),
+        doc=(
+            "which provider of the chain serves a model: `first`, the first that works; `fastest`, every "
+            "one that works is opened and timed on the same warm input (median of a few runs), the "
+            "fastest serves and the others are closed. The figures are in the model's provider report "
+            '(`/info`; docs/models.md, "Which provider serves a model")'
+        ),
+        shown="`fastest` when the chain names `openvino`, else `first`",
+    )
+    openvino_device: str = knob(
+        "CPU",
+        "FACEFLEET_OPENVINO_DEVICE",
+        parse=parse_openvino_device,
+        doc="the OpenVINO provider's `device_type`: `CPU`, `GPU`, `GPU.1`, `NPU`, `AUTO:GPU,CPU`...",
     )
     det_threshold: float | None = knob(
         None,
@@ -275,6 +298,15 @@ class EngineSettings(Section):
             " in flight, so a lone request never waits"
         ),
     )
+
+    @property
+    def choice(self) -> str:
+        """FACEFLEET_PROVIDER_CHOICE, or its default: `fastest` where the chain names OpenVINO (which is
+        faster than the CPU provider on some models and slower on others, measured in docs/benchmarks.md),
+        `first` otherwise (a GPU provider that works is always the one wanted)."""
+        if self.provider_choice is not None:
+            return self.provider_choice
+        return "fastest" if "openvino" in self.providers else "first"
 
 
 @dataclass(frozen=True)
