@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -112,6 +113,18 @@ def make_settings(shared_models: Path, cache_dir: Path):
         return Settings.of(**values)
 
     return make
+
+
+@pytest.fixture(scope="module", autouse=True)
+def root_logging_restored():
+    """create_app configures the root logger (api/logs.py) with a handler on the stderr of that moment; a
+    module's apps must not leave it to the next module, whose capture may see its lines or whose background
+    threads (the heap trimmer) would log into a stream pytest has closed since."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session", autouse=True)
