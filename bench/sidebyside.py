@@ -108,25 +108,27 @@ def prepare_models(args: argparse.Namespace, packs: list[Pack]) -> Path:
     return folder
 
 
-def bench_settings(folder: Path, det: str, rec: str, settings: dict[str, str] | None = None) -> Settings:
+def bench_settings(
+    folder: Path, det: str, rec: str, settings: dict[str, str] | None = None, providers: tuple[str, ...] = ("cpu",)
+) -> Settings:
     """The service's settings in-process (raw runs, quantization): the --set ones read as the service reads them."""
     return Settings.from_env(
         dict(settings or {}),
         models_dir=str(folder),
         cache_dir=str(WORK / "cache"),
-        providers=("cpu",),
+        providers=providers,
         det_name=det,
         rec_name=rec,
     )
 
 
 def raw_ms_per_photo(
-    folder: Path, pack: Pack, images: Path, names: list[str], settings: dict[str, str]
+    folder: Path, pack: Pack, images: Path, names: list[str], settings: dict[str, str], providers: tuple[str, ...]
 ) -> dict[str, float]:
     """Bare session.run time of the model runs the service makes for each photo (median of 3 passes)."""
     captured: dict[str, list[np.ndarray]] = {"detection": [], "recognition": []}
     extra = {task: [RecordingRunner.into(sink)] for task, sink in captured.items()}
-    engine = FaceEngine.from_settings(bench_settings(folder, pack.det, pack.rec, settings), extra=extra)
+    engine = FaceEngine.from_settings(bench_settings(folder, pack.det, pack.rec, settings, providers), extra=extra)
     out: dict[str, float] = {}
     for name in tqdm(names, desc=f"raw onnxruntime, {pack.name}", leave=False):
         for sink in captured.values():
@@ -212,13 +214,13 @@ def load(url: str, bodies: list[bytes], clients: int, count: int) -> dict[str, A
 
 
 @contextmanager
-def served(folder: Path, pack: Pack, settings: dict[str, str]) -> Iterator[Service]:
+def served(folder: Path, pack: Pack, settings: dict[str, str], providers: tuple[str, ...]) -> Iterator[Service]:
     keys = WORK / "api-keys"
     keys.write_text(f"{KEY}\n")
     env = {
         "FACEFLEET_MODELS_DIR": str(folder),
         "FACEFLEET_CACHE_DIR": str(WORK / "cache"),
-        "FACEFLEET_PROVIDERS": "cpu",
+        "FACEFLEET_PROVIDERS": ",".join(providers),
         "FACEFLEET_DET_NAME": pack.det,
         "FACEFLEET_REC_NAME": pack.rec,
         "FACEFLEET_AUTH": "on",
@@ -239,12 +241,12 @@ def measure_pack(folder: Path, pack: Pack, images: Path, loads: dict[str, list[s
     manifest = load_manifest()
     files = sum(model_path(manifest.get(n), str(folder)).stat().st_size for n in (pack.det, pack.rec))
     photos = sorted({n for names in loads.values() for n in names})
-    raw = raw_ms_per_photo(folder, pack, images, photos, dict(args.set))
+    raw = raw_ms_per_photo(folder, pack, images, photos, dict(args.set), args.providers)
     report: dict[str, Any] = {"pack": pack.name, "det": pack.det, "rec": pack.rec, "model_files_mib": files / 2**20}
     report["rss_budget_mib"] = round(1.5 * files / 2**20 + 250, 1)
     report["raw"] = {w: round(1000 / statistics.mean(raw[n] for n in names), 3) for w, names in loads.items()}
     report["raw_ms_per_photo"] = {n: round(ms, 1) for n, ms in raw.items()}
-    with served(folder, pack, dict(args.set)) as service:
+    with served(folder, pack, dict(args.set), args.providers) as service:
         report["rss_at_rest_mib"] = max(worker_rss_mib(service.proc.pid))
         report["service"], report["rss_peak_mib"] = {}, {}
         for workload, names in loads.items():
@@ -337,6 +339,12 @@ def main() -> int:
     parser.add_argument("--models-dir", default=str(ROOT.parent / "shared" / "models"))
     parser.add_argument("--images", default=str(ROOT.parent / "shared" / "images"))
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every request count")
+    parser.add_argument(
+        "--providers",
+        type=lambda text: tuple(text.split(",")),
+        default=("cpu",),
+        help="the provider chain, as FACEFLEET_PROVIDERS (openvino,cpu in an onnxruntime-openvino venv)",
+    )
     parser.add_argument("--workloads", default="portraits,mixed,crowd", help="any of portraits, mixed, crowd")
     parser.add_argument(
         "--set", action="append", default=[], type=setting, metavar="FACEFLEET_NAME=VALUE", help="a service setting"
