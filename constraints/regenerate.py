@@ -40,6 +40,18 @@ CPU_PLATFORMS = ["manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_2
 CPU_EXTRAS = "cpu,gpu,openvino,provision,bench,test"
 # Resolved on x86_64 only (PyPI has no other wheels of it): its lines carry a platform_machine marker.
 X86_64_ONLY = {"onnxruntime-openvino"}
+# onnxruntime on x86 CPU appliances, chosen by measurement (bench/ort_versions.py; figures and reasons in
+# docs/benchmarks.md, "onnxruntime version per target"). Per Python: 3.10 takes the newest release that still
+# ships cp310 wheels. PyPI's onnxruntime-gpu (the gpu extra off Jetsons: CI's GPU-wheel tier) follows the CPU pin
+# so both run the same kernels; onnxruntime-openvino (the openvino extra, x86 only) is pinned where it exists.
+CPU_ONNXRUNTIME = {"3.10": "1.23.2", "3.11": "1.24.4", "3.12": "1.24.4", "3.13": "1.24.4"}
+CPU_OPENVINO = {"3.10": "1.23.0", "3.11": "1.24.1", "3.12": "1.24.1", "3.13": "1.24.1"}
+
+
+def cpu_rules(python: str) -> list[str]:
+    """The measured onnxruntime pins for that Python (constraints: a distribution not asked for is ignored)."""
+    ort, openvino = CPU_ONNXRUNTIME[python], CPU_OPENVINO[python]
+    return [f"onnxruntime=={ort}", f"onnxruntime-gpu=={ort}", f"onnxruntime-openvino=={openvino}"]
 
 
 def canonical(name: str) -> str:
@@ -163,6 +175,9 @@ HEADERS = {
 # Made by: python constraints/regenerate.py --ceiling <pip freeze of the tested development venv>
 # (pip's resolver run by each of Python 3.10-3.13, --platform manylinux2014 / manylinux_2_17 / manylinux_2_28
 # x86_64, binary wheels only, from PyPI alone). Regenerate the same way; tests/test_constraints.py checks it.
+# onnxruntime, onnxruntime-gpu and onnxruntime-openvino are pinned by measurement, not by newest: 1.24.4 runs
+# the INT8 packs faster than 1.32 here; 3.10 keeps 1.23.2, its last cp310 one (bench/ort_versions.py; figures
+# and reasons in docs/benchmarks.md; inputs CPU_ONNXRUNTIME / CPU_OPENVINO of constraints/regenerate.py).
 # Use: pip install -c constraints/cpu.txt -e '.[test,cpu]' (scripts/bootstrap.sh does).
 """,
 }
@@ -181,7 +196,7 @@ def main() -> int:
         jetpack["onnxruntime-gpu"] = JETPACK6_GPU_VERSION
         (HERE / "jetpack6.txt").write_text(HEADERS["jetpack6"] + "\n".join(merge({"3.10": jetpack})) + "\n")
         cpu = {
-            py: resolve(f"facefleet[{CPU_EXTRAS}] @ {wheel.as_uri()}", py, CPU_PLATFORMS, ceiling, work)
+            py: resolve(f"facefleet[{CPU_EXTRAS}] @ {wheel.as_uri()}", py, CPU_PLATFORMS, ceiling + cpu_rules(py), work)
             for py in CPU_PYTHONS
         }
         (HERE / "cpu.txt").write_text(HEADERS["cpu"] + "\n".join(merge(cpu)) + "\n")
