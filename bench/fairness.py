@@ -2,7 +2,8 @@
 
 Usage: .venv/bin/python bench/fairness.py [--base main] [--rounds 2] [--rec glintr100] [--det scrfd_2.5g]
            [--pack fp32|int8] [--crowd-requests 12] [--portrait-requests 40] [--mixed-crowds 3]
-           [--images ../shared/images] [--models-dir ../shared/models] [--json OUT]
+           [--loads crowd@c4,portraits@c4,mixed] [--images ../shared/images] [--models-dir ../shared/models]
+           [--json OUT]
 
 Three loads per service, the same on both sides:
 - `crowd`: 4 closed-loop clients sending the Solvay photo (29 faces): p50/p95/p99;
@@ -12,9 +13,10 @@ Three loads per service, the same on both sides:
 
 The `--base` ref's service/, dashboard/ and models/ are exported with `git archive` into
 .cache/bench-fair/base and served by the same interpreter (PYTHONPATH before the editable install), so
-BEFORE and AFTER differ only in the code. Services alternate (base, tree, base, tree ... one per round each,
-the order flipped every round) so drift on a shared machine hits both alike; the report gives each figure's
-median and min over the rounds. One gunicorn worker, API keys on, CPU provider.
+BEFORE and AFTER differ only in the code. Services alternate (base, tree, tree, base ...:
+both up at once, only one under load at a time; each load runs on one side then the other, the order
+flipped every round) so drift on a shared machine hits both alike; the report gives each figure's median
+and min over the rounds. One gunicorn worker each, API keys on, CPU provider.
 
 Loopback only; everything it makes lives in .cache/bench-fair.
 """
@@ -32,7 +34,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -170,19 +172,23 @@ def percentiles(ms: list[float]) -> dict[str, float]:
     }
 
 
-def one_service(url: str, images: Path, args: argparse.Namespace) -> dict[str, dict[str, float]]:
+LOADS = ("crowd@c4", "portraits@c4", "mixed")
+
+
+def one_load(url: str, images: Path, args: argparse.Namespace, load: str) -> dict[str, dict[str, float]]:
     crowd = [body_of(images, CROWD)]
     portraits = [body_of(images, n) for n in sorted(n for n, faces in FACE_COUNTS.items() if faces == 1)]
-    clients(url, [("warm", crowd + portraits[:2], 2, 4)])
-    out: dict[str, dict[str, float]] = {}
-    got = clients(url, [("crowd", crowd, 4, args.crowd_requests)])
-    out["crowd@c4"] = percentiles(got["crowd"])
-    got = clients(url, [("portraits", portraits, 4, args.portrait_requests)])
-    out["portraits@c4"] = percentiles(got["portraits"])
+    if load == "crowd@c4":
+        return {load: percentiles(clients(url, [("crowd", crowd, 4, args.crowd_requests)])["crowd"])}
+    if load == "portraits@c4":
+        return {load: percentiles(clients(url, [("portraits", portraits, 4, args.portrait_requests)])["portraits"])}
     got = clients(url, [("crowd", crowd, 1, args.mixed_crowds), ("portraits", portraits, 3, None)])
-    out["mixed: crowd@c1"] = percentiles(got["crowd"])
-    out["mixed: portraits@c3"] = percentiles(got["portraits"])
-    return out
+    return {"mixed: crowd@c1": percentiles(got["crowd"]), "mixed: portraits@c3": percentiles(got["portraits"])}
+
+
+def warm_up(url: str, images: Path) -> None:
+    bodies = [body_of(images, CROWD), body_of(images, "obama.jpg")]
+    clients(url, [("warm", bodies, 2, 4)])
 
 
 def summary(runs: dict[str, list[dict[str, dict[str, float]]]]) -> str:
@@ -211,21 +217,33 @@ def main() -> int:
     parser.add_argument("--mixed-crowds", type=int, default=3)
     parser.add_argument("--models-dir", default=str(ROOT.parent / "shared" / "models"))
     parser.add_argument("--images", default=str(ROOT.parent / "shared" / "images"))
+    parser.add_argument("--loads", default=",".join(LOADS), help=f"some of {','.join(LOADS)}")
     parser.add_argument("--json")
     args = parser.parse_args()
+    if not args.loads or set(args.loads.split(",")) - set(LOADS):
+        parser.error(f"--loads: some of {','.join(LOADS)}")
     images = require_dir(args.images, "--images")
     folder = prepare_models(args)
     sides: dict[str, str | None] = {"tree": None}
     if args.base:
         sides = {f"base ({args.base})": str(export_base(args.base)), "tree": None}
     runs: dict[str, list[dict[str, dict[str, float]]]] = {label: [] for label in sides}
-    for round_ in range(args.rounds):
-        order = list(sides) if round_ % 2 == 0 else list(reversed(sides))
-        for label in order:
-            print(f"round {round_ + 1}/{args.rounds}: {label}", flush=True)
-            with served(folder, args, label.split()[0], sides[label]) as service:
-                runs[label].append(one_service(service.url, images, args))
-            print(json.dumps(runs[label][-1]), flush=True)
+    with ExitStack() as stack:
+        urls = {
+            label: stack.enter_context(served(folder, args, label.split()[0], path)).url
+            for label, path in sides.items()
+        }
+        for url in urls.values():
+            warm_up(url, images)
+        for round_ in range(args.rounds):
+            for label in sides:
+                runs[label].append({})
+            for i, load in enumerate(args.loads.split(",")):
+                order = list(sides) if (round_ + i) % 2 == 0 else list(reversed(sides))
+                for label in order:
+                    print(f"round {round_ + 1}/{args.rounds}, {load}: {label}", flush=True)
+                    runs[label][-1].update(one_load(urls[label], images, args, load))
+                    print(json.dumps(runs[label][-1]), flush=True)
     print(summary(runs))
     if args.json:
         Path(args.json).write_text(json.dumps(runs, indent=2))
