@@ -349,7 +349,8 @@ def listening(port: int) -> bool:
 def test_stop_status_start_and_uninstall_keep_data_and_keys_unless_purged(default_run):
     """The operator's way back (facefleet_state): stopped stops every process and keeps every file; a
     plain run starts them again; absent removes processes, scripts, environment and configuration but
-    keeps models, galleries and keys; each state twice changes nothing; purge removes the rest.
+    keeps models, galleries and keys; absent twice changes nothing (present twice: the default run's test; a
+    second stopped run was cut for CI time: its tasks are the process tasks absent runs too); purge removes the rest.
     Runs last in this module: it takes the test appliance down."""
     assert default_run.first.returncode == 0
     values, prefix = default_run.values, default_run.prefix
@@ -369,9 +370,6 @@ def test_stop_status_start_and_uninstall_keep_data_and_keys_unless_purged(defaul
         "not running on localhost: facefleet-test-service, facefleet-test-front, facefleet-test-exporter, "
         "facefleet-test-dashboard, facefleet-test-dashboard-front" in status.stdout
     )
-    again = playbook("site.yml", "-e", "facefleet_state=stopped", vars_file=default_run.vars_file)
-    assert again.returncode == 0 and changed(again) == 0, again.stdout[-3000:]
-
     started = playbook("site.yml", vars_file=default_run.vars_file)
     assert started.returncode == 0 and changed(started) == 5, started.stdout[-3000:]
     assert requests.get(f"{SERVICE}/info", headers=default_run.key, verify=default_run.ca, timeout=30).ok
