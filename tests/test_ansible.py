@@ -261,7 +261,8 @@ def test_verify_checks_health_and_providers_and_writes_the_fleet_report(default_
     result = playbook("verify.yml", "-e", f"verify_report_dir={tmp_path}", vars_file=default_run.vars_file)
     assert result.returncode == 0, result.stdout[-3000:]
     report = (tmp_path / "fleet-report.md").read_text()
-    assert "| localhost | True |" in report and "yunet_2023mar_int8bq: cpu" in report
+    # x86: the chain is openvino,cpu and each model runs on whichever measured faster at start-up
+    assert "| localhost | True |" in report and re.search(r"yunet_2023mar_int8bq: (openvino|cpu)\b", report)
     assert "Provider benchmarks: run" in report
     benched = playbook(
         "verify.yml",
@@ -272,9 +273,13 @@ def test_verify_checks_health_and_providers_and_writes_the_fleet_report(default_
         vars_file=default_run.vars_file,
     )
     assert benched.returncode == 0, benched.stdout[-3000:]
-    rows = [line for line in (tmp_path / "fleet-report.md").read_text().splitlines() if "| 1.00x |" in line]
+    lines = (tmp_path / "fleet-report.md").read_text().splitlines()
+    rows = [line for line in lines if " | cpu | " in line]
     assert {row.split(" | ")[2] for row in rows} == {"yunet_2023mar_int8bq", "sface_2021dec_int8bq"}, rows
-    assert all(row.startswith("| localhost |") and " | cpu | " in row for row in rows), rows
+    assert all(row.startswith("| localhost |") and row.endswith("| 1.00x |") for row in rows), rows
+    # OpenVINO timed beside the CPU where it takes the model; its refusal of SFace's blocked int8 said, not fatal
+    assert any(" | yunet_2023mar_int8bq | openvino | " in line for line in lines), lines
+    assert any(line.startswith("localhost: openvino refused sface_2021dec_int8bq: ") for line in lines), lines
     wrong = playbook(
         "verify.yml",
         "-e",
@@ -284,7 +289,7 @@ def test_verify_checks_health_and_providers_and_writes_the_fleet_report(default_
         vars_file=default_run.vars_file,
     )
     assert wrong.returncode != 0
-    assert "yunet_2023mar_int8bq runs on cpu, expected tensorrt or cuda" in wrong.stdout
+    assert re.search(r"yunet_2023mar_int8bq runs on (openvino|cpu), expected tensorrt or cuda", wrong.stdout)
 
 
 def test_models_role_ships_a_gallery_bundle_and_the_service_searches_it(default_run, tmp_path):

@@ -147,6 +147,18 @@ def test_bench_providers_times_openvino_beside_the_cpu(make_settings):
     assert f"fastest: {report['fastest']['mobilefacenet']} (median" in table(report)
 
 
+def test_bench_providers_times_a_model_openvino_refuses_on_the_cpu_and_says_why(default_pack: Path, make_settings):
+    """verify.yml's provider benchmark on an x86 appliance of the default pack: SFace is refused by OpenVINO, the
+    CPU row stays, the refusal is listed with OpenVINO's cause, the other models are timed on both."""
+    settings = make_settings(models_dir=str(default_pack), providers=("openvino", "cpu"))
+    report = bench_providers(settings, ["yunet_2023mar_int8bq", "sface_2021dec_int8bq"], runs=2, warmup=1)
+    assert [row["provider"] for row in report["models"]["sface_2021dec_int8bq"]] == ["cpu"]
+    assert {row["provider"] for row in report["models"]["yunet_2023mar_int8bq"]} == {"openvino", "cpu"}
+    refusal = report["refused"]["sface_2021dec_int8bq"]["openvino"]
+    assert refusal.startswith("session creation failed: OpenVINO: ") and "dequantization scale" in refusal
+    assert f"openvino: refused sface_2021dec_int8bq: {refusal}" in table(report)
+
+
 @pytest.fixture(scope="module")
 def served(shared_models: Path, cache_dir: Path, tmp_path_factory) -> Iterator[Service]:
     folder = tmp_path_factory.mktemp("openvino-served")

@@ -20,7 +20,7 @@ from facefleet.engine import gpuprobe
 from facefleet.engine.loader import load_model
 from facefleet.engine.ort import ort_module
 from facefleet.engine.runtime import warmup_input
-from facefleet.errors import FacefleetError
+from facefleet.errors import FacefleetError, ProviderError
 from facefleet.models.manifest import load_manifest
 from facefleet.settings import PROVIDER_NAMES, Settings
 
@@ -83,7 +83,14 @@ def bench_providers(settings: Settings, models: list[str], runs: int, warmup: in
         "models": {},
     }
     for name in models:
-        rows = [_time_model(name, settings, provider, runs, warmup) for provider in chain]
+        rows = []
+        for provider in chain:
+            try:
+                rows.append(_time_model(name, settings, provider, runs, warmup))
+            except ProviderError as exc:  # this provider refuses this model (OpenVINO and a blocked-int8 file)
+                report.setdefault("refused", {}).setdefault(name, {})[provider] = _refusal(exc.message, provider)
+        if not rows:
+            raise FacefleetError(f"no provider of {', '.join(chain)} could run {name}: {report['refused'][name]}")
         cpu = next((r["mean_ms"] for r in rows if r["provider"] == "cpu"), None)
         for row in rows:
             row["speedup"] = round(cpu / row["mean_ms"], 2) if cpu else None
@@ -91,6 +98,12 @@ def bench_providers(settings: Settings, models: list[str], runs: int, warmup: in
         # What FACEFLEET_PROVIDER_CHOICE=fastest would pick from these runs (it decides on its own 5 at start-up).
         report.setdefault("fastest", {})[name] = min(rows, key=lambda r: r["median_ms"])["provider"]
     return report
+
+
+def _refusal(message: str, provider: str) -> str:
+    """The provider's own reason out of the chain's one-line error ("no provider could run F: openvino: ...")."""
+    _, found, reason = message.partition(f"{provider}: ")
+    return reason if found else message
 
 
 def table(report: dict[str, Any]) -> str:
@@ -107,6 +120,11 @@ def table(report: dict[str, Any]) -> str:
             lines.append(f"fastest: {best['provider']} (median {best['median_ms']:.1f} ms)")
         lines.append("")
     lines += [f"{provider}: not timed, {reason}" for provider, reason in report.get("skipped", {}).items()]
+    lines += [
+        f"{provider}: refused {name}: {reason}"
+        for name, refusals in report.get("refused", {}).items()
+        for provider, reason in refusals.items()
+    ]
     return "\n".join(lines)
 
 
