@@ -6,6 +6,7 @@ front's X-Forwarded-For is what names the client and a forged one is overwritten
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import ipaddress
 import json
@@ -283,9 +284,14 @@ def service_env(**overrides: object) -> dict[str, str]:
     """roles/inference_service's service.env, rendered as Ansible does (its filters, trim_blocks) from the role's
     defaults and `overrides`, read back as the variables systemd gives the service."""
     values = yaml.safe_load((ROLES / "inference_service" / "defaults" / "main.yml").read_text())
-    values.update({"ansible_managed": "Ansible managed", **overrides})
+    # a CPU host's onnxruntime role (its mode decides the default chain: openvino,cpu in openvino mode)
+    values.update({"ansible_managed": "Ansible managed", "onnxruntime_mode": "cpu", **overrides})
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True)
     env.filters.update(FilterModule().filters())
+    for name, value in list(values.items()):  # a default that is a template (the providers, per onnxruntime mode)
+        if isinstance(value, str) and "{{" in value and name not in overrides:
+            with contextlib.suppress(jinja2.UndefinedError):  # one that needs another role's variables stays as is
+                values[name] = env.from_string(value).render(values)
     text = env.from_string((ROLES / "inference_service" / "templates" / "service.env.j2").read_text()).render(values)
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
     return dict(line.split("=", 1) for line in lines)
