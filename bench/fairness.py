@@ -24,7 +24,6 @@ Loopback only; everything it makes lives in .cache/bench-fair.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import shutil
 import statistics
@@ -32,9 +31,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -44,11 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.inputs import one_line, require_dir  # noqa: E402
-from facefleet.models.manifest import load_manifest  # noqa: E402
-from facefleet.models.modelfiles import model_path  # noqa: E402
-from facefleet.models.synth import synthesize  # noqa: E402
+from bench.served import body_of, keyed_service, models_folder  # noqa: E402
 from tests.conftest import FACE_COUNTS  # noqa: E402
-from tests.server import Service  # noqa: E402
 
 WORK = ROOT / ".cache" / "bench-fair"
 KEY = "bench-fairness-api-key"
@@ -74,53 +69,24 @@ def export_base(ref: str) -> Path:
 
 
 def prepare_models(args: argparse.Namespace) -> Path:
-    """The detector copied from --models-dir, the recognizer copied or synthesized (random weights: a run's
-    time does not depend on them); an @int8 pack must already be in .cache/bench-fair/models with its gate."""
-    folder = WORK / "models"
-    folder.mkdir(parents=True, exist_ok=True)
-    manifest = load_manifest()
-    for name in (args.det, args.rec):
-        target = model_path(manifest.get(name), str(folder))
-        source = Path(args.models_dir) / manifest.get(name).file
-        if target.exists() or "@" in name:
-            continue
-        if source.is_file():
-            shutil.copy(source, target)
-        else:
-            synthesize(name, target)
-    return folder
+    """The detector copied from --models-dir, the recognizer copied or synthesized; an @int8 pack must already
+    be in .cache/bench-fair/models with its gate."""
+    return models_folder(WORK, args.models_dir, (args.det, args.rec))
 
 
-@contextmanager
-def served(folder: Path, args: argparse.Namespace, label: str, pythonpath: str | None) -> Iterator[Service]:
-    keys = WORK / "api-keys"
-    keys.write_text(f"{KEY}\n")
+def served(folder: Path, args: argparse.Namespace, label: str, pythonpath: str | None) -> AbstractContextManager:
     suffix = "@int8" if args.pack == "int8" else ""
     env = {
         "FACEFLEET_MODELS_DIR": str(folder),
-        "FACEFLEET_CACHE_DIR": str(WORK / "cache"),
         "FACEFLEET_PROVIDERS": "cpu",
         "FACEFLEET_DET_NAME": args.det + suffix,
         "FACEFLEET_REC_NAME": args.rec + suffix,
         "FACEFLEET_WORKERS": "1",
-        "FACEFLEET_AUTH": "on",
-        "FACEFLEET_API_KEYS_FILE": str(keys),
-        "FACEFLEET_METRICS_DIR": str(WORK / f"metrics-{label}"),
-        "FACEFLEET_LOG_LEVEL": "WARNING",
         # tails are measured, not refused: four crowds queue for longer than the default 30 s on a busy machine
         "FACEFLEET_QUEUE_TIMEOUT_S": "600",
         **({"PYTHONPATH": pythonpath} if pythonpath else {}),
     }
-    service = Service(env, WORK / f"service-{label}.log")
-    try:
-        service.wait_ready(timeout=300, key=KEY)
-        yield service
-    finally:
-        service.stop()
-
-
-def body_of(images: Path, name: str) -> bytes:
-    return json.dumps({"images": {"data": [base64.b64encode((images / name).read_bytes()).decode()]}}).encode()
+    return keyed_service(WORK, label, KEY, env)
 
 
 def clients(url: str, groups: list[tuple[str, list[bytes], int, int | None]]) -> dict[str, list[float]]:

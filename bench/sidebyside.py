@@ -22,17 +22,14 @@ Loopback only; everything it makes lives in .cache/bench-sidebyside.
 from __future__ import annotations
 
 import argparse
-import base64
 import itertools
 import json
-import shutil
 import statistics
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,16 +42,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.inputs import one_line, require_dir  # noqa: E402
+from bench.served import body_of, keyed_service, models_folder  # noqa: E402
 from bench.service import worker_rss_mib  # noqa: E402
 from facefleet.app.quantize import calibration_images, quantize  # noqa: E402
 from facefleet.engine.pipeline import FaceEngine  # noqa: E402
 from facefleet.engine.runner import RecordingRunner  # noqa: E402
 from facefleet.models.manifest import load_manifest  # noqa: E402
 from facefleet.models.modelfiles import model_path  # noqa: E402
-from facefleet.models.synth import synthesize  # noqa: E402
 from facefleet.settings import Settings  # noqa: E402
 from tests.conftest import FACE_COUNTS, labelled_tree  # noqa: E402
-from tests.server import Service  # noqa: E402
 
 WORK = ROOT / ".cache" / "bench-sidebyside"
 KEY = "bench-sidebyside-key"
@@ -84,20 +80,8 @@ def workloads(images: Path) -> dict[str, list[str]]:
 def prepare_models(args: argparse.Namespace, packs: list[Pack]) -> Path:
     """The models folder: the real detector copied, the recognizer synthesized when it is one the synthesizer
     knows and no real file is given, and each `@int8` copy quantized through its accuracy gate."""
-    folder = WORK / "models"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = models_folder(WORK, args.models_dir, (args.det, args.rec))
     manifest = load_manifest()
-    for name in (args.det, args.rec):
-        spec = manifest.get(name)
-        target = model_path(spec, str(folder))
-        source = Path(args.models_dir) / spec.file
-        if target.exists():
-            continue
-        if source.is_file():
-            shutil.copy(source, target)
-        else:
-            print(f"{name}: no file in {args.models_dir}; synthesizing its architecture (random weights)")
-            synthesize(name, target)
     settings = bench_settings(folder, args.det, args.rec)
     photos = calibration_images(labelled_tree(Path(args.images), WORK / "photos"), 100)
     for pack in packs:
@@ -145,10 +129,6 @@ def raw_ms_per_photo(
             passes.append((time.perf_counter() - start) * 1000)
         out[name] = statistics.median(passes)
     return out
-
-
-def body_of(images: Path, name: str) -> bytes:
-    return json.dumps({"images": {"data": [base64.b64encode((images / name).read_bytes()).decode()]}}).encode()
 
 
 class RssSampler:
@@ -213,28 +193,15 @@ def load(url: str, bodies: list[bytes], clients: int, count: int) -> dict[str, A
     }
 
 
-@contextmanager
-def served(folder: Path, pack: Pack, settings: dict[str, str], providers: tuple[str, ...]) -> Iterator[Service]:
-    keys = WORK / "api-keys"
-    keys.write_text(f"{KEY}\n")
+def served(folder: Path, pack: Pack, settings: dict[str, str], providers: tuple[str, ...]) -> AbstractContextManager:
     env = {
         "FACEFLEET_MODELS_DIR": str(folder),
-        "FACEFLEET_CACHE_DIR": str(WORK / "cache"),
         "FACEFLEET_PROVIDERS": ",".join(providers),
         "FACEFLEET_DET_NAME": pack.det,
         "FACEFLEET_REC_NAME": pack.rec,
-        "FACEFLEET_AUTH": "on",
-        "FACEFLEET_API_KEYS_FILE": str(keys),
-        "FACEFLEET_METRICS_DIR": str(WORK / f"metrics-{pack.name}"),
-        "FACEFLEET_LOG_LEVEL": "WARNING",
         **settings,
     }
-    service = Service(env, WORK / f"service-{pack.name}.log")
-    try:
-        service.wait_ready(timeout=300, key=KEY)
-        yield service
-    finally:
-        service.stop()
+    return keyed_service(WORK, pack.name, KEY, env)
 
 
 def measure_pack(folder: Path, pack: Pack, images: Path, loads: dict[str, list[str]], args: argparse.Namespace) -> dict:

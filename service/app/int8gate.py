@@ -71,9 +71,7 @@ def gate(spec: ModelSpec, candidate: Path, settings: Settings, photos: list[Phot
     if spec.task == "detection":
         checks, figures = _detection(Detector(spec, fp32, settings), Detector(int8_spec, q8, settings), photos)
     else:
-        checks, figures = _recognition(
-            spec, Recognizer(spec, fp32, settings), Recognizer(int8_spec, q8, settings), settings, photos
-        )
+        checks, figures = _recognition(Recognizer(spec, fp32, settings), Recognizer(int8_spec, q8, settings), photos)
     failed = [c for c in checks if not c.passed]
     reason = "passed" if checks and not failed else _why(failed, checks)
     return GateReport(spec.name, spec.task, fp32_digest, digest, bool(checks) and not failed, reason, checks, figures)
@@ -131,11 +129,9 @@ def _crops(settings: Settings, photos: list[Photo]) -> tuple[list[Photo], list[n
     return kept, crops
 
 
-def _recognition(
-    spec: ModelSpec, fp32: Recognizer, q8: Recognizer, settings: Settings, photos: list[Photo]
-) -> tuple[list[GateCheck], dict[str, object]]:
+def _recognition(fp32: Recognizer, q8: Recognizer, photos: list[Photo]) -> tuple[list[GateCheck], dict[str, object]]:
     """Every labelled pair's verdict at the FP32 model's threshold, FP32 against INT8, and both margins."""
-    kept, crops = _crops(settings, photos)
+    kept, crops = _crops(fp32.settings, photos)
     subjects = [p.subject for p in kept]
     pairs = list(itertools.combinations(range(len(kept)), 2))
     genuine = [pair for pair in pairs if subjects[pair[0]] == subjects[pair[1]]]

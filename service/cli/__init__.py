@@ -152,10 +152,9 @@ def cmd_models_quantize(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    photos = calibration_images(Path(args.images), args.limit)
     gate_photos = calibration_images(Path(args.images), 10**6)
     try:
-        path, report = quantize(spec, settings, args.mode, photos, gate_photos)
+        path, report = quantize(spec, settings, args.mode, gate_photos[: args.limit], gate_photos)
     except GateFailedError as failed:
         _print_gate(failed.report)
         raise
