@@ -104,9 +104,7 @@ def fleet(tmp_path_factory, default_pack):
         inventory = folder / "inventory.ini"
         inventory.write_text(
             f"[appliances]\norin-a ansible_host={a.address}\njp5-b ansible_host={b.address}\n"
-            # plain-c takes the CPU build: the wheelhouse carries one onnxruntime (the x86 default, openvino
-            # mode, is the default-inventory test's, tests/test_ansible.py); the fleet's subject is the hosts
-            f"plain-c ansible_host={c.address} onnxruntime_mode=cpu\n\n"
+            f"plain-c ansible_host={c.address}\n\n"
             "[jetson]\norin-a\njp5-b\n\n[dashboard]\nplain-c\n\n"
             "[jetson:vars]\njetson_host_model_path=/etc/facefleet-fake/device-tree-model\njetson_host_nvpmodel_mode=0\n"
             "jetson_host_docker_install=false\ninference_container_render_only=true\n"

@@ -97,7 +97,9 @@ def test_fastest_times_both_providers_and_keeps_the_faster(shared_models: Path, 
     assert choice["chosen"] == winner == opened.provider, choice
     loser = next(a for a in opened.attempts if a.provider != winner)
     assert loser.ok and "not chosen" in loser.reason and not opened.fell_back
-    assert "fastest median" in choice["why"]
+    assert "fastest median" in choice["why"] and "MiB" in choice["why"]
+    # what each candidate's session holds: OpenVINO's compiled model keeps its own copy of the weights
+    assert measured["openvino"]["resident_mib"] > measured["cpu"]["resident_mib"] > 0, measured
 
 
 @pytest.mark.skipif(Path("/dev/dri").exists(), reason="this host may have an Intel GPU for OpenVINO")
@@ -180,6 +182,9 @@ def test_served_info_shows_each_models_choice_and_figures(served: Service, image
         choice = model["choice"]
         assert {c["provider"] for c in choice["candidates"]} == {"openvino", "cpu"}, model
         assert model["active_provider"] == choice["chosen"]
+        # each candidate's memory beside its time: OpenVINO's compiled copy of the weights costs more
+        resident = {c["provider"]: c["resident_mib"] for c in choice["candidates"]}
+        assert all(mib > 0 for mib in resident.values()) and resident["openvino"] > resident["cpu"], resident
     photo = base64.b64encode((images_dir / "two_people.jpg").read_bytes()).decode()
     body = {"images": {"data": [photo]}}
     answer = requests.post(f"{served.url}/extract", json=body, headers={"X-API-Key": KEY}, timeout=60)

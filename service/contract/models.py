@@ -415,6 +415,9 @@ class Candidate(Answer):
     provider: str
     median_ms: float
     min_ms: float
+    resident_mib: float = Field(
+        0.0, description="what opening and warming up its session added to the worker's resident memory, MiB"
+    )
 
 
 class ProviderChoice(Answer):

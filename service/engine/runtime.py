@@ -8,7 +8,9 @@ asked for, and every attempt is kept with its reason, so /info, the metrics and
 
 With FACEFLEET_PROVIDER_CHOICE=fastest (the default of a chain naming OpenVINO, which beats the CPU
 provider on some models and loses on others), every provider that works is opened and timed on the
-same input, the fastest serves and the others' sessions are dropped; the figures stay in the report.
+same input, the fastest serves and the others' sessions are dropped; the figures stay in the report,
+with what each candidate's session holds in memory (OpenVINO keeps its own compiled copy of the weights
+beside onnxruntime's: about twice the CPU provider's, docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from facefleet.engine import gpuprobe
+from facefleet.engine import gpuprobe, resident
 from facefleet.engine.ort import ort_module  # also imported from here by diagnose, coarse, bench and api/status
 from facefleet.engine.ortlog import first_error, onnxruntime_output_to_log
 from facefleet.engine.placement import Placement, Profiling
@@ -59,9 +61,15 @@ class Candidate:
     provider: str
     median_ms: float
     min_ms: float
+    resident_mib: float = 0.0  # what opening and warming its session added to the process's resident size
 
     def as_dict(self) -> dict[str, Any]:
-        return {"provider": self.provider, "median_ms": round(self.median_ms, 2), "min_ms": round(self.min_ms, 2)}
+        return {
+            "provider": self.provider,
+            "median_ms": round(self.median_ms, 2),
+            "min_ms": round(self.min_ms, 2),
+            "resident_mib": round(self.resident_mib, 1),
+        }
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,7 @@ class OpenedSession:
     batch: int = 1  # the largest batch it runs: TensorRT's optimisation profile ends there
     placement: Placement | None = None  # nodes per provider in the warm-up run
     runtime_failures: list[RuntimeFailure] = field(default_factory=list)
+    resident_mib: float = 0.0  # measured while choosing (FACEFLEET_PROVIDER_CHOICE=fastest), else 0
     # What the warm-up run answered: facefleet.engine.roles checks it fits the model's role, without a run more.
     warmup_outputs: tuple[Any, ...] = ()
     choice: Choice | None = None  # None until open_session has chosen
@@ -459,11 +468,14 @@ def open_session(
             attempts.append(Attempt(short, False, reason))
             continue
         factory = session_factory or ort.InferenceSession
+        before = resident.settled_mib() if fastest else 0.0
         opened, attempt = _try_provider(short, model, settings, available, factory, session_factory is None)
         attempts.append(attempt)
         if opened is None:
             passed_over.append(attempt)
             continue
+        if fastest:  # the candidate's memory beside its speed: the other candidates' sessions are open too
+            opened.resident_mib = max(0.0, resident.settled_mib() - before)
         working.append(opened)
         if not fastest:
             break
@@ -504,12 +516,13 @@ def choose_fastest(working: Sequence[OpenedSession], runs: int = CHOICE_RUNS) ->
         tried = "; ".join(f"{p}: {reason}" for p, reason in dropped.items())
         raise ProviderError(f"no provider could run {Path(working[0].model_path).name}: {tried}")
     candidates = tuple(
-        Candidate(o.provider, statistics.median(times[o.provider]), min(times[o.provider])) for o in alive
+        Candidate(o.provider, statistics.median(times[o.provider]), min(times[o.provider]), o.resident_mib)
+        for o in alive
     )
     best = min(range(len(alive)), key=lambda i: candidates[i].median_ms)
-    winner = alive[best]
-    others = [f"{c.provider} {c.median_ms:.1f} ms" for c in candidates if c.provider != winner.provider]
-    why = f"fastest median of {runs} runs: {candidates[best].median_ms:.1f} ms" + (
+    winner, best_c = alive[best], candidates[best]
+    others = [f"{c.provider} {c.median_ms:.1f} ms, {c.resident_mib:.0f} MiB" for c in candidates if c is not best_c]
+    why = f"fastest median of {runs} runs: {best_c.median_ms:.1f} ms, {best_c.resident_mib:.0f} MiB resident" + (
         f" against {', '.join(others)}" if others else ", the only one that ran every timing run"
     )
     winner.choice = Choice("fastest", winner.provider, why, candidates, runs, tuple(dropped.items()))

@@ -16,14 +16,14 @@ Not glibc (musl, macOS): nothing to cap or trim; every function here is then a n
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from functools import cache
+
+from facefleet.engine import resident
+from facefleet.engine.resident import rss_mib, trim
 
 log = logging.getLogger(__name__)
 
@@ -31,31 +31,15 @@ M_ARENA_MAX = -8  # glibc's malloc.h
 ARENAS = 2
 
 
-@cache
-def _libc() -> ctypes.CDLL | None:
-    """The C library that holds malloc, when it is glibc (the only one with mallopt/malloc_trim)."""
-    with contextlib.suppress(OSError):
-        libc = ctypes.CDLL(None)
-        if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim"):
-            return libc
-    return None
-
-
 def cap_arenas(environ: Mapping[str, str] = os.environ) -> bool:
     """Cap glibc's malloc arenas at 2, as MALLOC_ARENA_MAX=2 does (glibc reads that variable only when
     a process starts, so a running process asks with mallopt). With one arena per thread, each request
     thread would keep the image buffers it freed. Called in gunicorn's master before it forks: the
     workers inherit the cap. An operator's own MALLOC_ARENA_MAX wins. True when capped here."""
-    libc = _libc()
+    libc = resident.libc()
     if "MALLOC_ARENA_MAX" in environ or libc is None:
         return False
     return bool(libc.mallopt(M_ARENA_MAX, ARENAS))
-
-
-def trim() -> bool:
-    """Give the heap's free pages back to the kernel (`malloc_trim(0)`); True when some were."""
-    libc = _libc()
-    return bool(libc.malloc_trim(0)) if libc is not None else False
 
 
 BUDGET_FACTOR = 1.5  # of the model files' bytes
@@ -65,15 +49,6 @@ BUDGET_BASE = 250 * 2**20  # Python, onnxruntime, Flask, gunicorn and the buffer
 def memory_budget(model_bytes: int) -> int:
     """The resident memory a worker may use (docs/reliability.md): an 8 GB Orin Nano shares it with its GPU."""
     return int(BUDGET_FACTOR * model_bytes + BUDGET_BASE)
-
-
-def rss_mib() -> float:
-    """This process's resident size, from /proc (0 where there is none)."""
-    try:
-        pages = int(open("/proc/self/statm").read().split()[1])  # noqa: SIM115 - one read of a proc file
-    except (OSError, ValueError, IndexError):
-        return 0.0
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def trim_after_load() -> None:
