@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from facefleet.streams.quality import Quality, assess, face_crop
+from facefleet.streams.quality import Quality, assess, face_crop, frontal_score, size_score
 from facefleet.streams.tracker import TrackUpdate
 
 
@@ -161,9 +161,10 @@ class TrackBook:
             entry = self._entries.setdefault(update.track_id, _Entry(update.track_id, update.first_seen, update.time))
             entry.last_seen = update.time
             points = np.asarray(landmarks[update.index], dtype=np.float32)
-            crop_image = crops[update.index] if crops is not None else face_crop(image, points)
-            quality = assess(crop_image, update.box, points, update.score)
-            self._keep(entry, Crop(update.track_id, update.time, crop_image, update.box, points, quality))
+            if self._may_enter(entry, update.box, points, update.score):
+                crop_image = crops[update.index] if crops is not None else face_crop(image, points)
+                quality = assess(crop_image, update.box, points, update.score)
+                self._keep(entry, Crop(update.track_id, update.time, crop_image, update.box, points, quality))
             if update.started and not entry.started:
                 entry.started = True
                 intents.append(TrackStarted(update.track_id, update.time, entry.crops[0]))
@@ -202,6 +203,15 @@ class TrackBook:
         return intents
 
     # --- internals
+
+    def _may_enter(self, entry: _Entry, box: np.ndarray, landmarks: np.ndarray, score: float) -> bool:
+        """Whether this face could be one of the track's best crops: its quality with a perfect sharpness (read
+        from the box and landmarks alone, in microseconds) beats the worst kept. Aligning and the Laplacian
+        (about 0.25 ms a face) are spent only on faces that pass."""
+        if len(entry.crops) < self.config.best_k:
+            return True
+        bound = Quality(size_score(float(box[2] - box[0])), 1.0, frontal_score(landmarks), float(np.clip(score, 0, 1)))
+        return bound.score > entry.crops[-1].quality.score
 
     def _keep(self, entry: _Entry, crop: Crop) -> None:
         entry.crops.append(crop)
