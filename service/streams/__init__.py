@@ -1,0 +1,5 @@
+"""Camera streams: frames in, tracked faces, events out (issue 21).
+
+This room sits at rank 4 (beside `galleries` and `ops`): it may use the engine, the models, the settings and
+the shared errors, and reports what it does through small Protocols instead of importing the metrics.
+"""
