@@ -129,7 +129,7 @@ def test_docs_example_is_valid_and_every_field_is_documented() -> None:
 # --- the outbox --------------------------------------------------------------------------------------------
 
 
-def test_outbox_bound_drops_the_oldest_and_counts_them(tmp_path: Path) -> None:
+def test_outbox_bound_drops_the_oldest_and_counts_them(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     counts = Counts()
     outbox = Outbox(tmp_path / "events.sqlite3", ["mqtt", "webhook"], max_events=5, observer=counts)
     try:
@@ -146,6 +146,10 @@ def test_outbox_bound_drops_the_oldest_and_counts_them(tmp_path: Path) -> None:
         assert outbox.dropped("webhook") == 0 and counts.of("webhook").dropped == 0
         assert outbox.add(events[-1]) == outbox.pending("mqtt")[-1].seq  # the same event twice: one row
         assert outbox.count() == 5
+        drops = [r.message for r in caplog.records if "dropped" in r.message]
+        assert drops == [  # one line a minute, not one per event dropped
+            f"events: outbox {outbox.path}: 1 event(s) dropped before mqtt delivered them (over its 5-event bound)"
+        ]
     finally:
         outbox.close()
 
@@ -546,3 +550,26 @@ def test_webhook_secrets_never_reach_the_logs(tmp_path: Path, caplog: pytest.Log
     assert not re.search("url-pass-123|tok-456|hmac-789", caplog.text)
     with pytest.raises(ValueError, match=r"webhook URL 'ftp://u:\*\*\*@h/' is not an http"):
         WebhookOptions(url="ftp://u:pw@h/")
+
+
+@pytest.mark.slow
+def test_broker_down_past_the_bound_delivers_the_newest_and_counts_the_rest(
+    tmp_path: Path, broker: Broker, subscriber: Subscriber
+) -> None:
+    counts = Counts()
+    outbox = Outbox(tmp_path / "events.sqlite3", ["mqtt"], max_events=20, observer=counts)
+    broker.stop()
+    running = dispatcher(outbox, MqttPublisher(mqtt_options(broker)), counts=counts)
+    running.start()
+    try:
+        sent = [event(n) for n in range(50)]
+        for one in sent:
+            running.emit(one)
+        assert outbox.depth("mqtt") == 20 and outbox.dropped("mqtt") == 30 and counts.of("mqtt").dropped == 30
+        broker.start()
+        subscriber.wait_for(20, timeout=30)
+        until("the outbox to be drained", lambda: outbox.depth("mqtt") == 0)
+        assert first_seen_order(subscriber.received()) == [e.event_id for e in sent[30:]]
+    finally:
+        running.stop()
+        outbox.close()

@@ -42,6 +42,7 @@ DEFAULT_EVENT_RETENTION_S = 24 * 3600.0
 DEFAULT_CROP_RETENTION_S = 3600.0
 DEFAULT_MAX_CROP_BYTES = 64 * 1024
 HISTORY_MAX = 500  # the most events one history query returns
+LOG_EVERY_S = 60.0  # at most one log line a minute per publisher about dropped events
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -120,6 +121,7 @@ class Outbox:
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._version = 0
+        self._unlogged: dict[tuple[str, DropReason], tuple[float, int]] = {}  # (last line's time, drops since)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
@@ -202,9 +204,25 @@ class Outbox:
         return drops
 
     def _report(self, drops: list[tuple[str, int]], reason: DropReason) -> None:
+        """Counts every drop; logs at most one line per publisher and reason a minute (an outage at the bound
+        drops one event per event added: one line each would drown the log)."""
+        now = time.monotonic()
         for name, count in drops:
-            log.warning("events: %d event(s) dropped before %s delivered them (%s)", count, name, reason)
             self._observer.dropped(name, count, reason)
+            key = (name, reason)
+            since, unlogged = self._unlogged.get(key, (-LOG_EVERY_S, 0))
+            unlogged += count
+            if now - since >= LOG_EVERY_S:
+                why = f"over its {self.max_events}-event bound" if reason == "bound" else "past its retention"
+                log.warning(
+                    "events: outbox %s: %d event(s) dropped before %s delivered them (%s)",
+                    self.path,
+                    unlogged,
+                    name,
+                    why,
+                )
+                since, unlogged = now, 0
+            self._unlogged[key] = (since, unlogged)
 
     def _notify(self) -> None:
         with self._changed:
