@@ -125,6 +125,9 @@ class Outbox:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
+        except (OSError, sqlite3.Error) as error:
+            raise OutboxError(f"events outbox {self.path} cannot be opened: {error}") from None
+        try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged add survives a power cut too
             self._db.execute("PRAGMA secure_delete=ON")  # deleted crops are overwritten, not left in free pages
@@ -137,7 +140,8 @@ class Outbox:
                     )
                 marks = ",".join("?" * len(self.publishers))
                 self._db.execute(f"DELETE FROM cursors WHERE publisher NOT IN ({marks})", self.publishers)
-        except (OSError, sqlite3.Error) as error:
+        except sqlite3.Error as error:
+            self._db.close()
             raise OutboxError(f"events outbox {self.path} cannot be opened: {error}") from None
 
     @contextmanager
