@@ -21,6 +21,7 @@ command -v unshare >/dev/null || missing+=(util-linux)        # the metrics fold
 [ -x /usr/bin/qemu-aarch64-static ] || missing+=(qemu-user-static binfmt-support)  # the arm64 import check
 command -v arch-test >/dev/null || missing+=(arch-test)       # mmdebstrap's check of a foreign architecture
 command -v nginx >/dev/null || missing+=(nginx)               # tests/front.py runs its own nginx master (the front)
+[ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)            # tests/mosquitto.py: a real MQTT broker for stream events
 if [ "${#missing[@]}" -gt 0 ]; then
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     apt-get update -qq
