@@ -85,7 +85,7 @@ def make_video(
     """Each photo on screen for `seconds`, a black gap of `gap_s` before each and at the end; H.264 (x264,
     yuv420p, a key frame every second) at `fps`. Built once per distinct input (the photos' bytes and the
     parameters), then read from the cache."""
-    digest = hashlib.sha256(repr((seconds, gap_s, fps, size)).encode())
+    digest = hashlib.sha256(repr((float(seconds), float(gap_s), int(fps), tuple(size))).encode())
     for photo in photos:
         digest.update(photo.name.encode() + photo.read_bytes())
     out = cache / f"photos-{digest.hexdigest()[:16]}.mp4"

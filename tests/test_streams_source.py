@@ -326,3 +326,23 @@ def test_mjpeg_over_http_with_basic_auth(video: Video) -> None:
     assert len(frames) == 5 and status.decoder and status.decoder.startswith("mjpeg")
     assert frames[0].image.shape == (480, 640, 3) and status.url.startswith("http://***:***@")
     assert "401" in error and "hunter2" not in error and "wrong" not in error
+
+
+@pytest.mark.slow
+def test_rtsp_over_udp(rtsp: RtspServer) -> None:
+    with FrameSource(rtsp.url, fast(transport="udp", fps=5)) as source:
+        frames = [source.get(5) for _ in range(4)]
+        status = source.status()
+    assert all(f is not None for f in frames) and status.state is SourceState.RUNNING and status.decode_errors == 0
+
+
+def test_corrupt_frames_are_counted_and_skipped(video: Video) -> None:
+    """A camera sending a broken JPEG now and then: each is a decode error; the stream goes on."""
+    jpegs = jpeg_frames(video.path)[10:20]
+    broken = b"\xff\xd8\xff\xe0" + b"not a jpeg" + bytes(500)
+    server = MjpegServer([*jpegs[:5], broken, *jpegs[5:]], fps=20)
+    with server, FrameSource(server.url(), fast(fps=0, buffer=64)) as source:
+        wait_for(lambda: source.status().decode_errors >= 2, 5, "two broken frames")
+        status = source.status()
+    assert status.state is SourceState.RUNNING and status.frames_in >= 10 * status.decode_errors - 10
+    assert status.last_error is None  # a decode error is not a loss
