@@ -41,6 +41,37 @@ def rtsp(video: Video, tmp_path: Path) -> Iterator[RtspServer]:
         server.stop()
 
 
+class RecordingObserver:
+    """Keeps what a source reports (a SourceObserver)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, object]] = []
+
+    def state_changed(self, source: str, state: SourceState, error: str | None) -> None:
+        self.events.append(("state", state))
+
+    def frame_decoded(self, source: str) -> None:
+        self.events.append(("decoded", None))
+
+    def frame_sampled(self, source: str) -> None:
+        self.events.append(("sampled", None))
+
+    def frame_dropped(self, source: str) -> None:
+        self.events.append(("dropped", None))
+
+    def decode_error(self, source: str) -> None:
+        self.events.append(("error", None))
+
+    def reconnecting(self, source: str) -> None:
+        self.events.append(("reconnecting", None))
+
+    def gap_closed(self, source: str, seconds: float) -> None:
+        self.events.append(("gap", seconds))
+
+    def count(self, kind: str) -> int:
+        return sum(k == kind for k, _ in self.events)
+
+
 def wait_for(condition: object, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -272,7 +303,8 @@ def test_stop_is_prompt_while_a_camera_never_answers() -> None:
 @pytest.mark.slow
 def test_rtsp_frames_and_reconnect_after_the_server_restarts(rtsp: RtspServer, video: Video) -> None:
     url = rtsp.url.replace("rtsp://", "rtsp://viewer:pa55word@")  # the server asks for none: FFmpeg just connects
-    with FrameSource(url, fast(fps=5, buffer=2)) as source:
+    observer = RecordingObserver()
+    with FrameSource(url, fast(fps=5, buffer=2), observer=observer) as source:
         frames = [f for f in (source.get(5) for _ in range(8)) if f is not None]
         assert len(frames) == 8, source.status()
         running = source.status()
@@ -296,6 +328,11 @@ def test_rtsp_frames_and_reconnect_after_the_server_restarts(rtsp: RtspServer, v
     assert again is not None and again.seq > frames[-1].seq
     assert status.gap_seconds_total > 1.0 and status.reconnects >= 2 and status.frames_in > running.frames_in
     assert status.decode_errors == 0
+    gaps = [seconds for kind, seconds in observer.events if kind == "gap"]
+    assert len(gaps) == 1 and abs(gaps[0] - status.gap_seconds_total) < 0.5  # type: ignore[operator]
+    assert observer.count("reconnecting") == status.reconnects and observer.count("sampled") == status.frames_sampled
+    states = [state for kind, state in observer.events if kind == "state"]
+    assert states[:2] == [SourceState.CONNECTING, SourceState.RUNNING] and SourceState.BACKOFF in states
 
 
 @pytest.mark.slow
@@ -346,3 +383,17 @@ def test_corrupt_frames_are_counted_and_skipped(video: Video) -> None:
         status = source.status()
     assert status.state is SourceState.RUNNING and status.frames_in >= 10 * status.decode_errors - 10
     assert status.last_error is None  # a decode error is not a loss
+
+
+def test_a_stream_that_stops_decoding_is_a_loss(video: Video) -> None:
+    """Packets keep coming but none decodes for stall_s: the source reconnects (and the server's new
+    connection starts with good frames again)."""
+    jpegs = jpeg_frames(video.path)[10:15]
+    broken = b"\xff\xd8\xff\xe0" + b"not a jpeg" + bytes(500)
+    server = MjpegServer([*jpegs, *[broken] * 200], fps=20)
+    with server, FrameSource(server.url(), fast(fps=0, buffer=64, stall_s=1.0)) as source:
+        wait_for(lambda: source.status().reconnects >= 1, 8, "a reconnect after the stall")
+        wait_for(lambda: source.status().frames_in >= 2 * len(jpegs), 8, "good frames again")
+        status = source.status()
+    assert status.last_error and "no frame decoded for 1 s" in status.last_error
+    assert status.gap_seconds_total >= 1.0

@@ -121,19 +121,26 @@ class SourceObserver(Protocol):
     """What a source reports as it happens (metrics implement it; the source never imports them). Called from
     the reader thread: an implementation must be quick, thread-safe and must not raise."""
 
-    def state_changed(self, source: str, state: SourceState, error: str | None) -> None: ...
+    def state_changed(self, source: str, state: SourceState, error: str | None) -> None:
+        """The source moved to `state`; `error` is the loss or failure that moved it (one masked line)."""
 
-    def frame_decoded(self, source: str) -> None: ...
+    def frame_decoded(self, source: str) -> None:
+        """FFmpeg decoded one frame (every frame, sampled or not)."""
 
-    def frame_sampled(self, source: str) -> None: ...
+    def frame_sampled(self, source: str) -> None:
+        """A frame was kept at the sample rate and buffered."""
 
-    def frame_dropped(self, source: str) -> None: ...
+    def frame_dropped(self, source: str) -> None:
+        """The full buffer dropped its oldest frame for a newer one."""
 
-    def decode_error(self, source: str) -> None: ...
+    def decode_error(self, source: str) -> None:
+        """A packet failed to decode (skipped; not a loss)."""
 
-    def reconnecting(self, source: str) -> None: ...
+    def reconnecting(self, source: str) -> None:
+        """An attempt to open the source again after a loss."""
 
-    def gap_closed(self, source: str, seconds: float) -> None: ...
+    def gap_closed(self, source: str, seconds: float) -> None:
+        """Frames arrive again after `seconds` without any."""
 
 
 class NullSourceObserver:
@@ -278,6 +285,7 @@ class FrameSource:
                 raise RuntimeError(f"source {self.url} was already started")
             self._state = SourceState.CONNECTING
             self._thread = threading.Thread(target=self._run, name=f"stream {self.name}", daemon=True)
+        self.observer.state_changed(self.name, SourceState.CONNECTING, None)
         self._thread.start()
         return self
 
@@ -290,8 +298,11 @@ class FrameSource:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout if timeout is not None else self.options.read_timeout_s + 5)
         with self._lock:
-            if self._state not in (SourceState.FAILED, SourceState.ENDED):
+            changed = self._state not in (SourceState.FAILED, SourceState.ENDED, SourceState.STOPPED)
+            if changed:
                 self._state = SourceState.STOPPED
+        if changed:
+            self.observer.state_changed(self.name, SourceState.STOPPED, None)
 
     def get(self, timeout: float | None = None) -> Frame | None:
         """The oldest buffered frame, waiting up to `timeout` seconds (None: until one comes or the source
@@ -560,6 +571,8 @@ class FrameSource:
 
     def _set_state(self, state: SourceState, error: str | None = None) -> None:
         with self._lock:
+            if self._stop.is_set() and state in (SourceState.CONNECTING, SourceState.RUNNING, SourceState.BACKOFF):
+                return  # stop() has said STOPPED; a thread still finishing a read does not undo it
             changed = self._state is not state
             self._state = state
             if error is not None:
