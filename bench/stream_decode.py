@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -22,8 +23,9 @@ import av
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.inputs import BenchInputError, one_line  # noqa: E402
 from facefleet.streams.source import FrameSource, SourceOptions  # noqa: E402
-from tests.media import RtspServer, make_synthetic  # noqa: E402
+from tests.media import RtspServer, make_synthetic, rtsp_available  # noqa: E402
 
 
 def cpu_s() -> float:
@@ -65,6 +67,11 @@ def rtsp_sampled(video: Path, seconds: float, threads: int, fps: float) -> dict[
 
 
 def main() -> None:
+    if shutil.which("ffmpeg") is None:
+        raise BenchInputError("ffmpeg is not installed (Debian package ffmpeg): it makes the 1080p video")
+    missing = rtsp_available()
+    if missing:
+        raise BenchInputError(missing)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--threads", type=int, default=1)
@@ -83,4 +90,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(one_line("stream_decode", main))
