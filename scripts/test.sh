@@ -22,6 +22,12 @@ command -v unshare >/dev/null || missing+=(util-linux)        # the metrics fold
 command -v arch-test >/dev/null || missing+=(arch-test)       # mmdebstrap's check of a foreign architecture
 command -v nginx >/dev/null || missing+=(nginx)               # tests/front.py runs its own nginx master (the front)
 [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)            # tests/mosquitto.py: a real MQTT broker for stream events
+command -v ffmpeg >/dev/null || missing+=(ffmpeg)             # tests/media.py makes the stream tests' videos
+[ -e /usr/lib/x86_64-linux-gnu/girepository-1.0/GstRtspServer-1.0.typelib ] || [ -e /usr/lib/aarch64-linux-gnu/girepository-1.0/GstRtspServer-1.0.typelib ] || missing+=(gir1.2-gst-rtsp-server-1.0)  # tests/rtsp_server.py: GStreamer's RTSP server
+/usr/bin/python3 -c "import gi" 2>/dev/null || missing+=(python3-gi)  # ... run by Debian's python3 with PyGObject
+command -v gst-inspect-1.0 >/dev/null || missing+=(gstreamer1.0-tools)  # the nvv4l2decoder probe's real run
+gst-inspect-1.0 qtdemux >/dev/null 2>&1 || missing+=(gstreamer1.0-plugins-good)  # qtdemux, rtph264pay for the RTSP server
+gst-inspect-1.0 h264parse >/dev/null 2>&1 || missing+=(gstreamer1.0-plugins-bad)  # h264parse for the RTSP server
 if [ "${#missing[@]}" -gt 0 ]; then
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     apt-get update -qq

@@ -1,0 +1,86 @@
+"""Which video decoder a stream runs on, said as plainly as the ONNX providers are.
+
+Every stream is decoded in software by FFmpeg through PyAV (the codec FFmpeg picked, e.g. `h264`). A Jetson
+has a hardware decoder (NVDEC) that GStreamer reaches through its `nvv4l2decoder` element; PyAV's wheels
+cannot use it. It is probed here (the element registered, the NVDEC device node present) so a Jetson's
+status says that it exists and that it is not used yet, rather than letting an operator assume it is.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+
+HARDWARE_ELEMENT = "nvv4l2decoder"
+# The NVDEC device nodes L4T creates (JetPack 5 and 6 on Xavier and Orin); any one of them is enough.
+NVDEC_NODES = ("nvhost-nvdec", "nvhost-nvdec1", "v4l2-nvdec")
+INSPECT_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class HardwareProbe:
+    """Whether GStreamer's NVDEC element could decode here, and why (not)."""
+
+    element: str
+    present: bool
+    reason: str  # one line: what was found or what is missing
+
+
+@dataclass(frozen=True)
+class DecoderReport:
+    """The decoder a stream really uses, and the hardware one beside it."""
+
+    used: str  # e.g. "h264 (FFmpeg 8.1.1 software via PyAV 17.1.0, 1 thread)"
+    hardware: HardwareProbe
+
+    @property
+    def summary(self) -> str:
+        """One line for the status: what decodes, and the hardware decoder's standing."""
+        if self.hardware.present:
+            return f"{self.used}; {self.hardware.element} available, not used: PyAV software decode"
+        return f"{self.used}; {self.hardware.element} absent: {self.hardware.reason}"
+
+
+def software_decoder(codec: str, threads: int) -> str:
+    """The software decoder's name as the status shows it (threads 0: FFmpeg picks)."""
+    count = "FFmpeg's thread count" if threads <= 0 else f"{threads} thread{'s' if threads != 1 else ''}"
+    return f"{codec} (FFmpeg {av.ffmpeg_version_info} software via PyAV {av.__version__}, {count})"
+
+
+def probe_hardware(gst_inspect: str | None = None, dev: Path = Path("/dev")) -> HardwareProbe:
+    """Is `nvv4l2decoder` registered with GStreamer, and is an NVDEC device node there? Both are needed.
+    `gst_inspect` is the gst-inspect-1.0 program (default: the one on PATH)."""
+    program = gst_inspect if gst_inspect is not None else shutil.which("gst-inspect-1.0")
+    nodes = [name for name in NVDEC_NODES if (dev / name).exists()]
+    if program is None:
+        return HardwareProbe(HARDWARE_ELEMENT, False, "gst-inspect-1.0 is not installed (no GStreamer tools)")
+    try:
+        done = subprocess.run(
+            [program, HARDWARE_ELEMENT], capture_output=True, text=True, timeout=INSPECT_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return HardwareProbe(HARDWARE_ELEMENT, False, f"gst-inspect-1.0 could not run: {exc}")
+    if done.returncode != 0:
+        where = "" if nodes else f"; no NVDEC device ({', '.join(f'{dev}/{n}' for n in NVDEC_NODES)})"
+        return HardwareProbe(HARDWARE_ELEMENT, False, f"GStreamer has no {HARDWARE_ELEMENT} element{where}")
+    if not nodes:
+        return HardwareProbe(
+            HARDWARE_ELEMENT, False, f"{HARDWARE_ELEMENT} is registered but no NVDEC device node is in {dev}"
+        )
+    return HardwareProbe(HARDWARE_ELEMENT, True, f"{HARDWARE_ELEMENT} registered, {dev}/{nodes[0]} present")
+
+
+@functools.cache
+def hardware() -> HardwareProbe:
+    """This machine's probe, once per process (gst-inspect-1.0 loads every plugin: a second or more)."""
+    return probe_hardware()
+
+
+def report(codec: str, threads: int, probe: HardwareProbe | None = None) -> DecoderReport:
+    """What decodes a stream of `codec`: always PyAV's software decoder today, with the hardware probe."""
+    return DecoderReport(software_decoder(codec, threads), probe if probe is not None else hardware())
