@@ -269,7 +269,7 @@ ROOM_RANKS = {
     "engine": 3,  # running models: decode, detect, align, embed, the runner chain
     "galleries": 4,  # the gallery store, coarse search, bundles
     "ops": 4,  # metrics, exporter, Jetson telemetry, clients and load tools
-    "streams": 4,  # camera streams: sources, tracking, crop choice, events and their delivery (reports through Protocols)
+    "streams": 4,  # camera streams: sources, tracking, crop choice, events, delivery (reports via Protocols)
     "app": 5,  # use cases, no Flask
     "contract": 5,  # the HTTP contract: typed request and answer models, OpenAPI
     "api": 6,  # adapter: the HTTP service
