@@ -22,13 +22,14 @@ from facefleet.settings.sections import (
     MetricsSettings,
     ModelsSettings,
     ServerSettings,
+    StreamsSettings,
 )
 
 # The flat names of before the sections (also FACEFLEET_CONFIG's keys and the CLI's overrides) whose field is
 # named otherwise in its section; every other flat name is its field's name.
 RENAMED = {"auth": "mode", "auth_open_paths": "open_paths"}
 # The dashboard has its own FACEFLEET_DASHBOARD_* variables and no flat names (its host and port are not the service's).
-FLAT_SECTIONS = ("models", "engine", "answers", "server", "auth", "galleries", "metrics", "jetson")
+FLAT_SECTIONS = ("models", "engine", "answers", "server", "auth", "galleries", "metrics", "jetson", "streams")
 
 
 def _flat_table() -> dict[str, tuple[str, str]]:
@@ -68,6 +69,7 @@ class Settings:
     galleries: GalleriesSettings = field(default_factory=GalleriesSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     jetson: JetsonSettings = field(default_factory=JetsonSettings)
+    streams: StreamsSettings = field(default_factory=StreamsSettings)
     dashboard: DashboardSettings = field(default_factory=DashboardSettings)
 
     @classmethod
@@ -101,6 +103,10 @@ class Settings:
     @property
     def gallery_path(self) -> str:
         return self.galleries.gallery_db or str(Path(self.models.cache_dir) / "galleries.sqlite3")
+
+    @property
+    def streams_path(self) -> str:
+        return self.streams.streams_dir or str(Path(self.models.cache_dir) / "streams")
 
     @property
     def metrics_path(self) -> str:

@@ -599,6 +599,94 @@ class JetsonSettings(Section):
     )
 
 
+@dataclass(frozen=True)
+class StreamsSettings(Section):
+    """Camera streams and their events (docs/streams.md): which cameras, how often a frame is looked at,
+    where the events go and how long they are kept."""
+
+    streams_file: str = knob(
+        "",
+        "FACEFLEET_STREAMS_FILE",
+        doc=(
+            "YAML list of the cameras this appliance watches (`name`, `url`, optional `fps`, `gallery`), "
+            "written by the roles from the inventory; cameras added through `/streams` are kept in the "
+            "streams folder and survive restarts"
+        ),
+    )
+    streams_dir: str = knob(
+        "",
+        "FACEFLEET_STREAMS_DIR",
+        doc=(
+            "folder of the cameras added through `/streams`, their state, the events outbox and its crops "
+            "(SQLite), and the lock that makes one worker the streams' runner "
+            "(`/var/lib/facefleet/streams/` from the Ansible roles)"
+        ),
+        shown="`$FACEFLEET_CACHE_DIR/streams`",
+    )
+    stream_fps: float = knob(
+        5.0, "FACEFLEET_STREAM_FPS", parse=above_zero_float, doc="frames per second looked at per camera (sampled)"
+    )
+    stream_buffer: int = knob(
+        2,
+        "FACEFLEET_STREAM_BUFFER",
+        parse=positive_int,
+        doc="sampled frames a camera may hold waiting for the engine; past it the oldest is dropped and counted",
+    )
+    stream_gallery: str = knob(
+        "",
+        "FACEFLEET_STREAM_GALLERY",
+        doc="the gallery a camera's faces are searched in unless the camera names its own; empty: none (`unknown`)",
+    )
+    appliance_name: str = knob(
+        "",
+        "FACEFLEET_APPLIANCE_NAME",
+        doc="this appliance's name in events and MQTT topics",
+        shown="the host name",
+        factory=lambda: socket.gethostname().split(".")[0] or "facefleet",
+    )
+    mqtt_url: str = knob(
+        "",
+        "FACEFLEET_MQTT_URL",
+        doc="the MQTT broker events go to, `mqtt://host:1883` or `mqtts://host:8883` (TLS); empty: no MQTT",
+    )
+    mqtt_username: str = knob("", "FACEFLEET_MQTT_USERNAME", doc="MQTT user name; empty: anonymous")
+    mqtt_password_file: str = knob(
+        "", "FACEFLEET_MQTT_PASSWORD_FILE", doc="file holding the MQTT password (root only); never logged"
+    )
+    mqtt_ca_file: str = knob(
+        "",
+        "FACEFLEET_MQTT_CA_FILE",
+        doc="CA certificate (PEM) an `mqtts://` broker is verified with; empty: the system's",
+    )
+    mqtt_topic_prefix: str = knob(
+        "facefleet", "FACEFLEET_MQTT_TOPIC_PREFIX", doc="topics are `<prefix>/<appliance>/<camera>/<kind>`"
+    )
+    webhook_url: str = knob("", "FACEFLEET_WEBHOOK_URL", doc="URL every event is POSTed to as JSON; empty: none")
+    webhook_secret_file: str = knob(
+        "",
+        "FACEFLEET_WEBHOOK_SECRET_FILE",
+        doc="file holding the secret of the events' HMAC-SHA256 signature header (docs/streams.md); never logged",
+    )
+    events_include_crops: bool = knob(
+        False,
+        "FACEFLEET_EVENTS_INCLUDE_CROPS",
+        parse=parse_bool,
+        doc="publish each event's face crop (JPEG, base64) with it; off: crops stay on the appliance",
+    )
+    events_max: int = knob(
+        10000,
+        "FACEFLEET_EVENTS_MAX",
+        parse=positive_int,
+        doc="events kept (delivered or waiting); past it the oldest go, undelivered ones counted as dropped",
+    )
+    events_retention_h: float = knob(
+        24.0, "FACEFLEET_EVENTS_RETENTION_H", parse=above_zero_float, doc="hours an event is kept, delivered or not"
+    )
+    crops_retention_h: float = knob(
+        1.0, "FACEFLEET_CROPS_RETENTION_H", parse=above_zero_float, doc="hours a face crop is kept (privacy)"
+    )
+
+
 def _dashboard_cache_file() -> str:
     return str(Path(default_cache_dir()) / "dashboard.sqlite3")
 
@@ -750,5 +838,6 @@ SECTIONS: dict[str, type[Section]] = {
     "galleries": GalleriesSettings,
     "metrics": MetricsSettings,
     "jetson": JetsonSettings,
+    "streams": StreamsSettings,
     "dashboard": DashboardSettings,
 }

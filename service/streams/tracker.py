@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import lap  # type: ignore[import-untyped]
+import lap
 import numpy as np
 
 # Indices of the Kalman state: centre x, centre y, width, height, then their velocities (px / s).
