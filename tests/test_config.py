@@ -100,7 +100,7 @@ def test_each_setting_lives_in_one_section_and_reads_its_variables():
     from facefleet.settings import FLAT, SECTIONS, ServerSettings
 
     assert set(SECTIONS) == {
-        "engine", "answers", "server", "auth", "models", "galleries", "metrics", "jetson", "dashboard"
+        "engine", "answers", "server", "auth", "models", "galleries", "metrics", "jetson", "streams", "dashboard"
     }  # fmt: skip
     assert len(FLAT) == len(set(FLAT.values())) == 82
     settings = Settings.from_env({"PORT": "9100", "FACEFLEET_AUTH": "off", "FACEFLEET_PROVIDERS": "cpu"})

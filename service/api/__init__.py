@@ -12,7 +12,7 @@ import os
 
 from flask import Flask, Response
 
-from facefleet.api import auth, body, docs, errors, galleries, logs, unready
+from facefleet.api import auth, body, docs, errors, galleries, logs, streams, unready
 from facefleet.api.admission import Admission
 from facefleet.api.extract import bp as extract_bp
 from facefleet.api.status import bp as status_bp
@@ -44,12 +44,12 @@ def create_app(settings: Settings | None = None, engine: FaceEngine | None = Non
 
     app = _base_app(settings, keys)
     app.extensions["facefleet.engine"] = engine
-    app.extensions["facefleet.admission"] = Admission(
-        settings.server.engine_slots, settings.server.queue_size, settings.server.queue_timeout_s
-    )
+    admission = Admission(settings.server.engine_slots, settings.server.queue_size, settings.server.queue_timeout_s)
+    app.extensions["facefleet.admission"] = admission
     app.register_blueprint(extract_bp)
     app.register_blueprint(status_bp)
-    galleries.register(app, settings, engine)
+    store = galleries.register(app, settings, engine)
+    streams.register(app, settings, engine, store, admission)
     docs.register(app, settings)
     return app
 

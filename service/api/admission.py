@@ -108,6 +108,19 @@ class Admission:
             self._slots.release()
             self._left()
 
+    def try_enter(self) -> bool:
+        """A camera's frame (app/streams.py's EngineGate): an engine slot only when one is free and no request
+        waits for one, never a wait; HTTP requests go first and the stream sheds the frame."""
+        if not self._slots.acquire(blocking=False):
+            return False
+        self._entered()
+        return True
+
+    def leave(self) -> None:
+        """The end of a `try_enter` that succeeded."""
+        self._slots.release()
+        self._left()
+
     def _entered(self) -> None:
         with self._lock:  # in order with _left's idle: the trimmer never hears idle after busy
             self._inside += 1

@@ -188,10 +188,14 @@ def import_bundle(name: str) -> Response:
     return _answer(m.BundleImport(installed=done.changed, gallery=_gallery(done.gallery)))
 
 
-def register(flask_app: Flask, settings: Settings, eng: FaceEngine) -> None:
-    flask_app.extensions["facefleet.galleries"] = app.open_store(settings, eng)
+def register(flask_app: Flask, settings: Settings, eng: FaceEngine) -> GalleryStore:
+    """The store (the streams search it too), the routes and their errors."""
+    opened = app.open_store(settings, eng)
+    flask_app.extensions["facefleet.galleries"] = opened
     flask_app.register_blueprint(bp)
 
     @flask_app.errorhandler(GalleryError)
     def gallery_error(exc: GalleryError) -> Response:
         return error_response(exc.status, exc.code, exc.message)
+
+    return opened

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from facefleet.contract.fields import (
     DownloadHeaders,
@@ -36,8 +36,11 @@ from facefleet.contract.fields import (
     VerifyVectors,
     Whole,
     bad,
+    schema_only,
 )
 from facefleet.engine.decode import ACCEPTED_NAMES
+from facefleet.streams.events import NAME_PATTERN, check_name
+from facefleet.streams.registry import check_url
 
 R = TypeVar("R", bound="Request")
 IMAGE_FORMATS = f"{ACCEPTED_NAMES}; a GIF is its first frame, a TIFF its first page"
@@ -618,3 +621,102 @@ class SearchResponse(Answer):
 class BundleImport(Answer):
     installed: bool
     gallery: Gallery
+
+
+# ------------------------------------------------------------------------------------------ /streams
+def _camera_name(value: Any) -> str:
+    if not isinstance(value, str):
+        raise bad('missing field "name": the camera\'s name')
+    try:
+        return check_name("camera", value)
+    except ValueError as exc:
+        raise bad(str(exc)) from None
+
+
+def _camera_url(value: Any) -> str:
+    if not isinstance(value, str):
+        raise bad('missing field "url": the camera\'s address')
+    try:
+        return check_url(value)
+    except ValueError as exc:
+        raise bad(str(exc)) from None
+
+
+def _camera_fps(value: Any) -> Any:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 60):
+        raise bad("fps must be a number above 0 and at most 60 (frames looked at per second)")
+    return value
+
+
+CameraName = Annotated[str, schema_only(pattern=f"^{NAME_PATTERN}$"), BeforeValidator(_camera_name)]
+
+
+class StreamCreate(Request):
+    """A camera to watch: its name (in events and MQTT topics), its address, and optionally its rate and gallery."""
+
+    name: CameraName
+    url: Annotated[str, BeforeValidator(_camera_url)] = Field(
+        description="rtsp://, rtsps://, http(s):// (MJPEG), file://, an absolute path to a video file or /dev/videoN"
+    )
+    fps: Annotated[float | None, BeforeValidator(_camera_fps)] = Field(
+        None, description="frames looked at per second; null: FACEFLEET_STREAM_FPS"
+    )
+    gallery: GalleryRef = Field(
+        None, description="the gallery its faces are searched in; null: FACEFLEET_STREAM_GALLERY"
+    )
+
+
+class StreamSource(Answer):
+    """The camera's reader (streams/source.py's SourceStatus): decoding, sampling, losses."""
+
+    url: str
+    kind: str
+    state: Literal["connecting", "running", "backoff", "ended", "stopped", "failed"]
+    frames_in: int = Field(description="frames decoded")
+    frames_sampled: int = Field(description="frames kept at the camera's rate")
+    frames_dropped: int = Field(description="sampled frames dropped: the engine was slower than the camera")
+    decode_errors: int
+    reconnects: int
+    gap_seconds_total: float = Field(description="seconds without frames after losses")
+    fps_in: float
+    fps_sampled: float
+    last_error: str | None
+    decoder: str | None
+    width: int | None
+    height: int | None
+    buffered: int
+
+
+class StreamPipeline(Answer):
+    """What the engine and the tracker did with the camera's frames."""
+
+    frames: int = Field(description="frames looked at by the engine")
+    shed: int = Field(description="frames skipped because HTTP requests had the engine")
+    faces: int
+    tracks: int = Field(description="tracks started")
+    identified: int
+    events: int
+    errors: int
+    last_error: str | None
+    last_latency_s: float | None = Field(description="from a frame's decoding to its event, seconds")
+    open_tracks: int
+
+
+class StreamStatus(Answer):
+    source: StreamSource
+    pipeline: StreamPipeline
+
+
+class Stream(Answer):
+    name: str
+    url: str = Field(description="the address, credentials masked")
+    fps: float | None
+    gallery: str | None
+    origin: Literal["inventory", "api"] = Field(description="inventory: FACEFLEET_STREAMS_FILE; api: POST /streams")
+    running: bool = Field(description="a worker runs it now (its status is fresh)")
+    status: StreamStatus | None = Field(description="the runner's last snapshot; null before its first")
+    status_age_s: float | None
+
+
+class StreamList(Answer):
+    streams: list[Stream]

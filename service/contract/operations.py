@@ -204,4 +204,31 @@ OPERATIONS: tuple[Operation, ...] = (
         raw_request=ANY_BYTES,
         errors={**GALLERY, 409: CONFLICT},
     ),
+    Operation("get", "/streams", "The cameras this appliance watches", {200: Reply("cameras", m.StreamList)}),
+    Operation(
+        "post",
+        "/streams",
+        "Watch a camera",
+        {201: Reply("added; the streams' runner starts it within a second", m.Stream)},
+        m.StreamCreate,
+        media=JSON,
+        errors={409: error("a camera of that name exists (exists)")},
+    ),
+    Operation(
+        "get",
+        "/streams/{name}",
+        "One camera and its status",
+        {200: Reply("the camera", m.Stream)},
+        errors={404: error("no such camera (not_found)")},
+    ),
+    Operation(
+        "delete",
+        "/streams/{name}",
+        "Stop watching a camera",
+        {200: Reply("removed", m.Deleted)},
+        errors={
+            404: error("no such camera (not_found)"),
+            409: error("declared in the inventory: removed there (inventory_camera)"),
+        },
+    ),
 )

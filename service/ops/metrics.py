@@ -87,6 +87,98 @@ BUILD_INFO = Gauge(
 )
 
 
+# Camera streams (docs/streams.md): only the worker that runs the cameras writes these.
+STREAM_FRAMES = Counter(
+    "facefleet_stream_frames",
+    "A camera's frames by stage: decoded, sampled (kept at its rate), processed (by the engine), dropped (the "
+    "buffer was full), shed (HTTP requests had the engine).",
+    ["camera", "stage"],
+)
+STREAM_DECODE_ERRORS = Counter("facefleet_stream_decode_errors", "Packets a camera's decoder refused.", ["camera"])
+STREAM_RECONNECTS = Counter("facefleet_stream_reconnects", "Attempts to reopen a camera after a loss.", ["camera"])
+STREAM_GAP_SECONDS = Counter(
+    "facefleet_stream_gap_seconds", "Seconds a camera gave no frames after losses.", ["camera"]
+)
+STREAM_UP = Gauge(
+    "facefleet_stream_up", "1 while a camera delivers frames, else 0.", ["camera"], multiprocess_mode="livemax"
+)
+STREAM_TRACKS = Gauge(
+    "facefleet_stream_active_tracks", "Faces tracked on a camera now.", ["camera"], multiprocess_mode="livemax"
+)
+STREAM_PROCESS_SECONDS = Histogram(
+    "facefleet_stream_frame_seconds", "Engine time of one camera frame.", ["camera"], buckets=STAGE_BUCKETS
+)
+STREAM_EVENTS = Counter("facefleet_stream_events", "Events a camera's tracks made, by kind.", ["camera", "kind"])
+STREAM_EVENT_LATENCY = Histogram(
+    "facefleet_stream_event_latency_seconds",
+    "From a frame's decoding to its event in the outbox.",
+    ["camera"],
+    buckets=REQUEST_BUCKETS,
+)
+EVENTS_PUBLISHED = Counter("facefleet_events_published", "Events delivered, by publisher.", ["publisher"])
+EVENTS_FAILED = Counter(
+    "facefleet_events_failed", "Failed delivery attempts, by publisher and why.", ["publisher", "reason"]
+)
+EVENTS_DROPPED = Counter(
+    "facefleet_events_dropped", "Events never delivered, by publisher and why.", ["publisher", "reason"]
+)
+EVENTS_QUEUE = Gauge(
+    "facefleet_events_queue_depth", "Events waiting for a publisher.", ["publisher"], multiprocess_mode="livemax"
+)
+
+
+class StreamMetrics:
+    """The cameras' and the events' observer (app/streams.py's WatchObserver, streams/counters.py's
+    DeliveryObserver) as the series above."""
+
+    def state_changed(self, source: str, state: object, error: str | None) -> None:
+        STREAM_UP.labels(source).set(1 if getattr(state, "value", state) == "running" else 0)
+
+    def frame_decoded(self, source: str) -> None:
+        STREAM_FRAMES.labels(source, "decoded").inc()
+
+    def frame_sampled(self, source: str) -> None:
+        STREAM_FRAMES.labels(source, "sampled").inc()
+
+    def frame_dropped(self, source: str) -> None:
+        STREAM_FRAMES.labels(source, "dropped").inc()
+
+    def decode_error(self, source: str) -> None:
+        STREAM_DECODE_ERRORS.labels(source).inc()
+
+    def reconnecting(self, source: str) -> None:
+        STREAM_RECONNECTS.labels(source).inc()
+
+    def gap_closed(self, source: str, seconds: float) -> None:
+        STREAM_GAP_SECONDS.labels(source).inc(seconds)
+
+    def frame_processed(self, camera: str, faces: int, seconds: float) -> None:
+        STREAM_FRAMES.labels(camera, "processed").inc()
+        STREAM_PROCESS_SECONDS.labels(camera).observe(seconds)
+
+    def frame_shed(self, camera: str) -> None:
+        STREAM_FRAMES.labels(camera, "shed").inc()
+
+    def tracks_active(self, camera: str, count: int) -> None:
+        STREAM_TRACKS.labels(camera).set(count)
+
+    def event_emitted(self, camera: str, kind: str, latency_s: float) -> None:
+        STREAM_EVENTS.labels(camera, kind).inc()
+        STREAM_EVENT_LATENCY.labels(camera).observe(latency_s)
+
+    def published(self, publisher: str, count: int) -> None:
+        EVENTS_PUBLISHED.labels(publisher).inc(count)
+
+    def failed(self, publisher: str, reason: str) -> None:
+        EVENTS_FAILED.labels(publisher, reason).inc()
+
+    def dropped(self, publisher: str, count: int, reason: str) -> None:
+        EVENTS_DROPPED.labels(publisher, reason).inc(count)
+
+    def queue_depth(self, publisher: str, depth: int) -> None:
+        EVENTS_QUEUE.labels(publisher).set(depth)
+
+
 class PrometheusObserver:
     """The engine's observer (service/engine/observer.py) as Prometheus metrics: what the engine reports
     becomes the provider, fallback, node, warm-up, failure and batch-size series above."""
