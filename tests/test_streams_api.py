@@ -66,6 +66,7 @@ def test_a_camera_is_added_runs_and_is_removed_whichever_worker_answers(served: 
     assert door["status"]["source"]["decoder"] and door["status"]["source"]["width"] == 640
     listed = {s["name"]: s for s in _get(served, "/streams").json()["streams"]}
     assert set(listed) == {"door", "lobby"} and listed["lobby"]["origin"] == "inventory"
+
     # the camera's metrics, from the worker that runs it, in the service's one /metrics
     def scraped() -> str | None:
         text = requests.get(f"{served.url}/metrics", timeout=10).text
