@@ -19,8 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from facefleet.ops.exporter import build_registry
 
 from .fakejetson import AGX_ORIN, build, nvpmodel_script
+from .media import make_video
 from .monitoring.render import ROLE, render
-from .server import cpu_service
+from .server import cpu_service, until
 
 TESTS = Path(__file__).resolve().parent / "monitoring"
 DASHBOARD = ROLE / "files" / "grafana" / "dashboards" / "facefleet.json"
@@ -33,12 +34,29 @@ def promtool() -> str:
 
 
 @pytest.fixture(scope="module")
-def live(default_pack, cache_dir, tmp_path_factory, image_bytes):
+def live(default_pack, cache_dir, tmp_path_factory, image_bytes, images_dir):
     """A real service with some traffic, and the text of its /metrics and of the exporter."""
     folder = tmp_path_factory.mktemp("monitoring")
     metrics_dir = folder / "metrics"
-    svc = cpu_service(default_pack, cache_dir, folder)
+    # one camera (a file of a photo), so the stream series exist as on an appliance that watches cameras
+    video = make_video([images_dir / "two_people.jpg"], seconds=2.0, gap_s=0.5)
+    cameras = folder / "cameras.yml"
+    cameras.write_text(f"- name: door\n  url: {video.path}\n")
+    svc = cpu_service(
+        default_pack,
+        cache_dir,
+        folder,
+        FACEFLEET_STREAMS_FILE=str(cameras),
+        FACEFLEET_STREAMS_DIR=str(folder / "streams"),
+    )
     try:
+        until(
+            "the camera's frames in /metrics",
+            lambda: (
+                "facefleet_stream_up" in (text := requests.get(f"{svc.url}/metrics", timeout=10).text)
+                and 'stage="processed"' in text
+            ),
+        )
         photo = base64.b64encode(image_bytes("two_people.jpg")).decode()
         for body in ({"images": {"data": [photo, "@@"]}}, {"images": {"data": [photo]}}):
             requests.post(f"{svc.url}/extract", json=body, timeout=60)
@@ -68,7 +86,7 @@ def test_rules_pass_promtool_check_and_unit_tests(tmp_path):
     rules = render("facefleet-alerts.yml.j2", tmp_path / "facefleet-alerts.yml")
     check = subprocess.run([promtool(), "check", "rules", str(rules)], capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 8 rules found" in check.stdout
+    assert "SUCCESS: 10 rules found" in check.stdout
     shutil.copy(TESTS / "alerts_test.yml", tmp_path)
     unit = subprocess.run(
         [promtool(), "test", "rules", str(tmp_path / "alerts_test.yml")], capture_output=True, text=True, check=False
