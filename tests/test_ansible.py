@@ -21,6 +21,7 @@ import requests
 import yaml
 
 from .appliance import PASSED_TO_THE_FRONT, TEST_PORTS, default_values, isolated_vars, names_the_installed_appliance
+from .media import make_video
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -178,12 +179,16 @@ DASHBOARD = f"https://127.0.0.1:{TEST_PORTS['dashboard']}"  # behind its own fro
 
 
 @pytest.fixture(scope="module")
-def default_run(tmp_path_factory, default_pack):
+def default_run(tmp_path_factory, default_pack, images_dir):
     """The README's provisioning: site.yml on the default inventory (this machine, cpu mode), with the
-    test's own prefix, ports, keys and pid folder; uninstalled (purged) afterwards."""
+    test's own prefix, ports, keys and pid folder, and one camera declared for it (a video file); uninstalled
+    (purged) afterwards."""
     prefix = tmp_path_factory.mktemp("appliance")
     vars_file = prefix / "vars.json"
-    vars_file.write_text(json.dumps(isolated_vars(prefix / "root", default_pack)))
+    video = make_video([images_dir / "two_people.jpg"], seconds=2.0, gap_s=0.5)
+    values = isolated_vars(prefix / "root", default_pack)
+    values["inference_service_cameras"] = [{"name": "door", "url": str(video.path), "fps": 2}]
+    vars_file.write_text(json.dumps(values))
     first = playbook("site.yml", vars_file=vars_file)
     try:
         yield Appliance(prefix / "root", vars_file, first)
@@ -264,6 +269,8 @@ def test_verify_checks_health_and_providers_and_writes_the_fleet_report(default_
     # the default chain on a CPU host, x86 included: the CPU provider (OpenVINO is opt-in, for memory)
     assert "| localhost | True |" in report and re.search(r"yunet_2023mar_int8bq: cpu\b", report)
     assert "Provider benchmarks: run" in report
+    # the inventory's camera, as the service reports it (its video is short: it may have ended already)
+    assert re.search(r"\| localhost \| door \| inventory \| (connecting|running|ended) \|", report), report
     benched = playbook(
         "verify.yml",
         "-e",
