@@ -47,8 +47,15 @@ class Service(Process):
         super().__init__(
             [sys.executable, "-m", "facefleet", "serve"],
             log,
-            # open unless the test configures keys: FACEFLEET_AUTH=off is the explicit opt-out
-            {"FACEFLEET_AUTH": "off", **env, "FACEFLEET_PORT": str(self.port), "FACEFLEET_HOST": "127.0.0.1"},
+            # open unless the test configures keys: FACEFLEET_AUTH=off is the explicit opt-out; its own streams
+            # folder beside its log (cameras added through /streams must not reach another test's service)
+            {
+                "FACEFLEET_AUTH": "off",
+                "FACEFLEET_STREAMS_DIR": str(log.parent / f"streams-{self.port}"),
+                **env,
+                "FACEFLEET_PORT": str(self.port),
+                "FACEFLEET_HOST": "127.0.0.1",
+            },
         )
 
     def wait_ready(self, timeout: float = 120, key: str = "") -> None:

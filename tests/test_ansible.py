@@ -239,7 +239,7 @@ def test_monitoring_role_runs_prometheus_on_the_fleet(default_run, tmp_path):
         assert first.returncode == 0, first.stdout[-4000:]
         api = f"http://127.0.0.1:{TEST_PORTS['prometheus']}/api/v1"
         groups = requests.get(f"{api}/rules", timeout=10).json()["data"]["groups"]
-        assert [g["name"] for g in groups] == ["facefleet"] and len(groups[0]["rules"]) == 8
+        assert [g["name"] for g in groups] == ["facefleet"] and len(groups[0]["rules"]) == 10
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             targets = requests.get(f"{api}/targets", timeout=10).json()["data"]["activeTargets"]
