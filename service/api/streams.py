@@ -12,7 +12,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from facefleet.api.admission import Admission
 from facefleet.api.codec import read_body
-from facefleet.api.errors import error_response
+from facefleet.api.errors import APIError, error_response
 from facefleet.app import cameras
 from facefleet.app.streamsetup import Streams, open_streams
 from facefleet.contract import models as m
@@ -65,7 +65,10 @@ def list_streams() -> Response:
 @bp.post("/streams")
 def add_stream() -> Response:
     params = parse(StreamCreate, read_body(request))
-    camera = Camera(params.name, params.url, params.fps, params.gallery, "api")
+    try:
+        camera = Camera(params.name, params.url, params.fps, params.gallery, "api")
+    except ValueError as exc:  # the camera's own rules (streams/registry.py), in their words
+        raise APIError(400, "invalid_request", str(exc)) from None
     return _answer(_stream(cameras.add_camera(registry(), camera)), 201)
 
 

@@ -40,7 +40,7 @@ from facefleet.contract.fields import (
 )
 from facefleet.engine.decode import ACCEPTED_NAMES
 from facefleet.streams.events import NAME_PATTERN, check_name
-from facefleet.streams.registry import check_url
+from facefleet.streams.registry import URL_PATTERN, check_url
 
 R = TypeVar("R", bound="Request")
 IMAGE_FORMATS = f"{ACCEPTED_NAMES}; a GIF is its first frame, a TIFF its first page"
@@ -655,10 +655,10 @@ class StreamCreate(Request):
     """A camera to watch: its name (in events and MQTT topics), its address, and optionally its rate and gallery."""
 
     name: CameraName
-    url: Annotated[str, BeforeValidator(_camera_url)] = Field(
+    url: Annotated[str, schema_only(pattern=URL_PATTERN), BeforeValidator(_camera_url)] = Field(
         description="rtsp://, rtsps://, http(s):// (MJPEG), file://, an absolute path to a video file or /dev/videoN"
     )
-    fps: Annotated[float | None, BeforeValidator(_camera_fps)] = Field(
+    fps: Annotated[float | None, Field(gt=0, le=60), BeforeValidator(_camera_fps)] = Field(
         None, description="frames looked at per second; null: FACEFLEET_STREAM_FPS"
     )
     gallery: GalleryRef = Field(

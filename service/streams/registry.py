@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -19,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -28,7 +30,13 @@ from facefleet.streams.location import locate
 
 Origin = Literal["inventory", "api"]
 FIELDS = {"name", "url", "fps", "gallery"}
-SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "file://", "/dev/video")
+# scheme://[user[:password]@]host[:port][/path], file:///path or /path, no spaces or control characters; a host
+# by name or IPv4 (an IPv6 literal in brackets is not taken: name the camera's host)
+URL_PATTERN = (
+    r"^(?:(?:rtsps?|https?)://(?:[^\x00-\x20\x7f/@\[\]]+@)?[^\x00-\x20\x7f/@\[\]:]+(?::[0-9]{1,5})?"
+    r"(?:/[^\x00-\x20\x7f]*)?|file:///[^\x00-\x20\x7f]*|/[^\x00-\x20\x7f]*)$"
+)
+_URL = re.compile(URL_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -51,13 +59,19 @@ class Camera:
 
 
 def check_url(url: str) -> str:
-    """An address FFmpeg can open: a scheme we read (RTSP, HTTP MJPEG, a file, a V4L2 device) or an absolute path."""
-    if not url or not (url.startswith(SCHEMES) or url.startswith("/")):
+    """An address FFmpeg can open: a scheme we read (RTSP, HTTP MJPEG, a file, a V4L2 device) or an absolute
+    path. URL_PATTERN is the whole rule (the HTTP contract's document states it), then the address must map
+    onto an FFmpeg input."""
+    try:
+        if not _URL.match(url):
+            raise ValueError(url)
+        urlsplit(url)
+        locate(url)
+    except ValueError:
         raise ValueError(
-            "a camera's url is rtsp://, rtsps://, http(s):// (MJPEG), file://, an absolute path to a video "
-            "file or /dev/videoN"
-        )
-    locate(url)  # ValueError for what cannot be mapped onto an FFmpeg input
+            "a camera's url is rtsp://, rtsps://, http(s):// (MJPEG) with a host, file:///path, an absolute path "
+            "to a video file or /dev/videoN, without spaces"
+        ) from None
     return url
 
 
