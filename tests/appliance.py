@@ -12,10 +12,12 @@ overridden."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+import sqlite3
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -41,11 +43,15 @@ DEFAULT_PREFIXES = (
 DEFAULT_PORTS = (18078, 18079, 18080, 18081, 18082, 18083, 18090, 18098, 18100, 9090)
 KEYS_FILES = (Path("/etc/facefleet/api-keys"), Path("/etc/facefleet/dashboard-password"))
 RUN_DIR = Path("/run/facefleet")
+STREAMS_DB = Path("/var/lib/facefleet/streams/cameras.sqlite3")
 INSTALLED_CA = Path("/etc/facefleet/tls/ca.crt")
 # Hashed file by file. Left out: what the running appliance itself rewrites while it runs (its multiprocess
-# metrics, the dashboard's poll history, bytecode Python writes on a first import); logs are not listed.
+# metrics, the dashboard's poll history, the streams' status, outbox and lock, bytecode Python writes on a first
+# import); logs are not listed. Its cameras are compared as the service lists them (`cameras`).
 HASHED = (Path("/etc/facefleet"), Path("/opt/facefleet"), Path("/var/lib/facefleet"))
-VOLATILE = re.compile(r"(/__pycache__/|\.pyc$|^/var/lib/facefleet/metrics/|^/var/lib/facefleet/dashboard\.sqlite3)")
+VOLATILE = re.compile(
+    r"(/__pycache__/|\.pyc$|^/var/lib/facefleet/metrics/|^/var/lib/facefleet/dashboard\.sqlite3|^/var/lib/facefleet/streams/)"
+)
 TEST_PORTS = {
     "service": 28080,  # the front: HTTPS
     "loopback": 28079,  # the front: plain HTTP, 127.0.0.1 only
@@ -268,6 +274,19 @@ def _galleries() -> str:
         return f"unreachable ({type(error).__name__})"
 
 
+def _cameras() -> str:
+    """The cameras the installed service watches (name, address, rate, gallery, origin), read-only from its file."""
+    path = STREAMS_DB
+    if not path.is_file():
+        return "no cameras file"
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
+            rows = db.execute("SELECT name, url, fps, gallery, origin FROM cameras ORDER BY name").fetchall()
+    except sqlite3.Error as error:
+        return f"unreadable ({error})"
+    return json.dumps(rows)
+
+
 def installed() -> bool:
     """Files of an appliance with the defaults are here (running or not): the suite must leave them alone."""
     return any(folder.exists() for folder in HASHED)
@@ -285,6 +304,7 @@ def snapshot() -> dict[str, Any]:
         "processes": _processes(),
         "listeners": _listeners(),
         "galleries": _galleries(),
+        "cameras": _cameras(),
         "keys": {str(path): _sha256(path) for path in KEYS_FILES if path.is_file()},
         "files": {str(folder): _tree(folder) for folder in HASHED},
     }
@@ -293,7 +313,7 @@ def snapshot() -> dict[str, Any]:
 def differences(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     """One line per difference between two snapshots."""
     lines = []
-    for part in ("processes", "listeners", "galleries", "keys"):
+    for part in ("processes", "listeners", "galleries", "cameras", "keys"):
         if before[part] != after[part]:
             lines.append(f"{part}: {before[part]} -> {after[part]}")
     for folder, files in before["files"].items():
