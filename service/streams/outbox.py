@@ -16,7 +16,8 @@ Bounded, by design and documented in docs/streams.md:
 - a crop larger than `max_crop_bytes` is not stored (the event is).
 Deleted content is overwritten (`secure_delete`), not merely unlinked from the file's pages.
 
-The same table is the bounded local history a dashboard browses (`history`, `crop`).
+The same table is the bounded local history (`history`, `crop`: the queries of streams/history.py, which the
+workers without the outbox read the file with, read-only) that `/events` and the dashboard browse.
 """
 
 from __future__ import annotations
