@@ -40,6 +40,7 @@ from facefleet.contract.fields import (
 )
 from facefleet.engine.decode import ACCEPTED_NAMES
 from facefleet.streams.events import NAME_PATTERN, check_name
+from facefleet.streams.history import HISTORY_MAX, NEWEST
 from facefleet.streams.registry import check_url
 
 R = TypeVar("R", bound="Request")
@@ -723,8 +724,8 @@ class StreamList(Answer):
 
 
 # ------------------------------------------------------------------------------------------ /events
-EVENTS_MAX = 500  # the most events one page holds (streams/history.py's HISTORY_MAX)
-SEQ_MAX = 2**63 - 1  # SQLite's largest integer: a larger `before` is refused, not an overflow
+EVENTS_MAX = HISTORY_MAX  # the most events one page holds
+SEQ_MAX = NEWEST  # SQLite's largest integer: a larger `before` is refused, not an overflow
 
 
 def _query_whole(name: str, low: int, high: int, meaning: str) -> Any:
