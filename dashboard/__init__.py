@@ -11,6 +11,7 @@ import time
 from flask import Flask, Response
 
 from facefleet.dashboard.backends import Backend, PollerBackend, PrometheusBackend
+from facefleet.dashboard.cameras import CameraReader
 from facefleet.dashboard.svg import chart, sparkline
 from facefleet.settings import DashboardSettings
 
@@ -36,6 +37,7 @@ def create_app(
             backend.poller.start()
     app.extensions["facefleet.backend"] = backend
     app.extensions["facefleet.settings"] = settings
+    app.extensions["facefleet.cameras"] = CameraReader(settings)  # an appliance page's cameras, events, crops
     app.jinja_env.globals.update(sparkline=sparkline, chart=chart, ago=ago, fmt=fmt, refresh_s=settings.poll_interval_s)
 
     from facefleet.dashboard.views import api, auth, pages

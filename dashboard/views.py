@@ -24,6 +24,7 @@ from flask import (
 from werkzeug.wrappers import Response as BaseResponse
 
 from facefleet.dashboard.backends import Backend
+from facefleet.dashboard.cameras import CameraReader, CamerasSeen
 from facefleet.dashboard.snapshot import ApplianceView, FleetView
 from facefleet.dashboard.status import ORDER
 
@@ -45,6 +46,10 @@ P = ParamSpec("P")
 
 def backend() -> Backend:
     return current_app.extensions["facefleet.backend"]
+
+
+def cameras() -> CameraReader:
+    return current_app.extensions["facefleet.cameras"]
 
 
 def login_required(view: Callable[P, Any]) -> Callable[P, Any]:
@@ -93,7 +98,26 @@ def appliance_page(name: str) -> str:
     detail = backend().appliance_view(name)
     if detail is None:
         abort(404)
-    return render_template("appliance.html", a=detail, now=time.time())
+    # fetched now, for this page only (dashboard/cameras.py says why not by the poller)
+    if detail.service:
+        seen = cameras().look(detail.service)
+    else:
+        seen = CamerasSeen(cameras_error="cameras: the Prometheus backend does not know the appliance's address")
+    return render_template("appliance.html", a=detail, cams=seen, now=time.time())
+
+
+@pages.get("/appliances/<name>/events/<event_id>/crop")
+@login_required
+def event_crop(name: str, event_id: str) -> Response:
+    """An event's face crop, relayed from the appliance with the dashboard's key: the browser only ever talks to
+    the dashboard (its login, its CSP), and neither keeps the crop past the appliance's retention."""
+    detail = backend().appliance_view(name)
+    crop = cameras().crop(detail.service, event_id) if detail is not None and detail.service else None
+    if crop is None:
+        response = jsonify({"error": {"code": "not_found", "message": "no such crop (unknown, or past retention)"}})
+        response.status_code = 404
+        return response
+    return Response(crop, mimetype="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
 @api.get("/fleet")

@@ -158,3 +158,23 @@ def keyed_cpu_service(models_dir: Path, cache_dir: Path, folder: Path, key: str,
     keys = folder / "api-keys"
     keys.write_text(f"{key}\n")
     return cpu_service(models_dir, cache_dir, folder, FACEFLEET_AUTH="on", FACEFLEET_API_KEYS_FILE=str(keys), **env)
+
+
+def camera_service(
+    models_dir: Path, cache_dir: Path, folder: Path, key: str, video: Path, fps: float = 5, **env: str
+) -> Service:
+    """keyed_cpu_service on the small shared models with one inventory camera, `lobby`, reading the file `video`
+    at `fps`, and its streams folder in `folder`: what the /streams, /events and dashboard tests watch."""
+    inventory = folder / "cameras.yml"
+    inventory.write_text(f"- name: lobby\n  url: {video}\n  fps: {fps:g}\n")
+    return keyed_cpu_service(
+        models_dir,
+        cache_dir,
+        folder,
+        key,
+        FACEFLEET_DET_NAME="scrfd_500m",
+        FACEFLEET_REC_NAME="mobilefacenet",
+        FACEFLEET_STREAMS_DIR=str(folder / "streams"),
+        FACEFLEET_STREAMS_FILE=str(inventory),
+        **env,
+    )

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from tests.media import make_video
-from tests.server import Service, keyed_cpu_service, until
+from tests.server import Service, camera_service, until
 
 KEY = "streams-api-test-key"
 HEADERS = {"X-API-Key": KEY}
@@ -24,19 +24,7 @@ def video(images_dir: Path):
 @pytest.fixture(scope="module")
 def served(shared_models: Path, cache_dir: Path, tmp_path_factory, video) -> Iterator[Service]:
     folder = tmp_path_factory.mktemp("streams-api")
-    inventory = folder / "cameras.yml"
-    inventory.write_text(f"- name: lobby\n  url: {video.path}\n  fps: 2\n")
-    service = keyed_cpu_service(
-        shared_models,
-        cache_dir,
-        folder,
-        KEY,
-        FACEFLEET_DET_NAME="scrfd_500m",
-        FACEFLEET_REC_NAME="mobilefacenet",
-        FACEFLEET_WORKERS="2",
-        FACEFLEET_STREAMS_DIR=str(folder / "streams"),
-        FACEFLEET_STREAMS_FILE=str(inventory),
-    )
+    service = camera_service(shared_models, cache_dir, folder, KEY, video.path, fps=2, FACEFLEET_WORKERS="2")
     try:
         yield service
     finally:

@@ -12,7 +12,7 @@ import os
 
 from flask import Flask, Response
 
-from facefleet.api import auth, body, docs, errors, galleries, logs, streams, unready
+from facefleet.api import auth, body, docs, errors, events, galleries, logs, streams, unready
 from facefleet.api.admission import Admission
 from facefleet.api.extract import bp as extract_bp
 from facefleet.api.status import bp as status_bp
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None, engine: FaceEngine | None = Non
     app.register_blueprint(status_bp)
     store = galleries.register(app, settings, engine)
     streams.register(app, settings, engine, store, admission)
+    events.register(app)  # the streams' history, read by every worker
     docs.register(app, settings)
     return app
 

@@ -1,8 +1,9 @@
 """The camera streams put together from the settings: the registry, the events outbox and its publishers, the
 runner, and the lock that lets one worker run it (docs/streams.md).
 
-Every worker opens the registry (it answers `/streams`); only the worker that takes the lock opens the outbox,
-connects the publishers and starts the cameras, so a fleet of workers never watches a camera twice.
+Every worker opens the registry (it answers `/streams`) and reads the events history (`/events`, read-only);
+only the worker that takes the lock opens the outbox, connects the publishers and starts the cameras, so a fleet
+of workers never watches a camera twice.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from facefleet.settings import Settings
 from facefleet.settings.sections import StreamsSettings
 from facefleet.streams.counters import DeliveryObserver
 from facefleet.streams.delivery import Dispatcher, Publisher
+from facefleet.streams.history import History
 from facefleet.streams.leader import Leadership
 from facefleet.streams.mqtt import MqttOptions, MqttPublisher
 from facefleet.streams.outbox import Outbox
@@ -29,6 +31,7 @@ from facefleet.streams.registry import Camera, Registry, read_inventory
 from facefleet.streams.webhooks import WebhookOptions, WebhookPublisher
 
 log = logging.getLogger(__name__)
+EVENTS_FILE = "events.sqlite3"  # in the streams folder: the lead's outbox, every worker's history
 
 
 def _secret(path: str, what: str) -> str | None:
@@ -102,7 +105,7 @@ class Lead:
         section = self.section
         made = publishers(section)
         outbox = Outbox(
-            self.folder / "events.sqlite3",
+            self.folder / EVENTS_FILE,
             [p.name for p in made],
             max_events=section.events_max,
             event_retention_s=section.events_retention_h * 3600,
@@ -128,9 +131,11 @@ class Lead:
 
 @dataclass(frozen=True)
 class Streams:
-    """The streams of one worker: its registry (every worker answers `/streams` from it) and its bid to lead."""
+    """The streams of one worker: its registry (every worker answers `/streams` from it), the events history
+    read-only (`/events`) and its bid to lead."""
 
     registry: Registry
+    history: History
     leadership: Leadership
     lead: Lead
 
@@ -163,4 +168,4 @@ def open_streams(
 
     lead = Lead(settings, registry, inventory, make_watch, delivery_observer)
     leadership = Leadership(folder / "runner.lock", lead).start()
-    return Streams(registry, leadership, lead)
+    return Streams(registry, History(folder / EVENTS_FILE), leadership, lead)

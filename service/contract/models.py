@@ -40,6 +40,7 @@ from facefleet.contract.fields import (
 )
 from facefleet.engine.decode import ACCEPTED_NAMES
 from facefleet.streams.events import NAME_PATTERN, check_name
+from facefleet.streams.history import HISTORY_MAX, NEWEST
 from facefleet.streams.registry import URL_PATTERN, check_url
 
 R = TypeVar("R", bound="Request")
@@ -720,3 +721,68 @@ class Stream(Answer):
 
 class StreamList(Answer):
     streams: list[Stream]
+
+
+# ------------------------------------------------------------------------------------------ /events
+EVENTS_MAX = HISTORY_MAX  # the most events one page holds
+SEQ_MAX = NEWEST  # SQLite's largest integer: a larger `before` is refused, not an overflow
+
+
+def _query_whole(name: str, low: int, high: int, meaning: str) -> Any:
+    """A whole number from a query string (text) or a JSON body, in [low, high], with one sentence naming it."""
+
+    def check(value: Any) -> Any:
+        if value is None:
+            return None
+        text = value if isinstance(value, str) else None
+        whole = int(text) if text is not None and text.strip().isdecimal() and len(text) <= 20 else value
+        if isinstance(whole, bool) or not isinstance(whole, int) or not low <= whole <= high:
+            raise bad(f"{name} must be a whole number from {low} to {high} ({meaning}), not {value!r}")
+        return whole
+
+    return check
+
+
+def _optional_camera(value: Any) -> Any:
+    return None if value is None else _camera_name(value)
+
+
+class EventQuery(Request):
+    """The query string of GET /events: which camera, how many, and where a page starts."""
+
+    camera: Annotated[str | None, schema_only(pattern=f"^{NAME_PATTERN}$"), BeforeValidator(_optional_camera)] = Field(
+        None, description="only this camera's events; absent: every camera's"
+    )
+    limit: Annotated[
+        int,
+        Field(ge=1, le=EVENTS_MAX),
+        BeforeValidator(_query_whole("limit", 1, EVENTS_MAX, "events per page")),
+    ] = Field(50, description=f"events on this page, at most {EVENTS_MAX}")
+    before: Annotated[
+        int | None,
+        Field(ge=1, le=SEQ_MAX),
+        BeforeValidator(_query_whole("before", 1, SEQ_MAX, "an event's seq: the page holds older events")),
+    ] = Field(None, description="a seq: only events older than it (the previous page's next_before)")
+
+
+class StreamEventAnswer(Answer):
+    """One event of the history: the payload of docs/streams.md without its crop, with its place in the order
+    and whether its crop is still kept (GET /events/{event_id}/crop)."""
+
+    seq: int = Field(description="the event's place in the appliance's order; pass it as before to page back")
+    event_id: str
+    kind: Literal["track_started", "identified", "track_ended"]
+    appliance: str
+    camera: str
+    track_id: int
+    time: str = Field(description="UTC, ISO 8601 with milliseconds and Z")
+    subject: str = Field(description="the gallery subject, or unknown")
+    score: float | None
+    gallery: str | None
+    bbox: Annotated[list[int], Field(min_length=4, max_length=4)] | None
+    has_crop: bool = Field(description="its crop is kept: false once the crop retention passed, or never stored")
+
+
+class EventList(Answer):
+    events: list[StreamEventAnswer] = Field(description="newest first")
+    next_before: int | None = Field(description="before for the next (older) page; null: this page is the last")

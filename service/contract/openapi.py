@@ -76,17 +76,42 @@ def _operation(op: Operation, auth: bool, open_paths: tuple[str, ...]) -> dict[s
     protected = auth and op.path not in open_paths
     out: dict[str, Any] = {"summary": op.summary}
     parameters = re.findall(r"{(\w+)}", op.path)
-    if parameters:
-        out["parameters"] = [
-            {"name": name, "in": "path", "required": True, "schema": _schema_of(PATH_PARAMETERS[name])}
-            for name in parameters
-        ]
+    described = [
+        {"name": name, "in": "path", "required": True, "schema": _schema_of(PATH_PARAMETERS[name])}
+        for name in parameters
+    ]
+    if op.query is not None:
+        described += _query_parameters(op.query)
+    if described:
+        out["parameters"] = described
     if op.request is not None or op.raw_request is not None:
         schema = _ref(op.request) if op.request is not None else _schema_of(op.raw_request)
         out["requestBody"] = {"required": True, "content": _content(op.media, schema)}
     out["responses"] = {str(status): _response(reply) for status, reply in op.responses(protected).items()}
     if auth and not protected:
         out["security"] = []  # answered without a key
+    return out
+
+
+def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """One query parameter per field of `model`. A query string has no null: an optional field's null branch
+    is left out (absent means its default), its description and default kept."""
+    schema = model.model_json_schema(ref_template=REF, schema_generator=Schemas)
+    required = set(schema.get("required", ()))
+    out = []
+    for name, declared in schema["properties"].items():
+        prop = dict(declared)
+        branches = [b for b in prop.pop("anyOf", []) if b.get("type") != "null"]
+        if len(branches) == 1:
+            prop.update(branches[0])
+        elif branches:
+            prop["anyOf"] = branches
+        if prop.get("default", ...) is None:
+            del prop["default"]
+        description = prop.pop("description", "")
+        prop.pop("title", None)
+        parameter = {"name": name, "in": "query", "required": name in required, "schema": prop}
+        out.append({**parameter, "description": description} if description else parameter)
     return out
 
 

@@ -4,6 +4,7 @@ serves exactly these routes."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,15 +50,16 @@ OVERLOADED = error(
 )
 NOT_FOUND = error("no such gallery or subject (not_found)")
 CONFLICT = error("the gallery exists, or was made with another recognizer (exists, wrong_recognizer)")
+HISTORY_UNREADABLE = error("the events file exists but cannot be read (history_unavailable)")
 JPEG = Reply("the first image with its faces drawn", media=("image/jpeg",))
 ZIP = ("application/zip",)
 
 
 @dataclass(frozen=True)
 class Operation:
-    """One route. `body` answers 400/413/415 (400/413 for a form); `engine` ones wait for an engine
-    slot and may answer 503; all but the open paths (FACEFLEET_AUTH_OPEN_PATHS) may answer 401 when
-    authentication is on."""
+    """One route. `body` answers 400/413/415 (400/413 for a form); `query` (the query string's model, each field
+    one parameter) answers 400; `engine` ones wait for an engine slot and may answer 503; all but the open paths
+    (FACEFLEET_AUTH_OPEN_PATHS) may answer 401 when authentication is on."""
 
     method: str
     path: str
@@ -68,6 +70,7 @@ class Operation:
     raw_request: Any = None
     engine: bool = False
     errors: dict[int, Reply] = field(default_factory=dict)
+    query: type[BaseModel] | None = None
 
     def responses(self, protected: bool) -> dict[int, Reply]:
         out = dict(self.ok)
@@ -76,6 +79,8 @@ class Operation:
             out[413] = TOO_LARGE
             if self.media != ("multipart/form-data",) and self.raw_request is None:
                 out[415] = UNSUPPORTED_MEDIA
+        if self.query is not None:
+            out[400] = error("a query parameter is malformed (invalid_request), named in the message")
         if protected:
             out[401] = UNAUTHORIZED
         if self.engine:
@@ -84,7 +89,7 @@ class Operation:
         return dict(sorted(out.items()))
 
 
-PATH_PARAMETERS: dict[str, Any] = {"name": GalleryName, "subject": Subject}
+PATH_PARAMETERS: dict[str, Any] = {"name": GalleryName, "subject": Subject, "event_id": uuid.UUID}
 GALLERY = {400: BAD_REQUEST, 404: NOT_FOUND}
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -229,6 +234,25 @@ OPERATIONS: tuple[Operation, ...] = (
         errors={
             404: error("no such camera (not_found)"),
             409: error("declared in the inventory: removed there (inventory_camera)"),
+        },
+    ),
+    Operation(
+        "get",
+        "/events",
+        "The events history, newest first, paged",
+        {200: Reply("a page of events (without their crops)", m.EventList)},
+        query=m.EventQuery,
+        errors={503: HISTORY_UNREADABLE},
+    ),
+    Operation(
+        "get",
+        "/events/{event_id}/crop",
+        "An event's face crop",
+        {200: Reply("the crop", media=("image/jpeg",), raw=ANY_BYTES)},
+        errors={
+            400: error("event_id is not a UUID (invalid_request)"),
+            404: error("unknown event, or its crop was never stored or was deleted by the crop retention (not_found)"),
+            503: HISTORY_UNREADABLE,
         },
     ),
 )

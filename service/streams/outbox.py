@@ -16,22 +16,23 @@ Bounded, by design and documented in docs/streams.md:
 - a crop larger than `max_crop_bytes` is not stored (the event is).
 Deleted content is overwritten (`secure_delete`), not merely unlinked from the file's pages.
 
-The same table is the bounded local history a dashboard browses (`history`, `crop`).
+The same table is the bounded local history (`history`, `crop`: the queries of streams/history.py, which the
+workers without the outbox read the file with, read-only) that `/events` and the dashboard browse.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from facefleet.errors import FacefleetError
+from facefleet.streams import history
 from facefleet.streams.counters import DeliveryObserver, DropReason, NullDeliveryObserver
 from facefleet.streams.events import StreamEvent, check_name
 
@@ -41,7 +42,6 @@ DEFAULT_MAX_EVENTS = 10_000
 DEFAULT_EVENT_RETENTION_S = 24 * 3600.0
 DEFAULT_CROP_RETENTION_S = 3600.0
 DEFAULT_MAX_CROP_BYTES = 64 * 1024
-HISTORY_MAX = 500  # the most events one history query returns
 LOG_EVERY_S = 60.0  # at most one log line a minute per publisher about dropped events
 
 SCHEMA = """
@@ -284,9 +284,7 @@ class Outbox:
 
     @staticmethod
     def _stored(row: tuple[int, str, bytes | None]) -> Stored:
-        data = json.loads(row[1])
-        event = StreamEvent.from_dict(data)
-        return Stored(int(row[0]), event if row[2] is None else _with_crop(event, row[2]))
+        return Stored(int(row[0]), history.event_of(row[1], row[2]))
 
     def mark_delivered(self, publisher: str, seq: int) -> None:
         """`publisher` has delivered every event up to `seq` (its cursor never moves back)."""
@@ -326,26 +324,13 @@ class Outbox:
         self, camera: str | None = None, limit: int = 50, before: int | None = None, crops: bool = False
     ) -> list[Stored]:
         """The newest events (at most `limit`, capped at HISTORY_MAX), newest first, of one camera or all;
-        `before` (a seq) pages back. Crops only with `crops=True` (a page of thumbnails reads them by `crop`)."""
-        limit = max(0, min(limit, HISTORY_MAX))
-        where, args = ["seq < ?"], [before if before is not None else 2**63 - 1]
-        if camera is not None:
-            where.append("camera = ?")
-            args.append(camera)  # type: ignore[arg-type]
-        columns = "seq, event, crop" if crops else "seq, event, NULL"
+        `before` (a seq) pages back. Crops only with `crops=True` (a page of thumbnails reads them by `crop`).
+        The query is streams/history.py's, which the workers without the outbox read the file with."""
         with self._lock:
-            rows = self._db.execute(
-                f"SELECT {columns} FROM events WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?",
-                (*args, limit),
-            ).fetchall()
-        return [self._stored(row) for row in rows]
+            entries = history.page(self._db, camera, limit, before, crops)
+        return [Stored(entry.seq, entry.event) for entry in entries]
 
     def crop(self, event_id: str) -> bytes | None:
         """The JPEG crop of an event, None when it has none (any more)."""
         with self._lock:
-            row = self._db.execute("SELECT crop FROM events WHERE event_id = ?", (event_id,)).fetchone()
-        return None if row is None or row[0] is None else bytes(row[0])
-
-
-def _with_crop(event: StreamEvent, crop: bytes) -> StreamEvent:
-    return replace(event, crop=bytes(crop))
+            return history.crop_of(self._db, event_id)
