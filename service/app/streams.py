@@ -290,6 +290,7 @@ class StreamRunner:
     interval_s: float = 1.0
     watches: dict[str, CameraWatch] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
+    _stale: bool = True  # the registry may hold statuses to clear (a previous runner's)
 
     def run(self) -> None:
         """Until stop(): start the cameras added, stop the ones removed or changed, write every status."""
@@ -311,7 +312,10 @@ class StreamRunner:
             if name not in self.watches:
                 log.info("streams: camera %s watched (%s)", name, mask(camera.url))
                 self.watches[name] = self.make_watch(camera).start()
-        self.registry.put_status({n: w.status() for n, w in self.watches.items()})
+        statuses = {n: w.status() for n, w in self.watches.items()}
+        if statuses or self._stale:  # an appliance without cameras writes nothing (a Jetson's eMMC, once a second)
+            self.registry.put_status(statuses)
+            self._stale = bool(statuses)
 
     def stop(self) -> None:
         self._stop.set()
