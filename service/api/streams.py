@@ -8,10 +8,10 @@ queue that HTTP requests use (a camera's frame takes an engine slot only when no
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, request
 
 from facefleet.api.admission import Admission
-from facefleet.api.codec import read_body
+from facefleet.api.codec import read_body, respond
 from facefleet.api.errors import APIError, error_response
 from facefleet.app import cameras
 from facefleet.app.streamsetup import Streams, open_streams
@@ -52,9 +52,7 @@ def _stream(view: cameras.CameraView) -> m.Stream:
 
 
 def _answer(model: m.Answer, status: int = 200) -> Response:
-    response = jsonify(model.dump())
-    response.status_code = status
-    return response
+    return respond(model.dump(), as_msgpack=False, status=status)
 
 
 @bp.get("/streams")

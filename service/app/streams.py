@@ -34,7 +34,7 @@ from facefleet.streams.delivery import Dispatcher
 from facefleet.streams.events import StreamEvent
 from facefleet.streams.location import mask
 from facefleet.streams.registry import Camera, Registry
-from facefleet.streams.source import FrameSource, SourceObserver, SourceOptions
+from facefleet.streams.source import FrameSource, NullSourceObserver, SourceObserver, SourceOptions
 from facefleet.streams.tracker import FaceTracker, TrackerConfig
 from facefleet.streams.tracks import Crop, Identified, Identify, Intent, TrackBook, TrackEnded, TrackStarted
 
@@ -71,14 +71,7 @@ class WatchObserver(SourceObserver, Protocol):
     def event_emitted(self, camera: str, kind: str, latency_s: float) -> None: ...
 
 
-class NullWatchObserver:
-    def state_changed(self, source: str, state: Any, error: str | None) -> None: ...
-    def frame_decoded(self, source: str) -> None: ...
-    def frame_sampled(self, source: str) -> None: ...
-    def frame_dropped(self, source: str) -> None: ...
-    def decode_error(self, source: str) -> None: ...
-    def reconnecting(self, source: str) -> None: ...
-    def gap_closed(self, source: str, seconds: float) -> None: ...
+class NullWatchObserver(NullSourceObserver):
     def frame_processed(self, camera: str, faces: int, seconds: float) -> None: ...
     def frame_shed(self, camera: str) -> None: ...
     def tracks_active(self, camera: str, count: int) -> None: ...
@@ -93,8 +86,6 @@ class WatchDefaults:
     fps: float = 5.0
     buffer: int = 2
     gallery: str | None = None
-    loop_files: bool = False  # a file camera starts again at its end (demos); a live camera never ends
-    store_crops: bool = True
 
 
 @dataclass
@@ -132,7 +123,7 @@ class CameraWatch:
         self.book = TrackBook()
         self.counts = WatchCounts()
         self.threshold = verification_threshold(engine)
-        options = SourceOptions(fps=camera.fps or defaults.fps, buffer=defaults.buffer, loop=defaults.loop_files)
+        options = SourceOptions(fps=camera.fps or defaults.fps, buffer=defaults.buffer)
         self.source = FrameSource(camera.url, options, name=camera.name, observer=self.observer)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"camera-{camera.name}", daemon=True)
@@ -147,10 +138,6 @@ class CameraWatch:
         self._stop.set()
         self.source.stop(timeout)
         self._thread.join(timeout)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
 
     def status(self) -> dict[str, Any]:
         """A snapshot safe to show anyone with a key: the address masked, counts, the source's state."""
@@ -264,7 +251,7 @@ class CameraWatch:
             score=score,
             gallery=self.gallery,
             bbox=None if crop is None else tuple(float(v) for v in crop.box[:4]),  # type: ignore[arg-type]
-            crop=_jpeg(crop.image) if crop is not None and self.defaults.store_crops else None,
+            crop=None if crop is None else _jpeg(crop.image),
         )
         self.dispatcher.emit(event)
         self.counts.events += 1

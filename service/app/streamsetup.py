@@ -66,20 +66,37 @@ def mqtt_options(section: StreamsSettings) -> MqttOptions | None:
     )
 
 
-def publishers(section: StreamsSettings) -> list[Publisher]:
-    """The publishers the settings name: MQTT, a webhook, both or none (events then stay in the local history)."""
-    found: list[Publisher] = []
-    mqtt = mqtt_options(section)
-    if mqtt is not None:
-        found.append(MqttPublisher(mqtt))
-    if section.webhook_url:
-        secret = _secret(section.webhook_secret_file, "FACEFLEET_WEBHOOK_SECRET_FILE")
-        try:
-            options = WebhookOptions(section.webhook_url, secret, include_crops=section.events_include_crops)
-        except ValueError as exc:
-            raise ConfigError(f"FACEFLEET_WEBHOOK_URL: {exc}") from None
-        found.append(WebhookPublisher(options))
-    return found
+def webhook_options(section: StreamsSettings) -> WebhookOptions | None:
+    """FACEFLEET_WEBHOOK_URL and its secret; None when no webhook is named."""
+    if not section.webhook_url:
+        return None
+    secret = _secret(section.webhook_secret_file, "FACEFLEET_WEBHOOK_SECRET_FILE")
+    try:
+        return WebhookOptions(section.webhook_url, secret, include_crops=section.events_include_crops)
+    except ValueError as exc:
+        raise ConfigError(f"FACEFLEET_WEBHOOK_URL: {exc}") from None
+
+
+@dataclass(frozen=True)
+class PublisherOptions:
+    """The publishers the settings name, read and checked once per worker at start-up: MQTT, a webhook, both or
+    none (events then stay in the local history)."""
+
+    mqtt: MqttOptions | None
+    webhook: WebhookOptions | None
+
+    @classmethod
+    def from_settings(cls, section: StreamsSettings) -> PublisherOptions:
+        return cls(mqtt_options(section), webhook_options(section))
+
+    def publishers(self) -> list[Publisher]:
+        """Their clients: made by the leading worker only (the others never connect)."""
+        found: list[Publisher] = []
+        if self.mqtt is not None:
+            found.append(MqttPublisher(self.mqtt))
+        if self.webhook is not None:
+            found.append(WebhookPublisher(self.webhook))
+        return found
 
 
 class Lead:
@@ -91,11 +108,12 @@ class Lead:
         settings: Settings,
         registry: Registry,
         inventory: list[Camera],
+        options: PublisherOptions,
         make_watch: Callable[[Camera, Dispatcher], CameraWatch],
         delivery_observer: DeliveryObserver | None,
     ) -> None:
         self.section, self.folder = settings.streams, Path(settings.streams_path)
-        self.registry, self.inventory, self.make_watch = registry, inventory, make_watch
+        self.registry, self.inventory, self.options, self.make_watch = registry, inventory, options, make_watch
         self.delivery_observer = delivery_observer
         self.dispatcher: Dispatcher | None = None
         self.runner: StreamRunner | None = None
@@ -103,7 +121,7 @@ class Lead:
 
     def __call__(self) -> None:
         section = self.section
-        made = publishers(section)
+        made = self.options.publishers()
         outbox = Outbox(
             self.folder / EVENTS_FILE,
             [p.name for p in made],
@@ -157,7 +175,7 @@ def open_streams(
     section = settings.streams
     folder = Path(settings.streams_path)
     inventory = read_inventory(section.streams_file)
-    publishers(section)  # checked in every worker before any starts: a wrong setting is one line at start-up
+    options = PublisherOptions.from_settings(section)  # a wrong setting is one line at start-up, in every worker
     registry = Registry(folder / "cameras.sqlite3")
     defaults = WatchDefaults(
         section.appliance_name, section.stream_fps, section.stream_buffer, section.stream_gallery or None
@@ -166,6 +184,6 @@ def open_streams(
     def make_watch(camera: Camera, dispatcher: Dispatcher) -> CameraWatch:
         return CameraWatch(camera, engine, store, dispatcher, defaults, gate, observer)
 
-    lead = Lead(settings, registry, inventory, make_watch, delivery_observer)
+    lead = Lead(settings, registry, inventory, options, make_watch, delivery_observer)
     leadership = Leadership(folder / "runner.lock", lead).start()
     return Streams(registry, History(folder / EVENTS_FILE), leadership, lead)
