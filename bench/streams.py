@@ -3,6 +3,7 @@ of this machine's size sustains with HTTP p95 unchanged (issue 21).
 
 Usage: .venv/bin/python bench/streams.py [--seconds 30] [--warmup 8] [--max-streams 8] [--fps 5]
            [--clients 1] [--rate 4] [--image PATH] [--images DIR] [--workers 1] [--max-concurrent 0]
+           [--share idle|free-slot]
            [--det NAME --rec NAME --models-dir DIR] [--workdir DIR] [--json OUT]
 
 One real `facefleet serve` (API keys on, the default pack unless --det/--rec, its own FACEFLEET_STREAMS_DIR,
@@ -53,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 from bench.inputs import BenchInputError, one_line, require_dir, require_file, require_models  # noqa: E402
 from bench.served import body_of, keyed_service  # noqa: E402
 from facefleet.models.manifest import load_manifest  # noqa: E402
+from facefleet.settings.env import STREAM_SHARES  # noqa: E402
 from tests.media import RtspServer, make_video, rtsp_available  # noqa: E402
 
 KEY = "bench-streams-key-0000000000000001"
@@ -379,6 +381,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--max-concurrent", type=int, default=0, help="FACEFLEET_MAX_CONCURRENT, engine slots (0: one per core, <= 4)"
     )
+    parser.add_argument(
+        "--share", choices=STREAM_SHARES, default="idle", help="FACEFLEET_STREAM_SHARE: when a frame may use the engine"
+    )
     parser.add_argument("--det", default=None, help="detector (default: the manifest's default pack)")
     parser.add_argument("--rec", default=None, help="recognizer (default: the manifest's default pack)")
     parser.add_argument("--models-dir", default=None, help="default: .cache/default-pack, pulled when missing")
@@ -462,6 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         "FACEFLEET_PROVIDERS": "cpu",
         "FACEFLEET_WORKERS": str(args.workers),
         "FACEFLEET_MAX_CONCURRENT": str(args.max_concurrent),
+        "FACEFLEET_STREAM_SHARE": args.share,
         "FACEFLEET_STREAMS_DIR": str(streams_dir),
     }
 
@@ -476,6 +482,7 @@ def main(argv: list[str] | None = None) -> int:
         "recognizer": rec,
         "workers": args.workers,
         "max_concurrent": args.max_concurrent,
+        "stream_share": args.share,
         "cameras": f"RTSP (GStreamer rtsp-server, looped, no re-encoding), H.264 {first.size[0]}x{first.size[1]} "
         f"at {first.fps} fps, sampled to {args.fps:g} fps; no gallery",
         "http_load": f"{args.clients} client(s) posting {Path(args.image).name} to /extract, "

@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import replace
 from typing import Any, ClassVar, Protocol
 
-from facefleet.dashboard.poller import Poller, fetch
+from facefleet.dashboard.poller import Poller, TimedOutError, UnreachableError, fetch
 from facefleet.dashboard.snapshot import (
     FIGURES,
     ApplianceView,
@@ -27,6 +27,7 @@ from facefleet.dashboard.store import Store
 from facefleet.settings import DashboardSettings
 
 SPARK_WINDOW_S = 3600
+SERVICE_JOB = "facefleet_service"  # the scrape job the monitoring role gives the appliances' services
 
 
 class Backend(Protocol):
@@ -200,5 +201,22 @@ class PrometheusBackend(JsonForm):
     def appliance_view(self, name: str) -> ApplianceView | None:
         for view in self.fleet_view().appliances:
             if view.name == name:
-                return replace(view, history=(), provider_changes=())
+                return replace(view, history=(), provider_changes=(), service=self._service_address(name))
+        return None
+
+    def _service_address(self, name: str) -> str | None:
+        """The appliance's service as Prometheus scrapes it (`/api/v1/targets`: the active target of job
+        facefleet_service whose `appliance` label, or instance, is `name`), e.g. `https://10.0.0.5:8443`: what
+        the camera panel reads `/streams` and `/events` from. None when Prometheus has no such target."""
+        url = f"{self.url}/api/v1/targets?state=active"
+        try:
+            answer = json.loads(fetch(url, self.timeout)[1])
+        except (UnreachableError, TimedOutError, ValueError):
+            return None
+        for target in answer.get("data", {}).get("activeTargets", []) if isinstance(answer, dict) else []:
+            labels = target.get("labels") or {}
+            if labels.get("job") == SERVICE_JOB and self._key(labels) == name:
+                parts = urllib.parse.urlsplit(str(target.get("scrapeUrl", "")))
+                if parts.scheme in ("http", "https") and parts.netloc:
+                    return f"{parts.scheme}://{parts.netloc}"
         return None

@@ -102,7 +102,7 @@ def appliance_page(name: str) -> str:
     if detail.service:
         seen = cameras().look(detail.service)
     else:
-        seen = CamerasSeen(cameras_error="cameras: the Prometheus backend does not know the appliance's address")
+        seen = CamerasSeen(cameras_error="cameras: Prometheus has no active target for this appliance's service")
     return render_template("appliance.html", a=detail, cams=seen, now=time.time())
 
 

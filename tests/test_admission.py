@@ -1,12 +1,16 @@
 """The engine's admission hands slots out in arrival order: a request arriving as a slot is freed never
-takes it from one already waiting (with a plain semaphore it could, and the waiter lost its turn)."""
+takes it from one already waiting (with a plain semaphore it could, and the waiter lost its turn). Camera
+frames come after HTTP: by default only while no request is in the engine, never in the last free slot, never
+before a queued request, and cameras in the order they asked."""
 
 from __future__ import annotations
 
 import threading
 import time
 
-from facefleet.api.admission import FifoSlots
+import pytest
+
+from facefleet.api.admission import Admission, FifoSlots
 
 
 def waiting(slots: FifoSlots, count: int) -> bool:
@@ -48,3 +52,109 @@ def test_a_waiter_that_times_out_leaves_the_queue():
     assert time.monotonic() - start >= 0.05
     slots.release()
     assert slots.acquire(blocking=False)
+
+
+# ---------------------------------------------------------------- camera frames after HTTP (Admission.try_enter)
+def http_inside(admission: Admission, entered: threading.Event, release: threading.Event) -> threading.Thread:
+    """An HTTP request that holds a slot until `release` is set."""
+
+    def hold() -> None:
+        with admission.slot("extract"):
+            entered.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert entered.wait(10)
+    return thread
+
+
+def test_a_frame_waits_for_the_http_request_to_leave_the_engine_then_enters():
+    admission = Admission(2, 4, 5.0)  # two slots: one is free, yet a request is inside
+    entered, release = threading.Event(), threading.Event()
+    request = http_inside(admission, entered, release)
+    start = time.monotonic()
+    assert not admission.try_enter(0.1)  # idle share: not beside a request, shed after its wait
+    assert time.monotonic() - start >= 0.1
+    threading.Timer(0.1, release.set).start()
+    assert admission.try_enter(5.0)  # the request left within the frame's wait: in
+    request.join(10)
+    admission.leave()
+
+
+def test_free_slot_lets_a_frame_run_beside_a_request_but_never_takes_the_last_slot():
+    admission = Admission(3, 4, 5.0, stream_share="free-slot")
+    entered, release = threading.Event(), threading.Event()
+    request = http_inside(admission, entered, release)
+    assert admission.try_enter(0.0)  # beside the request
+    assert not admission.try_enter(0.05)  # two of three slots taken: the last is left to HTTP
+    with admission.slot("extract") as queued:  # and HTTP finds it at once
+        assert queued < 0.05
+    release.set()
+    request.join(10)
+    assert admission.try_enter(0.0)  # the request gone, a second frame fits beside the first
+    assert not admission.try_enter(0.0)  # but not a third: frames never hold the last free slot
+    admission.leave()
+    admission.leave()
+
+
+def test_a_queued_request_goes_before_any_frame():
+    admission = Admission(1, 4, 5.0, stream_share="free-slot")
+    entered, release = threading.Event(), threading.Event()
+    first = http_inside(admission, entered, release)
+    second_in = threading.Event()
+
+    def queued_request() -> None:
+        with admission.slot("extract"):
+            second_in.set()
+
+    second = threading.Thread(target=queued_request)
+    second.start()
+    assert waiting(admission._slots, 1)
+    frame: list[bool] = []
+    camera = threading.Thread(target=lambda: frame.append(admission.try_enter(5.0)))
+    camera.start()
+    time.sleep(0.05)
+    release.set()
+    assert second_in.wait(10)  # the queued request took the freed slot, not the frame that waited meanwhile
+    camera.join(10)
+    first.join(10)
+    second.join(10)
+    assert frame == [True]  # then the frame came in
+    admission.leave()
+
+
+def test_cameras_get_the_engine_in_the_order_they_asked():
+    admission = Admission(2, 4, 5.0)
+    entered, release = threading.Event(), threading.Event()
+    request = http_inside(admission, entered, release)
+    order: list[int] = []
+
+    def camera(i: int) -> None:
+        assert admission.try_enter(10.0)
+        order.append(i)
+        time.sleep(0.02)
+        admission.leave()
+
+    cameras = []
+    for i in range(3):
+        cameras.append(threading.Thread(target=camera, args=(i,)))
+        cameras[-1].start()
+        time.sleep(0.05)  # each asks after the one before
+    release.set()
+    request.join(10)
+    for thread in cameras:
+        thread.join(15)
+    assert order == [0, 1, 2]
+
+
+def test_an_unknown_share_is_refused_in_one_line():
+    with pytest.raises(ValueError, match="stream_share must be one of idle, free-slot"):
+        Admission(2, 4, 5.0, stream_share="always")
+
+
+def test_with_a_single_slot_a_frame_may_take_it_when_no_request_is_there():
+    admission = Admission(1, 4, 5.0)
+    assert admission.try_enter(0.0)
+    assert not admission.try_enter(0.0)  # one frame at a time
+    admission.leave()

@@ -102,7 +102,7 @@ def test_each_setting_lives_in_one_section_and_reads_its_variables():
     assert set(SECTIONS) == {
         "engine", "answers", "server", "auth", "models", "galleries", "metrics", "jetson", "streams", "dashboard"
     }  # fmt: skip
-    assert len(FLAT) == len(set(FLAT.values())) == 82
+    assert len(FLAT) == len(set(FLAT.values())) == 83
     settings = Settings.from_env({"PORT": "9100", "FACEFLEET_AUTH": "off", "FACEFLEET_PROVIDERS": "cpu"})
     assert settings.server.port == 9100 and settings.auth.mode == "off" and settings.engine.providers == ("cpu",)
     assert ServerSettings.from_env({"NUM_WORKERS": "2"}, port=1).workers == 2

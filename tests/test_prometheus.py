@@ -171,6 +171,10 @@ def test_dashboard_reads_the_same_fleet_through_prometheus(stack, tmp_path):
         row = {a["name"]: a for a in backend.fleet()["appliances"]}["orin-01"]
         return row if row["auth_failure_ratio"] else None
 
+    # the camera panel's address: the service as Prometheus scrapes it (its targets API)
+    assert backend.appliance_view("orin-01").service == stack["service"]
+    assert backend.appliance_view("no-such-appliance") is None
+
     row = until("401s counted as client errors through Prometheus", refused)
     # every 4xx here is a 401 (the two queries are evaluated a moment apart)
     assert row["client_error_ratio"] == pytest.approx(row["auth_failure_ratio"], abs=0.05) and not row["error_ratio"]

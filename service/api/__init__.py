@@ -44,7 +44,10 @@ def create_app(settings: Settings | None = None, engine: FaceEngine | None = Non
 
     app = _base_app(settings, keys)
     app.extensions["facefleet.engine"] = engine
-    admission = Admission(settings.server.engine_slots, settings.server.queue_size, settings.server.queue_timeout_s)
+    server = settings.server
+    admission = Admission(
+        server.engine_slots, server.queue_size, server.queue_timeout_s, stream_share=settings.streams.stream_share
+    )
     app.extensions["facefleet.admission"] = admission
     app.register_blueprint(extract_bp)
     app.register_blueprint(status_bp)

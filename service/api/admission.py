@@ -10,8 +10,17 @@ slot before the woken waiter ran, and the waiter went back to the end of the que
 clients sending crowd photos some requests waited three turns instead of one (in a simulation of
 the service's admission and batcher, crowd p50 0.6 s and max 7.3 s; arrival order: 1.2 and 1.24 s).
 
+Camera frames (app/streams.py) come after HTTP. A frame waits at most its `timeout_s` (the camera's frame
+interval: by then a newer frame is due) and enters only when no request waits for a slot, two slots are free
+(it never takes the last free slot: that is HTTP's; with a single slot, frames may take it), it is the oldest
+camera waiting (so cameras on one clock do not shed the same camera's frames every time), and, with the default
+`stream_share="idle"`, no HTTP request is in the engine at all: the cores go to requests first, and the
+streams use the time between them. `"free-slot"` lets frames run beside requests (more cameras keep up on
+many cores; HTTP latency shares the cores with them). A frame that cannot enter in time is shed (counted).
+Measured in docs/benchmarks.md, "Camera streams".
+
 The engine's comings and goings are told to the worker's heap trimmer (facefleet.ops.malloc):
-busy when a request enters, idle when the last one leaves.
+busy when a request or frame enters, idle when the last one leaves.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from contextlib import contextmanager
 from facefleet.api.errors import APIError
 from facefleet.ops import metrics
 from facefleet.ops.malloc import Trimmer, worker_trimmer
+from facefleet.settings.env import STREAM_SHARES
 
 
 class FifoSlots:
@@ -54,6 +64,11 @@ class FifoSlots:
             return False
 
     @property
+    def free(self) -> int:
+        """Slots nobody holds now."""
+        return self._free
+
+    @property
     def waiting(self) -> int:
         """Callers queued for a slot now."""
         return len(self._waiters)
@@ -67,8 +82,22 @@ class FifoSlots:
 
 
 class Admission:
-    def __init__(self, max_concurrent: int, queue_size: int, timeout_s: float, trimmer: Trimmer | None = None) -> None:
+    def __init__(
+        self,
+        max_concurrent: int,
+        queue_size: int,
+        timeout_s: float,
+        trimmer: Trimmer | None = None,
+        stream_share: str = "idle",
+    ) -> None:
+        if stream_share not in STREAM_SHARES:
+            raise ValueError(f"stream_share must be one of {', '.join(STREAM_SHARES)}, not {stream_share!r}")
         self._slots = FifoSlots(max_concurrent)
+        self._share = stream_share
+        self._spare = 2 if max_concurrent > 1 else 1  # free slots a frame needs: it never takes HTTP's last one
+        self._turns = threading.Condition()  # guards the two below; told whenever a slot may have come free
+        self._http = 0  # requests inside the engine or queued for it
+        self._frame_queue: deque[object] = deque()  # cameras waiting, oldest first
         self._lock = threading.Lock()
         self._waiting = 0
         self._inside = 0
@@ -82,6 +111,18 @@ class Admission:
     @contextmanager
     def slot(self, endpoint: str) -> Iterator[float]:
         """Hold an engine slot; yields the seconds spent queueing."""
+        with self._turns:
+            self._http += 1
+        try:
+            with self._http_slot(endpoint) as queued:
+                yield queued
+        finally:
+            with self._turns:
+                self._http -= 1
+                self._turns.notify_all()
+
+    @contextmanager
+    def _http_slot(self, endpoint: str) -> Iterator[float]:
         start = time.perf_counter()
         if not self._slots.acquire(blocking=False):
             with self._lock:
@@ -108,17 +149,38 @@ class Admission:
             self._slots.release()
             self._left()
 
-    def try_enter(self) -> bool:
-        """A camera's frame (app/streams.py's EngineGate): an engine slot only when one is free and no request
-        waits for one, never a wait; HTTP requests go first and the stream sheds the frame."""
-        if not self._slots.acquire(blocking=False):
-            return False
+    def try_enter(self, timeout_s: float = 0.0) -> bool:
+        """A camera's frame (app/streams.py's EngineGate): waits at most `timeout_s` for its turn (the module's
+        docstring says when that is); False: the frame is shed. A True is ended by `leave`."""
+        deadline = time.monotonic() + timeout_s
+        turn = object()
+        with self._turns:
+            self._frame_queue.append(turn)
+            try:
+                while not (self._frame_queue[0] is turn and self._frame_may_enter()):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._turns.wait(left)
+            finally:
+                self._frame_queue.remove(turn)
+                self._turns.notify_all()  # the next camera in line may go, or stop waiting behind this one
         self._entered()
         return True
+
+    def _frame_may_enter(self) -> bool:
+        """HTTP first (called with `_turns` held): takes the slot when the frame may have it."""
+        if self._slots.free < self._spare:
+            return False
+        if self._share == "idle" and self._http:
+            return False
+        return self._slots.acquire(blocking=False)  # fails while requests queue for a slot
 
     def leave(self) -> None:
         """The end of a `try_enter` that succeeded."""
         self._slots.release()
+        with self._turns:
+            self._turns.notify_all()
         self._left()
 
     def _entered(self) -> None:

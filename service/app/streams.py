@@ -2,11 +2,13 @@
 crop) embed → search → events, and the cameras are added, listed and removed.
 
 A camera is watched by its own thread (`CameraWatch`): the source (streams/source.py) decodes and samples on
-its thread and keeps at most a few frames; this thread takes the newest, asks the engine for its faces only
-when an engine slot is free and no HTTP request waits for one (`EngineGate`: HTTP first, a stream sheds the
-frame and counts it), tracks them (streams/tracker.py), and lets the track book (streams/tracks.py) say which
-crop is worth recognising: once per track, again only for a clearly better crop. Recognition runs through the
-same engine (its batcher merges it with the HTTP requests' faces) and the gallery the camera names. What
+its thread and keeps at most a few frames; this thread takes the newest, asks the engine for its faces when
+the engine's admission lets it in within a frame interval (`EngineGate`, api/admission.py: HTTP first; by
+default only while no HTTP request is in the engine; a frame that waited in vain is shed and counted), tracks
+them (streams/tracker.py), and lets the track book (streams/tracks.py) say which crop is worth recognising:
+once per track, again only for a clearly better crop. Recognition goes through the same admission (waiting
+longer: IDENTIFY_WAIT_S) and engine (its batcher merges it with the HTTP requests' faces) and searches the
+gallery the camera names. What
 happens becomes events (track_started, identified, track_ended) written to the outbox, whose delivery loops
 publish them (streams/delivery.py).
 
@@ -39,12 +41,16 @@ from facefleet.streams.tracker import FaceTracker, TrackerConfig
 from facefleet.streams.tracks import Crop, Identified, Identify, Intent, TrackBook, TrackEnded, TrackStarted
 
 log = logging.getLogger(__name__)
+# A track's recognition is rarer and worth more than a frame: it waits this long behind HTTP before giving up
+# (the track book asks again with a later, better crop).
+IDENTIFY_WAIT_S = 2.0
 
 
 class EngineGate(Protocol):
-    """The HTTP service's admission, seen from a stream: a slot only when one is free and nobody waits."""
+    """The HTTP service's admission, seen from a stream (api/admission.py): HTTP first; a frame waits at most
+    `timeout_s` for its turn, else it is shed."""
 
-    def try_enter(self) -> bool: ...
+    def try_enter(self, timeout_s: float = 0.0) -> bool: ...
 
     def leave(self) -> None: ...
 
@@ -52,7 +58,7 @@ class EngineGate(Protocol):
 class OpenGate:
     """No HTTP service beside the streams (the CLI, the tests of the use case): always a slot."""
 
-    def try_enter(self) -> bool:
+    def try_enter(self, timeout_s: float = 0.0) -> bool:
         return True
 
     def leave(self) -> None:
@@ -92,6 +98,7 @@ class WatchDefaults:
 class WatchCounts:
     frames: int = 0  # looked at by the engine
     shed: int = 0  # skipped: the engine was busy with HTTP requests
+    recognitions_shed: int = 0  # a crop's recognition waited IDENTIFY_WAIT_S for the engine in vain (asked again later)
     faces: int = 0
     tracks: int = 0  # started
     identified: int = 0
@@ -124,6 +131,8 @@ class CameraWatch:
         self.counts = WatchCounts()
         self.threshold = verification_threshold(engine)
         options = SourceOptions(fps=camera.fps or defaults.fps, buffer=defaults.buffer)
+        # a frame waits for the engine at most until the next one is due
+        self.frame_interval_s = 1.0 / options.fps if options.fps > 0 else 0.0
         self.source = FrameSource(camera.url, options, name=camera.name, observer=self.observer)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"camera-{camera.name}", daemon=True)
@@ -172,7 +181,7 @@ class CameraWatch:
 
     def _look(self, image: np.ndarray, wall: float) -> None:
         """One frame: its faces (when the engine has a slot for it), tracked, the book's intents acted on."""
-        if not self.gate.try_enter():
+        if not self.gate.try_enter(self.frame_interval_s):
             self.counts.shed += 1
             self.observer.frame_shed(self.camera.name)
             return
@@ -221,16 +230,29 @@ class CameraWatch:
     def _identify(self, intent: Identify) -> list[Intent]:
         """The crop's embedding searched in the camera's gallery: its best subject at or above the threshold,
         else nobody (`unknown`) with the best score found; a failure is the book's to count."""
+        if not self.gate.try_enter(IDENTIFY_WAIT_S):
+            self.counts.recognitions_shed += 1
+            return self.book.failed(intent.request)
         try:
-            result = self.engine.embed_crops([intent.crop.image])[0]
-            if not result.ok or not result.faces or result.faces[0].embedding is None:
+            embedding = self._embed(intent.crop.image)
+            if embedding is None:
                 return self.book.failed(intent.request)
-            subject, score = self._search(result.faces[0].embedding)
+            subject, score = self._search(embedding)
         except Exception as exc:  # the gallery vanished, another recognizer's gallery...: this request fails
             self.counts.errors += 1
             self.counts.last_error = f"recognition: {str(exc).splitlines()[0]}"
             return self.book.failed(intent.request)
         return self.book.recognised(intent.request, subject, score)
+
+    def _embed(self, crop: np.ndarray) -> np.ndarray | None:
+        """The crop's embedding, in the engine slot `_identify` took (left here, before the search)."""
+        try:
+            result = self.engine.embed_crops([crop])[0]
+        finally:
+            self.gate.leave()
+        if not result.ok or not result.faces:
+            return None
+        return result.faces[0].embedding
 
     def _search(self, embedding: np.ndarray) -> tuple[str | None, float]:
         if self.store is None or self.gallery is None:

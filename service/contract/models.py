@@ -692,7 +692,10 @@ class StreamPipeline(Answer):
     """What the engine and the tracker did with the camera's frames."""
 
     frames: int = Field(description="frames looked at by the engine")
-    shed: int = Field(description="frames skipped because HTTP requests had the engine")
+    shed: int = Field(description="frames skipped: they waited a frame interval for the engine, HTTP had it")
+    recognitions_shed: int = Field(
+        0, description="track recognitions that waited 2 s for the engine in vain (asked again with a later crop)"
+    )
     faces: int
     tracks: int = Field(description="tracks started")
     identified: int

@@ -31,6 +31,8 @@ PROVIDER_NAMES = {
 SHAPE_POLICIES = ("fixed", "fit")
 # How a model's provider is chosen among those of the chain that work: the first, or the fastest measured.
 PROVIDER_CHOICES = ("first", "fastest")
+# When a camera's frame may use the engine beside HTTP (api/admission.py)
+STREAM_SHARES = ("idle", "free-slot")
 # The OpenVINO provider's `device_type`: a device (CPU, GPU, GPU.1, NPU) or a plugin over devices
 # (AUTO:GPU,CPU, HETERO:GPU,CPU); which of them exist on the host only OpenVINO knows.
 OPENVINO_DEVICE = re.compile(r"[A-Z]+(\.\d+)?(:[A-Z]+(\.\d+)?(,[A-Z]+(\.\d+)?)*)?")

@@ -21,6 +21,7 @@ from facefleet.settings.env import (
     CONV_ALGO_SEARCHES,
     PROVIDER_CHOICES,
     SHAPE_POLICIES,
+    STREAM_SHARES,
     Network,
     above_zero_float,
     above_zero_int,
@@ -631,6 +632,17 @@ class StreamsSettings(Section):
         "FACEFLEET_STREAM_BUFFER",
         parse=positive_int,
         doc="sampled frames a camera may hold waiting for the engine; past it the oldest is dropped and counted",
+    )
+    stream_share: str = knob(
+        "idle",
+        "FACEFLEET_STREAM_SHARE",
+        parse=exactly_one_of(*STREAM_SHARES),
+        doc=(
+            "when a camera's frame may use the engine (HTTP always comes first, and the last free engine slot is "
+            "left to it): `idle`, only while no HTTP request is in the engine (HTTP latency unchanged); "
+            "`free-slot`, beside requests whenever a slot is free and none waits (more cameras keep up on many "
+            "cores, requests share the cores with them). A frame that waits a frame interval is shed"
+        ),
     )
     stream_gallery: str = knob(
         "",
