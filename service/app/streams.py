@@ -30,6 +30,7 @@ import numpy as np
 from facefleet.app.faces import verification_threshold
 from facefleet.engine.pipeline import Face, FaceEngine
 from facefleet.galleries.store import GalleryStore
+from facefleet.streams.decoders import HardwareProbe
 from facefleet.streams.delivery import Dispatcher
 from facefleet.streams.events import StreamEvent
 from facefleet.streams.location import mask
@@ -86,6 +87,7 @@ class WatchDefaults:
     fps: float = 5.0
     buffer: int = 2
     gallery: str | None = None
+    decoder: str = "auto"  # FACEFLEET_STREAM_DECODER: auto (the Jetson's nvv4l2decoder when present) or ffmpeg
 
 
 @dataclass
@@ -113,6 +115,7 @@ class CameraWatch:
         defaults: WatchDefaults,
         gate: EngineGate,
         observer: WatchObserver | None = None,
+        hardware: HardwareProbe | None = None,
     ) -> None:
         self.camera, self.engine, self.store, self.dispatcher = camera, engine, store, dispatcher
         self.defaults, self.gate = defaults, gate
@@ -123,8 +126,8 @@ class CameraWatch:
         self.book = TrackBook()
         self.counts = WatchCounts()
         self.threshold = verification_threshold(engine)
-        options = SourceOptions(fps=camera.fps or defaults.fps, buffer=defaults.buffer)
-        self.source = FrameSource(camera.url, options, name=camera.name, observer=self.observer)
+        options = SourceOptions(fps=camera.fps or defaults.fps, buffer=defaults.buffer, decoder=defaults.decoder)
+        self.source = FrameSource(camera.url, options, name=camera.name, observer=self.observer, hardware=hardware)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"camera-{camera.name}", daemon=True)
         self._frame_wall = 0.0

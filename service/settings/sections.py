@@ -632,6 +632,17 @@ class StreamsSettings(Section):
         parse=positive_int,
         doc="sampled frames a camera may hold waiting for the engine; past it the oldest is dropped and counted",
     )
+    stream_decoder: str = knob(
+        "auto",
+        "FACEFLEET_STREAM_DECODER",
+        parse=exactly_one_of("auto", "ffmpeg"),
+        doc=(
+            "which decoder reads RTSP and file cameras: `auto`, a Jetson's hardware decoder (GStreamer's "
+            "`nvv4l2decoder`) when it is probed present, FFmpeg (software, PyAV) otherwise and for MJPEG and V4L2; "
+            "`ffmpeg`, never the hardware. When the hardware pipeline gives a connection no frame, that connection "
+            "is decoded by FFmpeg and the camera's status says why (docs/streams.md)"
+        ),
+    )
     stream_gallery: str = knob(
         "",
         "FACEFLEET_STREAM_GALLERY",
