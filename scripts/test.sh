@@ -28,6 +28,9 @@ command -v ffmpeg >/dev/null || missing+=(ffmpeg)             # tests/media.py m
 command -v gst-inspect-1.0 >/dev/null || missing+=(gstreamer1.0-tools)  # the nvv4l2decoder probe's real run
 gst-inspect-1.0 qtdemux >/dev/null 2>&1 || missing+=(gstreamer1.0-plugins-good)  # qtdemux, rtph264pay for the RTSP server
 gst-inspect-1.0 h264parse >/dev/null 2>&1 || missing+=(gstreamer1.0-plugins-bad)  # h264parse for the RTSP server
+gst-inspect-1.0 avdec_h264 >/dev/null 2>&1 || missing+=(gstreamer1.0-libav)  # the FAKE nvv4l2decoder's decoders
+[ -e /usr/lib/x86_64-linux-gnu/gstreamer-1.0/libgstpython.so ] || [ -e /usr/lib/aarch64-linux-gnu/gstreamer-1.0/libgstpython.so ] || missing+=(gstreamer1.0-python3-plugin-loader)  # loads tests/fake_jetson_gst
+[ -e /usr/lib/python3/dist-packages/gi/overrides/Gst.py ] || missing+=(python3-gst-1.0)  # ... the FAKE elements' Gst overrides
 if [ "${#missing[@]}" -gt 0 ]; then
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     apt-get update -qq

@@ -80,9 +80,11 @@ def test_rendered_dockerfiles_pass_hadolint(variant, wheelhouse, tmp_path):
         assert "FROM nvcr.io/nvidia/l4t-jetpack:r36.4.0" in text and "(jetpack6.txt)" in text
         assert "--extra-index-url https://pypi.jetson-ai-lab.io/jp6/cu126" in text
         assert "onnxruntime-gpu==1.23.0" in text and "[cpu]" not in text
+        gstreamer = "gstreamer1.0-tools=* " + " ".join(f"gstreamer1.0-plugins-{p}=*" for p in ("base", "good", "bad"))
+        assert gstreamer in text  # the streams' nvv4l2decoder pipeline runs gst-launch-1.0 (docs/streams.md)
     else:
         assert "FROM python:3.10-slim-bookworm" in text and "(cpu.txt)" in text
-        assert "[cpu]" in text and "onnxruntime-gpu" not in text
+        assert "[cpu]" in text and "onnxruntime-gpu" not in text and "gstreamer" not in text
 
 
 @pytest.mark.parametrize(("variant", "constraint_set"), [("gpu", "jetpack6.txt"), ("cpu", "cpu.txt")])

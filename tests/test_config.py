@@ -102,7 +102,7 @@ def test_each_setting_lives_in_one_section_and_reads_its_variables():
     assert set(SECTIONS) == {
         "engine", "answers", "server", "auth", "models", "galleries", "metrics", "jetson", "streams", "dashboard"
     }  # fmt: skip
-    assert len(FLAT) == len(set(FLAT.values())) == 83
+    assert len(FLAT) == len(set(FLAT.values())) == 84
     settings = Settings.from_env({"PORT": "9100", "FACEFLEET_AUTH": "off", "FACEFLEET_PROVIDERS": "cpu"})
     assert settings.server.port == 9100 and settings.auth.mode == "off" and settings.engine.providers == ("cpu",)
     assert ServerSettings.from_env({"NUM_WORKERS": "2"}, port=1).workers == 2
@@ -151,3 +151,12 @@ def test_gunicorn_takes_its_options_from_the_settings_object():
     assert callable(cfg.on_starting) and callable(cfg.child_exit) and callable(cfg.post_worker_init)
     dash = dashboard_application(DashboardSettings(host="127.0.0.1", port=18199)).cfg
     assert (dash.bind, dash.workers, dash.threads) == (["127.0.0.1:18199"], 1, 8)
+
+
+def test_the_stream_decoder_is_auto_or_ffmpeg_and_a_wrong_one_is_one_line():
+    assert Settings().streams.stream_decoder == "auto"
+    assert Settings.from_env({"FACEFLEET_STREAM_DECODER": "ffmpeg"}).streams.stream_decoder == "ffmpeg"
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({"FACEFLEET_STREAM_DECODER": "nvdec"})
+    assert "FACEFLEET_STREAM_DECODER" in str(err.value) and "auto, ffmpeg" in str(err.value)
+    assert "\n" not in str(err.value)

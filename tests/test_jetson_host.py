@@ -144,3 +144,14 @@ def test_an_unknown_r36_release_is_a_warning_naming_it_not_a_failure(tmp_path):
 def test_the_role_and_the_exporter_know_the_same_releases():
     defaults = yaml.safe_load((ROOT / "roles" / "jetson_host" / "defaults" / "main.yml").read_text())
     assert defaults["jetson_host_jetpack_by_l4t"] == jetson.JETPACK_BY_L4T
+
+
+@pytest.mark.slow
+def test_gstreamer_for_the_hardware_decoder_is_left_alone_where_installed(tmp_path):
+    """This machine has the four packages (scripts/test.sh installs them): nothing to install, nothing changed."""
+    result = play(tmp_path, "gstreamer")
+    assert result.returncode == 0 and changed(result) == 0, result.stdout[-3000:]
+    assert (
+        "Install GStreamer's tools and plugins where missing" in result.stdout
+        and "skipping: [localhost]" in result.stdout
+    )

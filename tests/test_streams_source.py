@@ -177,8 +177,18 @@ def test_decoder_report_on_a_fake_jetson(tmp_path: Path) -> None:
     assert not decoders.probe_hardware(str(inspect), dev).present  # the element alone is not enough
     (dev / "nvhost-nvdec").touch()
     probe = decoders.probe_hardware(str(inspect), dev)
-    assert probe.present
-    assert decoders.report("h264", 1, probe).summary.endswith("nvv4l2decoder available, not used: PyAV software decode")
+    assert probe.present and probe.gstreamer == ""  # this fake says no version
+    assert (
+        decoders.hardware_report("h264", probe).summary
+        == "nvv4l2decoder (GStreamer of unknown version, hardware) for h264"
+    )
+    refused = decoders.report("mjpeg", 1, probe, "not tried for http cameras (RTSP and files only)").summary
+    assert refused.startswith("mjpeg (FFmpeg ") and refused.endswith(
+        "; nvv4l2decoder not tried for http cameras (RTSP and files only)"
+    )
+    assert decoders.report("h264", 1, None).summary.endswith(
+        "; nvv4l2decoder not used: FACEFLEET_STREAM_DECODER=ffmpeg"
+    )
 
 
 # -- files ------------------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ import numpy as np
 from facefleet.app.faces import verification_threshold
 from facefleet.engine.pipeline import Face, FaceEngine
 from facefleet.galleries.store import GalleryStore
+from facefleet.streams.decoders import HardwareProbe
 from facefleet.streams.delivery import Dispatcher
 from facefleet.streams.events import StreamEvent
 from facefleet.streams.location import mask
@@ -92,6 +93,7 @@ class WatchDefaults:
     fps: float = 5.0
     buffer: int = 2
     gallery: str | None = None
+    decoder: str = "auto"  # FACEFLEET_STREAM_DECODER: auto (the Jetson's nvv4l2decoder when present) or ffmpeg
 
 
 @dataclass
@@ -120,6 +122,7 @@ class CameraWatch:
         defaults: WatchDefaults,
         gate: EngineGate,
         observer: WatchObserver | None = None,
+        hardware: HardwareProbe | None = None,
     ) -> None:
         self.camera, self.engine, self.store, self.dispatcher = camera, engine, store, dispatcher
         self.defaults, self.gate = defaults, gate
@@ -130,10 +133,10 @@ class CameraWatch:
         self.book = TrackBook()
         self.counts = WatchCounts()
         self.threshold = verification_threshold(engine)
-        options = SourceOptions(fps=camera.fps or defaults.fps, buffer=defaults.buffer)
+        options = SourceOptions(fps=camera.fps or defaults.fps, buffer=defaults.buffer, decoder=defaults.decoder)
         # a frame waits for the engine at most until the next one is due
         self.frame_interval_s = 1.0 / options.fps if options.fps > 0 else 0.0
-        self.source = FrameSource(camera.url, options, name=camera.name, observer=self.observer)
+        self.source = FrameSource(camera.url, options, name=camera.name, observer=self.observer, hardware=hardware)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"camera-{camera.name}", daemon=True)
         self._frame_wall = 0.0

@@ -21,6 +21,7 @@ from facefleet.errors import ConfigError
 from facefleet.galleries.store import GalleryStore
 from facefleet.settings import Settings
 from facefleet.settings.sections import StreamsSettings
+from facefleet.streams import decoders
 from facefleet.streams.counters import DeliveryObserver
 from facefleet.streams.delivery import Dispatcher, Publisher
 from facefleet.streams.history import History
@@ -178,11 +179,17 @@ def open_streams(
     options = PublisherOptions.from_settings(section)  # a wrong setting is one line at start-up, in every worker
     registry = Registry(folder / "cameras.sqlite3")
     defaults = WatchDefaults(
-        section.appliance_name, section.stream_fps, section.stream_buffer, section.stream_gallery or None
+        section.appliance_name,
+        section.stream_fps,
+        section.stream_buffer,
+        section.stream_gallery or None,
+        section.stream_decoder,
     )
 
     def make_watch(camera: Camera, dispatcher: Dispatcher) -> CameraWatch:
-        return CameraWatch(camera, engine, store, dispatcher, defaults, gate, observer)
+        # the hardware probe runs once per process, in the worker that runs the cameras, only when it may be used
+        hardware = decoders.hardware() if defaults.decoder == "auto" else None
+        return CameraWatch(camera, engine, store, dispatcher, defaults, gate, observer, hardware)
 
     lead = Lead(settings, registry, inventory, options, make_watch, delivery_observer)
     leadership = Leadership(folder / "runner.lock", lead).start()

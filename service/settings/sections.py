@@ -639,9 +639,20 @@ class StreamsSettings(Section):
         parse=exactly_one_of(*STREAM_SHARES),
         doc=(
             "when a camera's frame may use the engine (HTTP always comes first, and the last free engine slot is "
-            "left to it): `idle`, only while no HTTP request is in the engine (HTTP latency unchanged); "
+            "left to it): `idle`, only while no HTTP request is in the engine (the HTTP latency least touched); "
             "`free-slot`, beside requests whenever a slot is free and none waits (more cameras keep up on many "
             "cores, requests share the cores with them). A frame that waits a frame interval is shed"
+        ),
+    )
+    stream_decoder: str = knob(
+        "auto",
+        "FACEFLEET_STREAM_DECODER",
+        parse=exactly_one_of("auto", "ffmpeg"),
+        doc=(
+            "which decoder reads RTSP and file cameras: `auto`, a Jetson's hardware decoder (GStreamer's "
+            "`nvv4l2decoder`) when it is probed present, FFmpeg (software, PyAV) otherwise and for MJPEG and V4L2; "
+            "`ffmpeg`, never the hardware. When the hardware pipeline gives a connection no frame, that connection "
+            "is decoded by FFmpeg and the camera's status says why (docs/streams.md)"
         ),
     )
     stream_gallery: str = knob(

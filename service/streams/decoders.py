@@ -1,9 +1,12 @@
 """Which video decoder a stream runs on, said as plainly as the ONNX providers are.
 
-Every stream is decoded in software by FFmpeg through PyAV (the codec FFmpeg picked, e.g. `h264`). A Jetson
-has a hardware decoder (NVDEC) that GStreamer reaches through its `nvv4l2decoder` element; PyAV's wheels
-cannot use it. It is probed here (the element registered, the NVDEC device node present) so a Jetson's
-status says that it exists and that it is not used yet, rather than letting an operator assume it is.
+A Jetson has a hardware decoder (NVDEC) that GStreamer reaches through its `nvv4l2decoder` element; PyAV's
+wheels cannot use it. It is probed here (the element registered, the NVDEC device node present) like the ONNX
+providers are, and the choice is the operator's (`FACEFLEET_STREAM_DECODER`): `auto` decodes RTSP and file
+cameras through it when the probe finds it (streams/gstreamer.py), `ffmpeg` never does. Everything else, and
+every connection whose GStreamer pipeline gives no first frame, is decoded in software by FFmpeg through PyAV
+(the codec FFmpeg picked, e.g. `h264`). The status says which one runs and, when it is FFmpeg on a machine with
+the hardware, why: an operator never has to assume.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ HARDWARE_ELEMENT = "nvv4l2decoder"
 # The NVDEC device nodes L4T creates (JetPack 5 and 6 on Xavier and Orin); any one of them is enough.
 NVDEC_NODES = ("nvhost-nvdec", "nvhost-nvdec1", "v4l2-nvdec")
 INSPECT_TIMEOUT_S = 10.0
+CHOICES = ("auto", "ffmpeg")  # FACEFLEET_STREAM_DECODER: the hardware when present, or never
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,7 @@ class HardwareProbe:
     element: str
     present: bool
     reason: str  # one line: what was found or what is missing
+    gstreamer: str = ""  # GStreamer's version (e.g. "1.20.3"), when gst-inspect-1.0 ran
 
 
 @dataclass(frozen=True)
@@ -36,13 +41,19 @@ class DecoderReport:
     """The decoder a stream really uses, and the hardware one beside it."""
 
     used: str  # e.g. "h264 (FFmpeg 8.1.1 software via PyAV 17.1.0, 1 thread)"
-    hardware: HardwareProbe
+    hardware: HardwareProbe | None  # None: not probed (the setting says ffmpeg)
+    note: str | None = None  # why the hardware, though present, does not decode this connection
+    on_hardware: bool = False  # `used` is the hardware decoder
 
     @property
     def summary(self) -> str:
         """One line for the status: what decodes, and the hardware decoder's standing."""
+        if self.hardware is None:
+            return f"{self.used}; {HARDWARE_ELEMENT} not used: FACEFLEET_STREAM_DECODER=ffmpeg"
+        if self.note is not None:
+            return f"{self.used}; {self.hardware.element} {self.note}"
         if self.hardware.present:
-            return f"{self.used}; {self.hardware.element} available, not used: PyAV software decode"
+            return self.used if self.on_hardware else f"{self.used}; {self.hardware.element} present, not used"
         return f"{self.used}; {self.hardware.element} absent: {self.hardware.reason}"
 
 
@@ -50,6 +61,11 @@ def software_decoder(codec: str, threads: int) -> str:
     """The software decoder's name as the status shows it (threads 0: FFmpeg picks)."""
     count = "FFmpeg's thread count" if threads <= 0 else f"{threads} thread{'s' if threads != 1 else ''}"
     return f"{codec} (FFmpeg {av.ffmpeg_version_info} software via PyAV {av.__version__}, {count})"
+
+
+def hardware_decoder(codec: str, probe: HardwareProbe) -> str:
+    """The hardware decoder's name as the status shows it."""
+    return f"{probe.element} (GStreamer {probe.gstreamer or 'of unknown version'}, hardware) for {codec}"
 
 
 def probe_hardware(gst_inspect: str | None = None, dev: Path = Path("/dev")) -> HardwareProbe:
@@ -72,7 +88,20 @@ def probe_hardware(gst_inspect: str | None = None, dev: Path = Path("/dev")) -> 
         return HardwareProbe(
             HARDWARE_ELEMENT, False, f"{HARDWARE_ELEMENT} is registered but no NVDEC device node is in {dev}"
         )
-    return HardwareProbe(HARDWARE_ELEMENT, True, f"{HARDWARE_ELEMENT} registered, {dev}/{nodes[0]} present")
+    found = f"{HARDWARE_ELEMENT} registered, {dev}/{nodes[0]} present"
+    return HardwareProbe(HARDWARE_ELEMENT, True, found, _gstreamer_version(program))
+
+
+def _gstreamer_version(program: str) -> str:
+    """`gst-inspect-1.0 --version` says `GStreamer 1.22.0` on its second line; "" when it cannot tell."""
+    try:
+        done = subprocess.run(
+            [program, "--version"], capture_output=True, text=True, timeout=INSPECT_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    words = next((line.split() for line in done.stdout.splitlines() if line.startswith("GStreamer ")), [])
+    return words[1] if len(words) > 1 else ""
 
 
 @functools.cache
@@ -81,6 +110,12 @@ def hardware() -> HardwareProbe:
     return probe_hardware()
 
 
-def report(codec: str, threads: int, probe: HardwareProbe | None = None) -> DecoderReport:
-    """What decodes a stream of `codec`: always PyAV's software decoder today, with the hardware probe."""
-    return DecoderReport(software_decoder(codec, threads), probe if probe is not None else hardware())
+def report(codec: str, threads: int, probe: HardwareProbe | None, note: str | None = None) -> DecoderReport:
+    """PyAV's software decoder decodes a stream of `codec`; `probe` is the hardware's (None: not probed, the
+    setting says ffmpeg) and `note` why it does not decode this connection although present."""
+    return DecoderReport(software_decoder(codec, threads), probe, note)
+
+
+def hardware_report(codec: str, probe: HardwareProbe) -> DecoderReport:
+    """GStreamer's nvv4l2decoder decodes a stream of `codec`."""
+    return DecoderReport(hardware_decoder(codec, probe), probe, on_hardware=True)

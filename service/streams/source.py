@@ -9,6 +9,12 @@ exponential back-off (with jitter, so a fleet's cameras do not reconnect in step
 attempts and the seconds without frames. A file that does not exist, or holds no video, fails for good: retrying
 cannot help. Errors are one line with the address masked; the thread never lets an exception out.
 
+On a Jetson (`decoder="auto"` and the hardware probe of streams/decoders.py present) an RTSP or file camera is
+decoded by GStreamer's nvv4l2decoder instead: the FFmpeg open only tells the codec and size, then a gst-launch-1.0
+child (streams/gstreamer.py) decodes and drops down to the rate, and PyAV reads its YUV4MPEG2 pipe through the
+same sampling and buffer. When that pipeline gives no first frame, the connection is decoded by FFmpeg and the
+status says why; the next connection tries the hardware again.
+
 Frames are RGB by default, what `FaceEngine.process` takes as an array (`engine/decode.py` gives RGB too);
 `pixel_format="bgr24"` gives OpenCV's order.
 """
@@ -29,7 +35,7 @@ import av
 import av.error
 import numpy as np
 
-from facefleet.streams import decoders
+from facefleet.streams import decoders, gstreamer
 from facefleet.streams.location import Location, SourceKind, locate, mask
 
 log = logging.getLogger("facefleet.streams")
@@ -69,6 +75,7 @@ class SourceOptions:
     pixel_format: str = "rgb24"
     format: str | None = None  # force FFmpeg's demuxer (e.g. "mpjpeg"); None: FFmpeg probes
     ffmpeg_options: dict[str, str] = field(default_factory=dict)  # e.g. V4L2's video_size, framerate
+    decoder: str = "auto"  # auto: nvv4l2decoder for RTSP and files when the hardware probe finds it; ffmpeg: never
 
     def check(self) -> None:
         """A ValueError naming the first setting that cannot work."""
@@ -81,6 +88,8 @@ class SourceOptions:
         for name in ("open_timeout_s", "read_timeout_s", "stall_s", "backoff_initial_s", "backoff_max_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
+        if self.decoder not in decoders.CHOICES:
+            raise ValueError(f"decoder must be one of {', '.join(decoders.CHOICES)}, not {self.decoder!r}")
         if not 0 <= self.backoff_jitter < 1:
             raise ValueError(f"backoff_jitter must be in [0, 1), not {self.backoff_jitter}")
 
@@ -238,7 +247,9 @@ class FrameSource:
     """One camera (or file) read by its own thread into a bounded, drop-oldest buffer.
 
     `start()` once, `get(timeout)` from one consumer, `status()` from anywhere, `stop()` at the end (or use it as
-    a context manager). `name` labels the observer's reports (default: the masked address)."""
+    a context manager). `name` labels the observer's reports (default: the masked address). `hardware` is the
+    probe of the NVDEC decoder the composition root made (default: this machine's, decoders.hardware()); it is
+    not consulted when options.decoder is `ffmpeg`."""
 
     def __init__(
         self,
@@ -247,9 +258,13 @@ class FrameSource:
         *,
         name: str | None = None,
         observer: SourceObserver | None = None,
+        hardware: decoders.HardwareProbe | None = None,
     ) -> None:
         self.options = options if options is not None else SourceOptions()
         self.options.check()
+        self.hardware: decoders.HardwareProbe | None = None
+        if self.options.decoder == "auto":
+            self.hardware = hardware if hardware is not None else decoders.hardware()
         self.location: Location = locate(
             url,
             transport=self.options.transport,
@@ -276,6 +291,7 @@ class FrameSource:
         self._rates = (Rate(), Rate())
         self._seq = 0
         self._pts_offset = 0.0  # files: stream time already played by earlier loops
+        self._pipe: gstreamer.Pipe | None = None  # the running GStreamer child, which stop() ends
 
     # -- the consumer's side -------------------------------------------------------------------------------
 
@@ -294,6 +310,9 @@ class FrameSource:
         self._stop.set()
         with self._ready:
             self._ready.notify_all()
+            pipe = self._pipe
+        if pipe is not None:
+            pipe.close()  # a read blocked on its pipe sees EOF now
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout if timeout is not None else self.options.read_timeout_s + 5)
@@ -417,27 +436,101 @@ class FrameSource:
     def _read_once(self) -> None:
         """One connection: open, decode until a loss (raised: StreamLostError or StreamFailedError), a file's end
         (not looped) or stop(). A looped file is opened again here: not a reconnect."""
-        loc = self.location
         while True:
-            container = self._open()
-            try:
-                streams = container.streams.video
-                if not streams:
-                    message = f"{loc.shown}: no video stream"
-                    if loc.kind is SourceKind.FILE:
-                        raise StreamFailedError(message)
-                    raise StreamLostError(message)
-                stream = streams[0]
-                stream.thread_type = "AUTO" if self.options.threads != 1 else "SLICE"
-                stream.codec_context.thread_count = self.options.threads
-                summary = decoders.report(stream.codec_context.name, self.options.threads).summary
-                with self._lock:
-                    self._decoder = summary
-                played = self._decode(container, stream)
-            finally:
-                container.close()
+            played = self._play_once()
             if played is None or not self.options.loop or self._stop.is_set():
                 return
+
+    def _play_once(self) -> bool | None:
+        """One opening, through the hardware when it may and does decode it, else FFmpeg; `_decode`'s answer."""
+        container = self._open()
+        try:
+            stream = self._video(container)
+            codec, note = stream.codec_context.name, None
+            if self.hardware is not None and self.hardware.present:
+                note = gstreamer.refusal(self.location, codec, stream.codec_context.width, stream.codec_context.height)
+                if note is None:
+                    container.close()  # it said the codec and size; GStreamer opens the camera itself
+                    played, failure = self._play_hardware(codec, self.hardware)
+                    if failure is None:
+                        return played
+                    note = f"failed: {failure}"
+                    log.warning("%s: %s %s; decoding with FFmpeg", self.location.shown, self.hardware.element, note)
+                    container = self._open()
+                    stream = self._video(container)
+            stream.thread_type = "AUTO" if self.options.threads != 1 else "SLICE"
+            stream.codec_context.thread_count = self.options.threads
+            self._set_decoder(decoders.report(stream.codec_context.name, self.options.threads, self.hardware, note))
+            return self._decode(container, stream)
+        finally:
+            container.close()
+
+    def _video(self, container: Any) -> Any:
+        streams = container.streams.video
+        if not streams:
+            message = f"{self.location.shown}: no video stream"
+            if self.location.kind is SourceKind.FILE:
+                raise StreamFailedError(message)
+            raise StreamLostError(message)
+        return streams[0]
+
+    def _play_hardware(self, codec: str, probe: decoders.HardwareProbe) -> tuple[bool | None, str | None]:
+        """GStreamer's nvv4l2decoder for one opening: (`_decode`'s answer, None) once it gave a frame, or
+        (None, why) when it gave none (the caller decodes with FFmpeg). A loss after frames raises as usual."""
+        loc, o = self.location, self.options
+        program = gstreamer.available()
+        if program is None:
+            return None, "gst-launch-1.0 is not installed (gstreamer1.0-tools)"
+        rendered = gstreamer.render(
+            loc,
+            codec,
+            fps=o.fps,
+            transport=o.transport,
+            realtime=o.realtime,
+            open_timeout_s=o.open_timeout_s,
+            program=program,
+        )
+        try:
+            pipe = gstreamer.Pipe(
+                rendered, first_s=o.open_timeout_s + o.read_timeout_s, read_timeout_s=o.read_timeout_s
+            )
+        except OSError as exc:
+            return None, f"{program} could not run: {_reason(exc)}"
+        with self._lock:
+            self._pipe = pipe
+        if self._stop.is_set():
+            pipe.close()
+        container = None
+        try:
+            try:
+                container = av.open(pipe.target, format="yuv4mpegpipe")
+            except (av.error.FFmpegError, OSError):  # it ended before a header: no frame will come
+                return None, (None if self._stop.is_set() else pipe.failure())
+            self._set_decoder(decoders.hardware_report(codec, probe))
+            try:
+                played = self._decode(container, container.streams.video[0], pipe)
+                if played and not pipe.ended_cleanly():  # a file's frames ended on an error, not its end
+                    raise StreamLostError(f"{loc.shown}: {pipe.failure()}")
+                return played, None
+            except (StreamLostError, StreamFailedError) as exc:
+                if self._stop.is_set():
+                    return None, None
+                if pipe.frames == 0:
+                    return None, pipe.failure()
+                if pipe.timed_out or isinstance(exc, StreamFailedError):
+                    raise
+                raise StreamLostError(f"{loc.shown}: {pipe.failure()}") from None
+        finally:
+            pipe.close()  # first: PyAV may be reading its pipe
+            if container is not None:
+                container.close()
+            pipe.release()
+            with self._lock:
+                self._pipe = None
+
+    def _set_decoder(self, report: decoders.DecoderReport) -> None:
+        with self._lock:
+            self._decoder = report.summary
 
     def _open(self) -> Any:
         loc, o = self.location, self.options
@@ -462,12 +555,13 @@ class FrameSource:
         except (av.error.FFmpegError, OSError) as exc:
             raise StreamLostError(f"{loc.shown}: {_reason(exc)}") from None
 
-    def _decode(self, container: Any, stream: Any) -> bool | None:
+    def _decode(self, container: Any, stream: Any, pipe: gstreamer.Pipe | None = None) -> bool | None:
         """Decodes one opening until it ends: raises StreamLostError for a live source, StreamFailedError for a
-        file that played no frame; True when a file played to its end, None on stop()."""
+        file that played no frame; True when a file played to its end, None on stop(). `pipe`: the GStreamer
+        child the container reads, whose watchdog hears each read."""
         loc, o = self.location, self.options
         play = Playback(Sampler(o.fps), time.monotonic())
-        for frames in self._frame_lists(container, stream):
+        for frames in self._frame_lists(container, stream, pipe):
             if not frames and time.monotonic() - play.last_frame > o.stall_s:
                 raise StreamLostError(f"{loc.shown}: no frame decoded for {o.stall_s:g} s")
             for frame in frames:
@@ -476,6 +570,8 @@ class FrameSource:
         if self._stop.is_set():
             return None
         if loc.kind.live:
+            if pipe is not None and pipe.timed_out:
+                raise StreamLostError(f"{loc.shown}: no frame from GStreamer for {o.read_timeout_s:g} s")
             raise StreamLostError(f"{loc.shown}: the stream ended")
         if play.first_pts is None:
             raise StreamFailedError(f"{loc.shown}: no frame could be decoded")
@@ -483,14 +579,18 @@ class FrameSource:
         self._pts_offset = play.last_pts + (1.0 / float(rate) if rate else 0.0)
         return True
 
-    def _frame_lists(self, container: Any, stream: Any) -> Iterator[list[Any]]:
+    def _frame_lists(self, container: Any, stream: Any, pipe: gstreamer.Pipe | None) -> Iterator[list[Any]]:
         """What each packet decodes to ([] when it decodes to nothing or fails: counted), until the demuxer
         ends or stop(); a failed read raises StreamLostError."""
         loc, o = self.location, self.options
         packets = container.demux(stream)
         while not self._stop.is_set():
             try:
+                if pipe is not None:
+                    pipe.reading()
                 packet = next(packets)
+                if pipe is not None:
+                    pipe.fed()
             except (StopIteration, av.error.EOFError):
                 return
             except av.error.ExitError:
