@@ -1,7 +1,8 @@
 """The Jetson's hardware decoder path (streams/gstreamer.py through FrameSource) on real GStreamer, with FAKE Jetson
 parts: no Jetson here, so `nvv4l2decoder` and `nvvidconv` are FAKE elements (tests/fake_jetson_gst/python/, loaded
 by GStreamer's Python plugin loader: avdec_* and videoconvert inside) and the NVDEC device node is an empty file
-in a FAKE /dev. Everything else is real: gst-launch-1.0, rtspsrc against GStreamer's RTSP server, parsebin,
+in a FAKE /dev. Everything else is real: the pipeline's runner (streams/gstlaunch.py under Debian's python3),
+rtspsrc against GStreamer's RTSP server, parsebin,
 videorate, y4menc, the pipe, PyAV reading it, the fallback to FFmpeg, the watchdog.
 
 GST_REGISTRY points at a temporary file in every test that runs GStreamer, so the user's registry cache is never
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facefleet.streams import decoders, gstreamer
+from facefleet.streams import decoders, gstlaunch, gstreamer
 from facefleet.streams.location import locate
 from facefleet.streams.source import Frame, FrameSource, SourceOptions, SourceState
 from tests import test_streams_source as source_tests
@@ -64,7 +65,8 @@ def fake_jetson(monkeypatch: pytest.MonkeyPatch, registries: Path, tmp_path: Pat
 
 
 def gst_children() -> list[str]:
-    """This process's gst-launch-1.0 children, zombies included ("pid state")."""
+    """This process's GStreamer pipeline children (streams/gstlaunch.py names itself), zombies included
+    ("pid state")."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -72,9 +74,13 @@ def gst_children() -> list[str]:
             comm = stat.read_text().split("(", 1)[1].rsplit(")", 1)[0]
         except (OSError, IndexError):
             continue
-        if comm.startswith("gst-launch") and int(fields[1]) == os.getpid():
+        if comm == gstlaunch.NAME and int(fields[1]) == os.getpid():
             found.append(f"{stat.parent.name} {fields[0]}")
     return found
+
+
+def command_lines(children: list[str]) -> list[bytes]:
+    return [Path(f"/proc/{child.split()[0]}/cmdline").read_bytes() for child in children]
 
 
 def hardware_line(probe: decoders.HardwareProbe) -> str:
@@ -87,10 +93,9 @@ def hardware_line(probe: decoders.HardwareProbe) -> str:
 def test_the_pipeline_is_an_argv_with_the_address_as_one_element_and_masked_when_shown() -> None:
     camera = locate("rtsp://admin:hunter%202@cam.local/stream1")
     rendered = gstreamer.render(camera, "hevc", fps=2.5, transport="udp", open_timeout_s=3)
-    argv = rendered.argv
-    assert (
-        argv[:3] == ["gst-launch-1.0", "-q", "rtspsrc"] and "location=rtsp://admin:hunter%202@cam.local/stream1" in argv
-    )
+    assert rendered.argv == ["/usr/bin/python3", str(gstreamer.RUNNER)]  # the address goes on its stdin
+    argv = rendered.tokens
+    assert argv[0] == "rtspsrc" and "location=rtsp://admin:hunter%202@cam.local/stream1" in argv
     assert {"protocols=udp", "latency=200", "tcp-timeout=3000000", "rtph265depay", "h265parse"} <= set(argv)
     assert "video/x-h265,stream-format=byte-stream,alignment=au" in argv and "max-rate=3" in argv
     # videorate drops before the one real conversion; y4menc gets packed I420; a live sink never waits
@@ -98,10 +103,10 @@ def test_the_pipeline_is_an_argv_with_the_address_as_one_element_and_masked_when
     assert order == sorted(order) and argv[-3:] == ["fdsink", "fd=1", "sync=false"]
     assert "hunter" not in rendered.shown and "location=rtsp://***:***@cam.local/stream1" in rendered.shown
 
-    file = gstreamer.render(locate("/srv/a b.mp4"), "h264", fps=0, realtime=True).argv
-    assert file[2:6] == ["filesrc", "location=/srv/a b.mp4", "!", "parsebin"] and "videorate" not in file
+    file = gstreamer.render(locate("/srv/a b.mp4"), "h264", fps=0, realtime=True).tokens
+    assert file[:4] == ["filesrc", "location=/srv/a b.mp4", "!", "parsebin"] and "videorate" not in file
     assert file[-1] == "sync=true"  # a realtime file plays at its pace
-    assert gstreamer.render(locate("/srv/a.mp4"), "h264", fps=5, realtime=False).argv[-1] == "sync=false"
+    assert gstreamer.render(locate("/srv/a.mp4"), "h264", fps=5, realtime=False).tokens[-1] == "sync=false"
 
 
 def test_what_the_hardware_pipeline_is_not_tried_for() -> None:
@@ -124,7 +129,7 @@ def test_every_element_and_property_of_the_pipeline_is_in_this_gstreamer(no_fake
     segments: list[list[str]] = []
     for camera, codec in (("rtsp://cam/x", "h264"), ("/a.mp4", "hevc")):
         segments.append([])
-        for arg in gstreamer.render(locate(camera), codec, fps=5).argv[2:]:
+        for arg in gstreamer.render(locate(camera), codec, fps=5).tokens:
             segments.append([]) if arg == "!" else segments[-1].append(arg)
     for element, *props in (s for s in segments if s and "/" not in s[0] and not s[0].startswith("nv")):
         done = subprocess.run(["gst-inspect-1.0", element], capture_output=True, text=True, check=False)
@@ -191,9 +196,11 @@ def test_an_rtsp_camera_decodes_through_nvv4l2decoder_at_the_rate(
         frames = list(iter(lambda: source.get(0), None))
         status = source.status()
         running = gst_children()
+        commands = command_lines(running)
     assert status.decoder == hardware_line(fake_jetson) and status.last_error is None
     assert 17 <= len(frames) <= 23 and 4 <= status.fps_sampled <= 6  # 5 fps, sampled by videorate
     assert "pa55word" not in status.url and len(running) == 1 and not gst_children()  # stop() ended it
+    assert b"pa55word" not in commands[0] and b"rtsp://" not in commands[0]  # not on any command line
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -176,6 +177,10 @@ def test_decoder_report_on_a_fake_jetson(tmp_path: Path) -> None:
     dev.mkdir()
     assert not decoders.probe_hardware(str(inspect), dev).present  # the element alone is not enough
     (dev / "nvhost-nvdec").touch()
+    no_gi = decoders.probe_hardware(str(inspect), dev, python=sys.executable)  # the venv's Python: no PyGObject
+    assert not no_gi.present and no_gi.reason.endswith(
+        "has no PyGObject for GStreamer (apt-get install python3-gi gir1.2-gstreamer-1.0)"
+    )
     probe = decoders.probe_hardware(str(inspect), dev)
     assert probe.present and probe.gstreamer == ""  # this fake says no version
     assert (

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import av
 
+from facefleet.streams import gstreamer
+
 HARDWARE_ELEMENT = "nvv4l2decoder"
 # The NVDEC device nodes L4T creates (JetPack 5 and 6 on Xavier and Orin); any one of them is enough.
 NVDEC_NODES = ("nvhost-nvdec", "nvhost-nvdec1", "v4l2-nvdec")
@@ -68,9 +70,12 @@ def hardware_decoder(codec: str, probe: HardwareProbe) -> str:
     return f"{probe.element} (GStreamer {probe.gstreamer or 'of unknown version'}, hardware) for {codec}"
 
 
-def probe_hardware(gst_inspect: str | None = None, dev: Path = Path("/dev")) -> HardwareProbe:
-    """Is `nvv4l2decoder` registered with GStreamer, and is an NVDEC device node there? Both are needed.
-    `gst_inspect` is the gst-inspect-1.0 program (default: the one on PATH)."""
+def probe_hardware(
+    gst_inspect: str | None = None, dev: Path = Path("/dev"), python: str = gstreamer.SYSTEM_PYTHON
+) -> HardwareProbe:
+    """Is `nvv4l2decoder` registered with GStreamer, is an NVDEC device node there, and can the system's Python
+    run a pipeline? All three are needed. `gst_inspect` is the gst-inspect-1.0 program (default: the one on
+    PATH), `python` the pipeline's interpreter (streams/gstreamer.py)."""
     program = gst_inspect if gst_inspect is not None else shutil.which("gst-inspect-1.0")
     nodes = [name for name in NVDEC_NODES if (dev / name).exists()]
     if program is None:
@@ -88,8 +93,24 @@ def probe_hardware(gst_inspect: str | None = None, dev: Path = Path("/dev")) -> 
         return HardwareProbe(
             HARDWARE_ELEMENT, False, f"{HARDWARE_ELEMENT} is registered but no NVDEC device node is in {dev}"
         )
+    missing = _runner_missing(python)
+    if missing:
+        return HardwareProbe(HARDWARE_ELEMENT, False, f"{HARDWARE_ELEMENT} registered, but {missing}")
     found = f"{HARDWARE_ELEMENT} registered, {dev}/{nodes[0]} present"
     return HardwareProbe(HARDWARE_ELEMENT, True, found, _gstreamer_version(program))
+
+
+def _runner_missing(python: str) -> str | None:
+    """Why the system's Python cannot run the pipeline (streams/gstlaunch.py needs PyGObject and GStreamer's
+    typelib), or None when it can."""
+    check = "import gi; gi.require_version('Gst', '1.0'); from gi.repository import Gst"
+    try:
+        done = subprocess.run([python, "-c", check], capture_output=True, timeout=INSPECT_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{python} cannot run the pipeline ({exc})"
+    if done.returncode != 0:
+        return f"{python} has no PyGObject for GStreamer (apt-get install python3-gi gir1.2-gstreamer-1.0)"
+    return None
 
 
 def _gstreamer_version(program: str) -> str:

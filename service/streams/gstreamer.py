@@ -1,7 +1,9 @@
-"""Jetson's hardware decoder for one camera connection: a `gst-launch-1.0` subprocess writing YUV4MPEG2 to a pipe.
+"""Jetson's hardware decoder for one camera connection: a GStreamer child process writing YUV4MPEG2 to a pipe.
 
 The service's venv has no PyGObject, and PyAV's FFmpeg cannot reach NVDEC; GStreamer's `nvv4l2decoder` can. So
-a gst-launch-1.0 child decodes (`nvv4l2decoder ! nvvidconv`), drops frames down to the camera's rate before any
+a child (streams/gstlaunch.py: what gst-launch-1.0 does, run by the system's Python, reading the pipeline from
+its stdin so that the camera's address and password are never on a command line, where every local user could read
+them) decodes (`nvv4l2decoder ! nvvidconv`), drops frames down to the camera's rate before any
 conversion (`videorate drop-only=true max-rate=N`), converts the kept ones to packed I420 and writes them as
 YUV4MPEG2 to its stdout (`y4menc ! fdsink fd=1`); PyAV reads that pipe with its `yuv4mpegpipe` demuxer, whose
 header carries the width, height and rate. The source's sampling, buffer and status code is the same for both.
@@ -19,13 +21,15 @@ Why each piece:
 - The child runs in its own process group; `close` terminates, then kills, then waits: no zombie, no orphan.
   Its stderr is kept (bounded) for the one-line reason a pipeline failed (its first `ERROR`).
 
-The argv is a list (no shell); the address is one element of it, and only its masked form is ever logged.
+The pipeline is a list of gst-launch tokens (no shell, no quoting: `Gst.parse_launchv` takes them as they are);
+the address is one of them, sent on the child's stdin, and only its masked form is ever logged.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -34,11 +38,14 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO
 
 from facefleet.streams.location import Location, SourceKind, mask
 
-LAUNCH = "gst-launch-1.0"
+# The pipeline's runner and its interpreter: the system's Python, where python3-gi lives (not the venv's).
+SYSTEM_PYTHON = "/usr/bin/python3"
+RUNNER = Path(__file__).with_name("gstlaunch.py")
 # FFmpeg's codec name -> (RTSP depayloader, parser, the caps nvv4l2decoder takes): the two codecs cameras send
 # that the pipeline is rendered for.
 CODECS = {
@@ -55,9 +62,11 @@ ELEMENT_PATH = re.compile(r"from element /\S*?([^/:]+:)?([^/:]+): ")
 
 @dataclass(frozen=True)
 class Render:
-    """What the child runs: its argv, and the same with the address masked (for logs and errors)."""
+    """What the child runs: its argv (no address in it), the pipeline's tokens it reads from stdin, and the
+    pipeline with the address masked (for logs and errors)."""
 
     argv: list[str]
+    tokens: list[str]
     shown: str
 
 
@@ -81,11 +90,12 @@ def render(
     transport: str = "tcp",
     realtime: bool = True,
     open_timeout_s: float = 10.0,
-    program: str = LAUNCH,
+    python: str = SYSTEM_PYTHON,
 ) -> Render:
-    """The gst-launch-1.0 argv decoding `location` (of `codec`, one of CODECS) with nvv4l2decoder into YUV4MPEG2
-    on stdout. Every element and property is older than GStreamer 1.20 (JetPack 6's); a test checks them against
-    the 1.22 here. `fps` 0 keeps every frame; a fractional rate is rounded up here, sampled exactly by the source."""
+    """The pipeline (gst-launch-1.0's tokens) decoding `location` (of `codec`, one of CODECS) with nvv4l2decoder
+    into YUV4MPEG2 on stdout. Every element and property is older than GStreamer 1.20 (JetPack 6's); a test
+    checks them against the 1.22 here. `fps` 0 keeps every frame; a fractional rate is rounded up here, sampled
+    exactly by the source."""
     depay, parse, caps = CODECS[codec]
     if location.kind is SourceKind.RTSP:
         timeout_us = str(int(open_timeout_s * 1_000_000))
@@ -128,18 +138,22 @@ def render(
         "fd=1",
         f"sync={sync}",
     ]
-    argv = [program, "-q", *head, *tail]
+    tokens = [*head, *tail]
     shown = f"location={location.shown}"
-    return Render(argv, " ".join(shown if arg.startswith("location=") else arg for arg in argv[2:]))
+    return Render(
+        [python, str(RUNNER)], tokens, " ".join(shown if arg.startswith("location=") else arg for arg in tokens)
+    )
 
 
-def available(program: str = LAUNCH) -> str | None:
-    """The gst-launch-1.0 to run, or None when it is not installed."""
-    return program if os.sep in program else shutil.which(program)
+def available(python: str = SYSTEM_PYTHON) -> str | None:
+    """The Python that runs the pipeline, or None when it is not installed."""
+    found = python if os.sep in python else shutil.which(python)
+    return found if found is not None and os.access(found, os.X_OK) else None
 
 
 class Pipe:
-    """One running gst-launch-1.0: its stdout for PyAV (`target`), a watchdog, its stderr kept for the reason.
+    """One running pipeline (streams/gstlaunch.py): its stdout for PyAV (`target`), a watchdog, its stderr kept
+    for the reason.
 
     The reader calls `reading()` before each blocking read and `fed()` after it: a read that waits longer than
     `read_timeout_s` (`first_s` for the first frame, which includes connecting) makes the watchdog kill the
@@ -157,18 +171,25 @@ class Pipe:
         self._deadline: float | None = time.monotonic() + first_s
         self.proc = subprocess.Popen(
             render.argv,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,  # its own process group: the whole pipeline ends with it
             env=env,
         )
+        self._send(render.tokens)
         self._threads = [
             threading.Thread(target=self._drain, args=(self.proc.stderr,), name="gst stderr", daemon=True),
             threading.Thread(target=self._watch, name="gst watchdog", daemon=True),
         ]
         for thread in self._threads:
             thread.start()
+
+    def _send(self, tokens: list[str]) -> None:
+        """The pipeline, address included, on the child's stdin (never its command line); then EOF."""
+        assert self.proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError), self.proc.stdin as stdin:  # it died at once: failure() says why
+            stdin.write((json.dumps(tokens) + "\n").encode())
 
     @property
     def target(self) -> str:
@@ -199,10 +220,10 @@ class Pipe:
             return error
         code = self.proc.returncode
         ending = "still running" if code is None else f"exit status {code}"
-        return f"gst-launch-1.0 {ending}" + (f": {mask(last)}" if last else "")
+        return f"the GStreamer pipeline's {ending}" + (f": {mask(last)}" if last else "")
 
     def ended_cleanly(self) -> bool:
-        """After its output ended: did gst-launch-1.0 exit 0 (a file's EOS), not on an error or a signal?"""
+        """After its output ended: did the pipeline exit 0 (a file's EOS), not on an error or a signal?"""
         return self._wait_exit(TERMINATE_WAIT_S) and self.proc.returncode == 0
 
     def close(self) -> None:

@@ -10,7 +10,7 @@ attempts and the seconds without frames. A file that does not exist, or holds no
 cannot help. Errors are one line with the address masked; the thread never lets an exception out.
 
 On a Jetson (`decoder="auto"` and the hardware probe of streams/decoders.py present) an RTSP or file camera is
-decoded by GStreamer's nvv4l2decoder instead: the FFmpeg open only tells the codec and size, then a gst-launch-1.0
+decoded by GStreamer's nvv4l2decoder instead: the FFmpeg open only tells the codec and size, then a GStreamer
 child (streams/gstreamer.py) decodes and drops down to the rate, and PyAV reads its YUV4MPEG2 pipe through the
 same sampling and buffer. When that pipeline gives no first frame, the connection is decoded by FFmpeg and the
 status says why; the next connection tries the hardware again.
@@ -478,9 +478,9 @@ class FrameSource:
         """GStreamer's nvv4l2decoder for one opening: (`_decode`'s answer, None) once it gave a frame, or
         (None, why) when it gave none (the caller decodes with FFmpeg). A loss after frames raises as usual."""
         loc, o = self.location, self.options
-        program = gstreamer.available()
-        if program is None:
-            return None, "gst-launch-1.0 is not installed (gstreamer1.0-tools)"
+        python = gstreamer.available()
+        if python is None:
+            return None, f"{gstreamer.SYSTEM_PYTHON} is not installed (it runs the GStreamer pipeline)"
         rendered = gstreamer.render(
             loc,
             codec,
@@ -488,14 +488,14 @@ class FrameSource:
             transport=o.transport,
             realtime=o.realtime,
             open_timeout_s=o.open_timeout_s,
-            program=program,
+            python=python,
         )
         try:
             pipe = gstreamer.Pipe(
                 rendered, first_s=o.open_timeout_s + o.read_timeout_s, read_timeout_s=o.read_timeout_s
             )
         except OSError as exc:
-            return None, f"{program} could not run: {_reason(exc)}"
+            return None, f"{python} could not run: {_reason(exc)}"
         with self._lock:
             self._pipe = pipe
         if self._stop.is_set():
