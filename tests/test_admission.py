@@ -1,16 +1,20 @@
 """The engine's admission hands slots out in arrival order: a request arriving as a slot is freed never
 takes it from one already waiting (with a plain semaphore it could, and the waiter lost its turn). Camera
-frames come after HTTP: by default only while no request is in the engine, never in the last free slot, never
-before a queued request, and cameras in the order they asked."""
+frames come after HTTP: by default only while no request is in the engine (this worker's or, through the
+shared board, another worker's), never in the last free slot, never before a queued request, and cameras in
+the order they asked."""
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
+from typing import Any
 
 import pytest
 
 from facefleet.api.admission import Admission, FifoSlots
+from facefleet.ops.board import HttpBoard
 
 
 def waiting(slots: FifoSlots, count: int) -> bool:
@@ -158,3 +162,62 @@ def test_with_a_single_slot_a_frame_may_take_it_when_no_request_is_there():
     assert admission.try_enter(0.0)
     assert not admission.try_enter(0.0)  # one frame at a time
     admission.leave()
+
+
+# ---------------------------------------------------------------- several workers (facefleet.ops.board)
+def _worker(board: HttpBoard, busy: Any, done: Any, count: int) -> None:
+    """Another gunicorn worker, forked after the board was made: `count` requests in its engine until `done`."""
+    board.set(count)
+    busy.set()
+    done.wait(30)
+    board.set(0)
+
+
+def test_a_frame_waits_for_the_other_workers_requests_too():
+    fork = multiprocessing.get_context("fork")
+    board = HttpBoard()
+    admission = Admission(2, 4, 5.0, board=board)  # the worker that runs the cameras
+    busy, done = fork.Event(), fork.Event()
+    other = fork.Process(target=_worker, args=(board, busy, done, 1))
+    other.start()
+    try:
+        assert busy.wait(10) and board.others() == 1
+        assert not admission.try_enter(0.1)  # idle: a request is in another worker's engine
+        threading.Timer(0.1, done.set).start()
+        assert admission.try_enter(5.0)  # it left: the frame's wait saw it without being woken
+        admission.leave()
+    finally:
+        done.set()
+        other.join(10)
+    assert board.others() == 0
+
+
+def test_a_worker_that_died_mid_request_leaves_no_count_once_the_master_hears_it():
+    fork = multiprocessing.get_context("fork")
+    board = HttpBoard()
+    busy, never = fork.Event(), fork.Event()
+    dead = fork.Process(target=_worker, args=(board, busy, never, 3))
+    dead.start()
+    assert busy.wait(10)
+    dead.kill()  # SIGKILL mid-request: its count stays in its slot
+    dead.join(10)
+    assert board.others() == 3
+    board.release(dead.pid)  # what gunicorn's child_exit does in the master (cli/gunicorn_conf.py)
+    assert board.others() == 0
+    assert Admission(2, 4, 5.0, board=board).try_enter(0.0)
+
+
+def test_free_slot_share_ignores_the_other_workers():
+    fork = multiprocessing.get_context("fork")
+    board = HttpBoard()
+    busy, done = fork.Event(), fork.Event()
+    other = fork.Process(target=_worker, args=(board, busy, done, 2))
+    other.start()
+    try:
+        assert busy.wait(10)
+        admission = Admission(3, 4, 5.0, stream_share="free-slot", board=board)
+        assert admission.try_enter(0.0)  # its own slots are free: the other workers' engines are theirs
+        admission.leave()
+    finally:
+        done.set()
+        other.join(10)

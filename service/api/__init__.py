@@ -19,12 +19,17 @@ from facefleet.api.status import bp as status_bp
 from facefleet.engine.pipeline import FaceEngine
 from facefleet.errors import FacefleetError, RequestTooLargeError
 from facefleet.ops import malloc, metrics
+from facefleet.ops.board import HttpBoard
 from facefleet.settings import Settings, ifr
 
 log = logging.getLogger("facefleet.api")
 
 
-def create_app(settings: Settings | None = None, engine: FaceEngine | None = None) -> Flask:
+def create_app(
+    settings: Settings | None = None, engine: FaceEngine | None = None, http_board: HttpBoard | None = None
+) -> Flask:
+    """The service's app. `http_board` is the workers' shared count of HTTP requests (ops/board.py), made by
+    gunicorn's master when it runs several workers: the worker that runs the cameras then sees them all."""
     settings = settings or Settings.from_env()
     logs.configure(settings.server.log_format, settings.server.log_level)
     for line in ifr.without_effect(os.environ):  # InsightFace-REST's `docker run -e` lines, told what is moot
@@ -46,7 +51,11 @@ def create_app(settings: Settings | None = None, engine: FaceEngine | None = Non
     app.extensions["facefleet.engine"] = engine
     server = settings.server
     admission = Admission(
-        server.engine_slots, server.queue_size, server.queue_timeout_s, stream_share=settings.streams.stream_share
+        server.engine_slots,
+        server.queue_size,
+        server.queue_timeout_s,
+        stream_share=settings.streams.stream_share,
+        board=http_board,
     )
     app.extensions["facefleet.admission"] = admission
     app.register_blueprint(extract_bp)

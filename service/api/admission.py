@@ -14,8 +14,9 @@ Camera frames (app/streams.py) come after HTTP. A frame waits at most its `timeo
 interval: by then a newer frame is due) and enters only when no request waits for a slot, two slots are free
 (it never takes the last free slot: that is HTTP's; with a single slot, frames may take it), it is the oldest
 camera waiting (so cameras on one clock do not shed the same camera's frames every time), and, with the default
-`stream_share="idle"`, no HTTP request is in the engine at all: the cores go to requests first, and the
-streams use the time between them. `"free-slot"` lets frames run beside requests (more cameras keep up on
+`stream_share="idle"`, no HTTP request is in the engine at all, in this worker or, through the shared
+`HttpBoard` (ops/board.py), in any other: the cores go to requests first, and the streams use the time between
+them. `"free-slot"` lets frames run beside requests (more cameras keep up on
 many cores; HTTP latency shares the cores with them). A frame that cannot enter in time is shed (counted).
 Measured in docs/benchmarks.md, "Camera streams".
 
@@ -33,6 +34,7 @@ from contextlib import contextmanager
 
 from facefleet.api.errors import APIError
 from facefleet.ops import metrics
+from facefleet.ops.board import HttpBoard
 from facefleet.ops.malloc import Trimmer, worker_trimmer
 from facefleet.settings.env import STREAM_SHARES
 
@@ -81,6 +83,9 @@ class FifoSlots:
                 self._free += 1
 
 
+BOARD_POLL_S = 0.005  # how often a waiting frame looks at the other workers' requests
+
+
 class Admission:
     def __init__(
         self,
@@ -89,6 +94,7 @@ class Admission:
         timeout_s: float,
         trimmer: Trimmer | None = None,
         stream_share: str = "idle",
+        board: HttpBoard | None = None,
     ) -> None:
         if stream_share not in STREAM_SHARES:
             raise ValueError(f"stream_share must be one of {', '.join(STREAM_SHARES)}, not {stream_share!r}")
@@ -98,6 +104,7 @@ class Admission:
         self._turns = threading.Condition()  # guards the two below; told whenever a slot may have come free
         self._http = 0  # requests inside the engine or queued for it
         self._frame_queue: deque[object] = deque()  # cameras waiting, oldest first
+        self._board = board  # the other workers' requests (None: this process is the only one)
         self._lock = threading.Lock()
         self._waiting = 0
         self._inside = 0
@@ -111,14 +118,19 @@ class Admission:
     @contextmanager
     def slot(self, endpoint: str) -> Iterator[float]:
         """Hold an engine slot; yields the seconds spent queueing."""
-        with self._turns:
-            self._http += 1
+        self._count_http(+1)
         try:
             with self._http_slot(endpoint) as queued:
                 yield queued
         finally:
-            with self._turns:
-                self._http -= 1
+            self._count_http(-1)
+
+    def _count_http(self, change: int) -> None:
+        with self._turns:
+            self._http += change
+            if self._board is not None:
+                self._board.set(self._http)
+            if change < 0:
                 self._turns.notify_all()
 
     @contextmanager
@@ -161,7 +173,9 @@ class Admission:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         return False
-                    self._turns.wait(left)
+                    # the other workers' requests do not wake this one: look again soon while they are in
+                    polling = self._share == "idle" and self._others_busy()
+                    self._turns.wait(min(left, BOARD_POLL_S) if polling else left)
             finally:
                 self._frame_queue.remove(turn)
                 self._turns.notify_all()  # the next camera in line may go, or stop waiting behind this one
@@ -172,9 +186,12 @@ class Admission:
         """HTTP first (called with `_turns` held): takes the slot when the frame may have it."""
         if self._slots.free < self._spare:
             return False
-        if self._share == "idle" and self._http:
+        if self._share == "idle" and (self._http or self._others_busy()):
             return False
         return self._slots.acquire(blocking=False)  # fails while requests queue for a slot
+
+    def _others_busy(self) -> bool:
+        return self._board is not None and self._board.others() > 0
 
     def leave(self) -> None:
         """The end of a `try_enter` that succeeded."""

@@ -16,6 +16,7 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from facefleet.ops.board import HttpBoard
 from facefleet.ops.gunicorn_app import FactoryApplication
 from facefleet.settings import Settings
 
@@ -23,8 +24,9 @@ if TYPE_CHECKING:
     from flask import Flask
 
 
-def options(settings: Settings) -> dict[str, Any]:
-    """gunicorn's settings for the service (what `-c gunicorn_conf.py` held before)."""
+def options(settings: Settings, board: HttpBoard | None = None) -> dict[str, Any]:
+    """gunicorn's settings for the service (what `-c gunicorn_conf.py` held before); `board` is the workers'
+    shared HTTP count, whose slot the master empties when a worker exits."""
     metrics_dir = Path(settings.metrics_path)
     return {
         "bind": f"{settings.server.host}:{settings.server.port}",
@@ -41,21 +43,23 @@ def options(settings: Settings) -> dict[str, Any]:
         "loglevel": settings.server.log_level.lower(),
         "proc_name": "facefleet",
         "on_starting": lambda server: empty_folder(metrics_dir),
-        "child_exit": child_exit,
+        "child_exit": lambda server, worker: child_exit(server, worker, board),
         "post_worker_init": post_worker_init,
         "control_socket_disable": True,  # several services on one host must not fight over one socket
     }
 
 
 def service_application(settings: Settings) -> FactoryApplication:
-    """gunicorn running the service's app, built in each worker from the settings it was given."""
+    """gunicorn running the service's app, built in each worker from the settings it was given. With several
+    workers the master makes the board they share their HTTP counts on (ops/board.py) before it forks them."""
+    board = HttpBoard() if settings.server.workers > 1 else None
 
     def build() -> Flask:
         from facefleet.api import create_app
 
-        return create_app(settings)
+        return create_app(settings, http_board=board)
 
-    return FactoryApplication(options(settings), build)
+    return FactoryApplication(options(settings, board), build)
 
 
 def empty_folder(folder: Path) -> None:
@@ -70,10 +74,12 @@ def empty_folder(folder: Path) -> None:
             entry.unlink()
 
 
-def child_exit(server: object, worker: Any) -> None:
+def child_exit(server: object, worker: Any, board: HttpBoard | None = None) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+    if board is not None:
+        board.release(worker.pid)  # a worker that died mid-request leaves no count behind
 
 
 def _write_json_error(sock: socket.socket, status: int, reason: str, message: str) -> None:
