@@ -9,7 +9,6 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import time
-from typing import Any
 
 import pytest
 
@@ -165,59 +164,60 @@ def test_with_a_single_slot_a_frame_may_take_it_when_no_request_is_there():
 
 
 # ---------------------------------------------------------------- several workers (facefleet.ops.board)
-def _worker(board: HttpBoard, busy: Any, done: Any, count: int) -> None:
-    """Another gunicorn worker, forked after the board was made: `count` requests in its engine until `done`."""
-    board.set(count)
-    busy.set()
-    done.wait(30)
-    board.set(0)
+class OtherWorker:
+    """Another gunicorn worker, forked after the board was made, with `count` requests in its engine until
+    `done` is set (or it is killed)."""
+
+    def __init__(self, board: HttpBoard, count: int) -> None:
+        fork = multiprocessing.get_context("fork")
+        self.busy, self.done = fork.Event(), fork.Event()
+        self.process = fork.Process(target=self._run, args=(board, count))
+        self.process.start()
+        assert self.busy.wait(10), "the other worker did not start"
+
+    def _run(self, board: HttpBoard, count: int) -> None:
+        board.set(count)
+        self.busy.set()
+        self.done.wait(30)
+        board.set(0)
+
+    def end(self) -> None:
+        self.done.set()
+        self.process.join(10)
 
 
 def test_a_frame_waits_for_the_other_workers_requests_too():
-    fork = multiprocessing.get_context("fork")
     board = HttpBoard()
     admission = Admission(2, 4, 5.0, board=board)  # the worker that runs the cameras
-    busy, done = fork.Event(), fork.Event()
-    other = fork.Process(target=_worker, args=(board, busy, done, 1))
-    other.start()
+    other = OtherWorker(board, 1)
     try:
-        assert busy.wait(10) and board.others() == 1
+        assert board.others() == 1
         assert not admission.try_enter(0.1)  # idle: a request is in another worker's engine
-        threading.Timer(0.1, done.set).start()
+        threading.Timer(0.1, other.done.set).start()
         assert admission.try_enter(5.0)  # it left: the frame's wait saw it without being woken
         admission.leave()
     finally:
-        done.set()
-        other.join(10)
+        other.end()
     assert board.others() == 0
 
 
 def test_a_worker_that_died_mid_request_leaves_no_count_once_the_master_hears_it():
-    fork = multiprocessing.get_context("fork")
     board = HttpBoard()
-    busy, never = fork.Event(), fork.Event()
-    dead = fork.Process(target=_worker, args=(board, busy, never, 3))
-    dead.start()
-    assert busy.wait(10)
-    dead.kill()  # SIGKILL mid-request: its count stays in its slot
-    dead.join(10)
+    dead = OtherWorker(board, 3)
+    dead.process.kill()  # SIGKILL mid-request: its count stays in its slot
+    dead.process.join(10)
     assert board.others() == 3
-    board.release(dead.pid)  # what gunicorn's child_exit does in the master (cli/gunicorn_conf.py)
+    board.release(dead.process.pid or 0)  # what gunicorn's child_exit does in the master (cli/gunicorn_conf.py)
     assert board.others() == 0
     assert Admission(2, 4, 5.0, board=board).try_enter(0.0)
 
 
 def test_free_slot_share_ignores_the_other_workers():
-    fork = multiprocessing.get_context("fork")
     board = HttpBoard()
-    busy, done = fork.Event(), fork.Event()
-    other = fork.Process(target=_worker, args=(board, busy, done, 2))
-    other.start()
+    other = OtherWorker(board, 2)
     try:
-        assert busy.wait(10)
         admission = Admission(3, 4, 5.0, stream_share="free-slot", board=board)
         assert admission.try_enter(0.0)  # its own slots are free: the other workers' engines are theirs
         admission.leave()
     finally:
-        done.set()
-        other.join(10)
+        other.end()
