@@ -18,6 +18,7 @@ command -v start-stop-daemon >/dev/null || missing+=(dpkg)
 command -v dockerd >/dev/null || missing+=(docker.io)         # the container test starts its own daemon
 command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)     # ... from a Debian base image it makes
 command -v unshare >/dev/null || missing+=(util-linux)        # the metrics folder on a bind mount
+command -v gpgv >/dev/null || missing+=(gpgv)                 # Ubuntu's archive key, checked (the jammy GStreamer test)
 [ -x /usr/bin/qemu-aarch64-static ] || missing+=(qemu-user-static binfmt-support)  # the arm64 import check
 command -v arch-test >/dev/null || missing+=(arch-test)       # mmdebstrap's check of a foreign architecture
 command -v nginx >/dev/null || missing+=(nginx)               # tests/front.py runs its own nginx master (the front)

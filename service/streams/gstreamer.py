@@ -12,10 +12,10 @@ Why each piece:
 - The codec is known before the pipeline is rendered (an FFmpeg open of the camera said it): the real
   nvv4l2decoder takes only `byte-stream`/`au` H.264 and H.265, which an explicit depayloader or parser then a
   caps filter guarantee; `parsebin` alone would hand it MP4's `avc` form and fail to link.
-- `videoconvert` really converts (NV12 to I420): GStreamer 1.22's y4menc writes a buffer as it is, and a
-  decoder's passthrough buffers are padded. Converted buffers have GStreamer's default strides, rounded up to 4
-  bytes: they are packed only when the width is a multiple of 8 and the height even (`refusal` says so before
-  anything runs, and the source keeps FFmpeg for other sizes).
+- `videoconvert` really converts (NV12 to I420): y4menc (1.22, and JetPack 6's 1.20.3 alike) writes a buffer as
+  it is, and a decoder's passthrough buffers are padded. Converted buffers have GStreamer's default strides,
+  rounded up to 4 bytes: they are packed only when the width is a multiple of 8 and the height even (`refusal`
+  says so before anything runs, and the source keeps FFmpeg for other sizes).
 - A blocked pipe read never times out, so a watchdog kills the child when no frame came for the read timeout
   (and the source kills it on stop()): PyAV then reads EOF, which the source treats as any other loss.
 - The child runs in its own process group; `close` terminates, then kills, then waits: no zombie, no orphan.
@@ -93,9 +93,9 @@ def render(
     python: str = SYSTEM_PYTHON,
 ) -> Render:
     """The pipeline (gst-launch-1.0's tokens) decoding `location` (of `codec`, one of CODECS) with nvv4l2decoder
-    into YUV4MPEG2 on stdout. Every element and property is older than GStreamer 1.20 (JetPack 6's); a test
-    checks them against the 1.22 here. `fps` 0 keeps every frame; a fractional rate is rounded up here, sampled
-    exactly by the source."""
+    into YUV4MPEG2 on stdout. Every element and property is older than GStreamer 1.20 (JetPack 6's); tests
+    check them against Debian's 1.22 and Ubuntu 22.04's 1.20.3. `fps` 0 keeps every frame; a fractional rate is
+    rounded up here, sampled exactly by the source."""
     depay, parse, caps = CODECS[codec]
     if location.kind is SourceKind.RTSP:
         timeout_us = str(int(open_timeout_s * 1_000_000))
