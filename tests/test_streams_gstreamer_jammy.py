@@ -25,6 +25,7 @@ Timings (the tree's build or cache hit, the unpack) go to test-artifacts/jammy.j
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -143,10 +144,18 @@ def tarball_path() -> Path:
 
 
 def rootfs_tarball() -> Path:
-    """The jammy tree as a tarball, built once (see the module's docstring)."""
+    """The jammy tree as a tarball, built once (see the module's docstring); one build at a time (.ci/run starts
+    one in the background while the suite runs, and this test waits for it)."""
     tarball = tarball_path()
     if tarball.exists():
         return tarball
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with (CACHE / ".build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return tarball if tarball.exists() else _build(tarball)
+
+
+def _build(tarball: Path) -> Path:
     keyring = archive_keyring(CACHE / "keyring")
     partial = tarball.with_suffix(".partial.tar")
     command = [
