@@ -146,7 +146,9 @@ def test_killing_a_worker_fails_every_request_in_flight_in_it_and_nothing_else(
         assert len(failed) == held[victim], (held, outcomes)  # every one the killed worker held, no other
         assert all(isinstance(o, str) for o in failed), outcomes  # a dropped connection, not an answer
         until("a new worker", lambda: len(worker_pids(svc.proc.pid)) == 2 and victim not in worker_pids(svc.proc.pid))
-        answered = metric_samples(scrape(svc.url), "facefleet_http_requests_total")['{code="200",endpoint="extract"}']
+        samples = metric_samples(scrape(svc.url), "facefleet_http_requests_total")
+        # the kernel may have handed all 8 connections to one worker: then none is answered, and no 200 counted
+        answered = samples.get('{code="200",endpoint="extract"}', 0.0)
         assert answered == IN_FLIGHT - held[victim], answered  # nothing retried, nothing counted twice
         print(f"worker loss: {held[victim]} of {IN_FLIGHT} in flight failed; held per worker {sorted(held.values())}")
     finally:
