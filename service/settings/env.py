@@ -33,6 +33,8 @@ SHAPE_POLICIES = ("fixed", "fit")
 PROVIDER_CHOICES = ("first", "fastest")
 # When a camera's frame may use the engine beside HTTP (api/admission.py)
 STREAM_SHARES = ("idle", "free-slot")
+# Which decoder reads a camera (streams/decoders.py): the hardware when present, or never
+STREAM_DECODERS = ("auto", "ffmpeg")
 # The OpenVINO provider's `device_type`: a device (CPU, GPU, GPU.1, NPU) or a plugin over devices
 # (AUTO:GPU,CPU, HETERO:GPU,CPU); which of them exist on the host only OpenVINO knows.
 OPENVINO_DEVICE = re.compile(r"[A-Z]+(\.\d+)?(:[A-Z]+(\.\d+)?(,[A-Z]+(\.\d+)?)*)?")

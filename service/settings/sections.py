@@ -21,6 +21,7 @@ from facefleet.settings.env import (
     CONV_ALGO_SEARCHES,
     PROVIDER_CHOICES,
     SHAPE_POLICIES,
+    STREAM_DECODERS,
     STREAM_SHARES,
     Network,
     above_zero_float,
@@ -647,7 +648,7 @@ class StreamsSettings(Section):
     stream_decoder: str = knob(
         "auto",
         "FACEFLEET_STREAM_DECODER",
-        parse=exactly_one_of("auto", "ffmpeg"),
+        parse=exactly_one_of(*STREAM_DECODERS),
         doc=(
             "which decoder reads RTSP and file cameras: `auto`, a Jetson's hardware decoder (GStreamer's "
             "`nvv4l2decoder`) when it is probed present, FFmpeg (software, PyAV) otherwise and for MJPEG and V4L2; "

@@ -19,13 +19,14 @@ from pathlib import Path
 
 import av
 
+from facefleet.settings.env import STREAM_DECODERS
 from facefleet.streams import gstreamer
 
 HARDWARE_ELEMENT = "nvv4l2decoder"
 # The NVDEC device nodes L4T creates (JetPack 5 and 6 on Xavier and Orin); any one of them is enough.
 NVDEC_NODES = ("nvhost-nvdec", "nvhost-nvdec1", "v4l2-nvdec")
 INSPECT_TIMEOUT_S = 10.0
-CHOICES = ("auto", "ffmpeg")  # FACEFLEET_STREAM_DECODER: the hardware when present, or never
+CHOICES = STREAM_DECODERS  # FACEFLEET_STREAM_DECODER: the hardware when present, or never
 
 
 @dataclass(frozen=True)
